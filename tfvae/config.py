@@ -1,0 +1,156 @@
+"""One typed configuration for a tfvae run, saved as `config.json` beside it.
+
+`train` writes the config; `evaluate`, `export` and a resumed `train` read it
+back, so a run always knows how its model was built. Nothing is ever evaluated
+as code: the JSON is parsed, every field is type-checked, and unknown fields or
+an incompatible `version` are refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Optional
+
+from tfvae.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "CONFIG_VERSION",
+    "DATASETS",
+    "ARCHITECTURE_NAMES",
+    "STRATEGIES",
+    "IMAGE_SHAPE",
+    "load_config",
+    "save_config",
+]
+
+# Bumped when a field changes meaning; runs written by another version are refused.
+CONFIG_VERSION = 1
+
+# Every dataset tfvae knows is 28x28 grey-scale: x in {0, 1}^(28*28*1).
+IMAGE_SHAPE = (28, 28, 1)
+
+DATASETS = ("binarized_mnist", "mnist", "fashion_mnist")
+ARCHITECTURE_NAMES = ("mlp",)  # keys of tfvae.models.ARCHITECTURES
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything that defines a run: the model, the data and the optimisation.
+
+    Example:
+    >>> from tfvae.config import Config
+    >>> Config(epochs=1, latent_dim=2).latent_dim
+    2
+    """
+
+    # --- model ---
+    architecture: str = "mlp"  # encoder/decoder family, a key of tfvae.models.ARCHITECTURES
+    latent_dim: int = 20  # D, the dimension of z
+    hidden_units: int = 500  # width of each hidden layer of the encoder and the decoder
+
+    # --- data ---
+    dataset: str = "binarized_mnist"  # one of DATASETS
+    data_dir: Optional[str] = None  # local files laid out like shared/data; None: TFVAE_DATA_DIR, then TFDS
+    limit: Optional[int] = None  # train on the first `limit` training images only (smoke runs)
+
+    # --- optimisation ---
+    epochs: int = 40  # passes over the training set
+    batch_size: int = 128  # global batch size, split across replicas
+    learning_rate: float = 1e-3  # Adam step size
+    seed: int = 0  # seeds weights, shuffling, binarisation and the fixed z of the sample grids
+
+    # --- execution ---
+    strategy: str = "auto"  # tf.distribute strategy, one of STRATEGIES
+    cpu_devices: int = 1  # split the CPU into this many logical devices (mirrored training without a GPU)
+    mixed_precision: bool = False  # mixed_float16 on GPU, mixed_bfloat16 on CPU; distributions stay float32
+    jit_compile: bool = False  # compile the train step with XLA
+    steps_per_execution: int = 1  # train steps per call into the compiled graph
+    deterministic: bool = True  # enable TF op determinism, so equal seeds give equal histories
+
+    version: int = CONFIG_VERSION  # format of this file
+
+    def __post_init__(self):
+        for name in ("latent_dim", "hidden_units", "epochs", "batch_size", "cpu_devices", "steps_per_execution"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{_flag(name)} must be a positive integer, got {value!r}")
+        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1):
+            raise ConfigError(f"--limit must be a positive integer, got {self.limit!r}")
+        if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) or not self.learning_rate > 0:
+            raise ConfigError(f"--learning-rate must be a positive number, got {self.learning_rate!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        _check_choice("dataset", self.dataset, DATASETS)
+        _check_choice("architecture", self.architecture, ARCHITECTURE_NAMES)
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        for name in ("mixed_precision", "jit_compile", "deterministic"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise ConfigError(f"data_dir must be a path or null, got {self.data_dir!r}")
+        if self.version != CONFIG_VERSION:
+            raise ConfigError(
+                f"config version {self.version!r} is not supported by this tfvae (expects {CONFIG_VERSION}); "
+                "retrain with this version or install the tfvae that wrote the run"
+            )
+
+    @property
+    def image_shape(self) -> tuple:
+        return IMAGE_SHAPE
+
+    def replace(self, **changes) -> "Config":
+        """A copy with `changes` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        """Build a config from parsed JSON, refusing unknown or missing-version fields."""
+        if not isinstance(values, dict):
+            raise ConfigError("config.json must hold a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"config.json has unknown fields {unknown}; was it written by another tfvae version?")
+        if "version" not in values:
+            raise ConfigError("config.json has no 'version' field; it was not written by tfvae")
+        return cls(**values)
+
+
+def save_config(config: Config, path: str) -> None:
+    """Write `config` as JSON to `path` atomically (a temporary file, then a rename)."""
+    from tfvae.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def load_config(path: str) -> Config:
+    """Read and validate a `config.json`, with one clear error for each way it can be wrong."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path} is missing: this is not a tfvae run directory")
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path} is not valid JSON ({e})") from None
+    try:
+        return Config.from_dict(values)
+    except TypeError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {_flag(name)} {value!r}; choose one of: {', '.join(choices)}")
