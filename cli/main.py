@@ -1,0 +1,96 @@
+"""The `tfvae` command: a thin shell over the library.
+
+This file is intentionally kept short: each command parses options, builds a
+config, calls one library function and prints the result. Known failures
+(`TfvaeError`) become one line on stderr and exit code 1; `--debug` shows the
+traceback instead. Ctrl-C and SIGTERM exit with 130 and 143.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import click
+
+# TensorFlow's C++ start-up chatter hides the output users need; set before any TF import.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tfvae import __version__  # noqa: E402  (light: no TensorFlow)
+from tfvae.errors import TfvaeError  # noqa: E402
+
+EXIT_ERROR = 1
+EXIT_SIGINT = 128 + signal.SIGINT  # 130
+EXIT_SIGTERM = 128 + signal.SIGTERM  # 143
+
+
+class _Terminated(BaseException):
+    """SIGTERM, turned into an exception so that `finally` blocks and atomic writes clean up."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+class TfvaeGroup(click.Group):
+    """A click group that reports TfvaeError as one line, unless --debug."""
+
+    def invoke(self, ctx):
+        debug = "--debug" in sys.argv[1:]
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            return super().invoke(ctx)
+        except TfvaeError as e:
+            if debug:
+                raise
+            click.echo(f"Error: {e}", err=True)
+            ctx.exit(EXIT_ERROR)
+        except KeyboardInterrupt:
+            click.echo("Interrupted: partial work is kept; run the same command again to resume.", err=True)
+            ctx.exit(EXIT_SIGINT)
+        except _Terminated:
+            click.echo("Terminated: partial work is kept; run the same command again to resume.", err=True)
+            ctx.exit(EXIT_SIGTERM)
+
+
+@click.group(cls=TfvaeGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="tfvae")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+def cli(debug):
+    """Train a variational autoencoder on binarized MNIST and take its decoder to the edge.
+
+    \b
+      tfvae train --epochs 40          train, writing a run directory under runs/
+      tfvae evaluate --run-dir DIR     ELBO and importance-sampled log p(x)
+      tfvae export --run-dir DIR --tflite
+      tfvae sample --model DIR/export/decoder.tflite
+
+    Local data: --data-dir or TFVAE_DATA_DIR (a folder laid out like shared/data);
+    otherwise tensorflow-datasets downloads it.
+    """
+
+
+def _register():
+    from tfvae.cli import train as train_cmd
+
+    cli.add_command(train_cmd.train)
+    for name in ("evaluate", "export", "sample"):
+        try:
+            module = __import__(f"tfvae.cli.{name}", fromlist=[name])
+        except ModuleNotFoundError as e:
+            if e.name != f"tfvae.cli.{name}":
+                raise
+            continue
+        cli.add_command(getattr(module, name))
+
+
+_register()
+
+
+def main():
+    cli(prog_name="tfvae")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""`tfvae train`: options -> Config -> tfvae.train.train_and_evaluate."""
+
+from __future__ import annotations
+
+import click
+
+from tfvae.config import ARCHITECTURE_NAMES, DATASETS, STRATEGIES, Config
+
+_DEFAULTS = Config()
+
+
+@click.command()
+@click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True, help="Passes over the training set.")
+@click.option("--latent-dim", type=int, default=_DEFAULTS.latent_dim, show_default=True, help="D, the dimension of z.")
+@click.option("--hidden-units", type=int, default=_DEFAULTS.hidden_units, show_default=True, help="Width of each hidden layer.")
+@click.option("--architecture", type=click.Choice(ARCHITECTURE_NAMES), default=_DEFAULTS.architecture, show_default=True)
+@click.option("--batch-size", type=int, default=_DEFAULTS.batch_size, show_default=True, help="Global batch size.")
+@click.option("--learning-rate", type=float, default=_DEFAULTS.learning_rate, show_default=True, help="Adam step size.")
+@click.option(
+    "--dataset",
+    type=click.Choice(DATASETS),
+    default=_DEFAULTS.dataset,
+    show_default=True,
+    help="binarized_mnist: Larochelle's static binarization; mnist, fashion_mnist: binarized afresh every epoch.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    envvar="TFVAE_DATA_DIR",
+    help="Local data laid out like shared/data [env: TFVAE_DATA_DIR]; without it, tensorflow-datasets downloads.",
+)
+@click.option("--limit", type=int, default=None, help="Train on the first N training images only (smoke runs).")
+@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True, help="Seeds weights, shuffling and sampling.")
+@click.option("--run-dir", type=click.Path(), default=None, help="Where the run is written [default: a new folder under runs/].")
+@click.option("--overwrite", is_flag=True, help="Replace a finished run in --run-dir.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=_DEFAULTS.strategy, show_default=True,
+              help="tf.distribute strategy (auto: multi_worker with TF_CONFIG, mirrored with several devices).")
+@click.option("--cpu-devices", type=int, default=_DEFAULTS.cpu_devices, show_default=True,
+              help="Split the CPU into N logical devices (mirrored training without a GPU).")
+@click.option("--mixed-precision", is_flag=True, help="mixed_float16 on GPU, mixed_bfloat16 on CPU.")
+@click.option("--jit-compile", is_flag=True, help="Compile the train step with XLA.")
+@click.option("--steps-per-execution", type=int, default=_DEFAULTS.steps_per_execution, show_default=True,
+              help="Train steps per call into the compiled graph.")
+@click.option("--deterministic/--no-deterministic", default=_DEFAULTS.deterministic, show_default=True,
+              help="TF op determinism: equal seeds give equal histories.")
+@click.option("--verbose", type=click.IntRange(0, 2), default=None, help="Keras progress: 0 silent, 1 bar, 2 a line per epoch.")
+def train(run_dir, overwrite, verbose, data_dir, **options):
+    """Train the VAE on binarized MNIST and write a run directory.
+
+    The run holds config.json, history.csv (ELBO, rate and distortion per epoch),
+    checkpoints, TensorBoard logs, elbo.png, sample grids before / halfway / after
+    training, reconstructions.png and, with --latent-dim 2, manifold.png.
+    An interrupted run resumes when the same command is run again with its --run-dir.
+    """
+    from tfvae.runs import default_run_dir
+    from tfvae.train import train_and_evaluate
+
+    config = Config(data_dir=data_dir, **options)
+    train_and_evaluate(
+        config,
+        run_dir or default_run_dir(),
+        overwrite=overwrite,
+        verbose="auto" if verbose is None else verbose,
+        log=lambda message: click.echo(message, err=True),
+    )

@@ -1,0 +1,40 @@
+"""tfvae: a variational autoencoder on binarized MNIST, from `tfvae train` to an on-device decoder.
+
+`cli/` and `export/` install inside the tfvae namespace (tfvae.cli, tfvae.export),
+so installing tfvae never claims the global module names `cli` or `export`.
+"""
+
+from setuptools import setup
+
+# The training stack, pinned to what is known to work together (Python 3.11).
+TRAIN_REQUIRES = [
+    "tensorflow==2.21.0",
+    "tf-keras==2.21.0",
+    "tensorflow-probability==0.25.0",
+    "tensorflow-datasets==4.9.10",
+    "tensorboard==2.21.0",
+    "matplotlib>=3.7",
+]
+# What `tfvae sample` needs with a .tflite decoder: no TensorFlow (see requirements-edge.txt).
+EDGE_REQUIRES = [
+    "numpy>=1.24",
+    "click>=8.1",
+    "pillow>=9.0",
+    "ai-edge-litert==2.3.0",
+]
+
+setup(
+    name="tfvae",
+    version="0.1.0",
+    description="A variational autoencoder for binarized MNIST with TensorFlow Probability layers, exported to LiteRT.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["tfvae", "tfvae.cli", "tfvae.export"],
+    package_dir={"tfvae": "tfvae", "tfvae.cli": "cli", "tfvae.export": "export"},
+    install_requires=EDGE_REQUIRES + TRAIN_REQUIRES,
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100", "scipy>=1.11"],
+    },
+    entry_points={"console_scripts": ["tfvae = tfvae.cli.main:main"]},
+)

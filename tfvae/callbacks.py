@@ -1,0 +1,114 @@
+"""Keras callbacks that write a run's history, checkpoints and sample grids as training goes."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as tfk
+
+from tfvae import plots
+from tfvae.runs import CHECKPOINT_DIR, read_history, write_history
+
+__all__ = ["HistoryCSV", "EpochCheckpoint", "SampleGrids", "StopOnNonFinite"]
+
+
+def _finite(logs) -> bool:
+    return bool(logs) and all(math.isfinite(float(v)) for v in logs.values())
+
+
+class HistoryCSV(tfk.callbacks.Callback):
+    """Keeps history.csv and elbo.png: one row per completed epoch, each epoch exactly once.
+
+    On a resumed run, rows past the restored epoch (written by the interrupted
+    process after its last backup) are dropped before training continues, so
+    no epoch is lost or duplicated.
+    """
+
+    def __init__(self, run_dir: str):
+        super().__init__()
+        self.run_dir = run_dir
+        self._rows = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._rows is None:  # first epoch of this process: `epoch` epochs are already done
+            self._rows = [r for r in read_history(self.run_dir) if r["epoch"] <= epoch]
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if not _finite(logs):
+            return
+        row = {"epoch": epoch + 1, "seconds": time.perf_counter() - self._started}
+        for key in ("elbo", "rate", "distortion"):
+            row[f"train_{key}"] = float(logs[key])
+            row[f"val_{key}"] = float(logs.get(f"val_{key}", float("nan")))
+        self._rows = [r for r in self._rows if r["epoch"] != epoch + 1] + [row]
+        write_history(self.run_dir, self._rows)
+        plots.plot_elbo(self._rows, os.path.join(self.run_dir, "elbo.png"))
+
+
+class EpochCheckpoint(tfk.callbacks.Callback):
+    """Saves the model's weights after every finite epoch: checkpoints/epoch-N (the last few kept)."""
+
+    def __init__(self, run_dir: str, max_to_keep: int = 3):
+        super().__init__()
+        self.directory = os.path.join(run_dir, CHECKPOINT_DIR)
+        self.max_to_keep = max_to_keep
+
+    def on_train_begin(self, logs=None):
+        checkpoint = tf.train.Checkpoint(model=self.model)
+        self.manager = tf.train.CheckpointManager(
+            checkpoint, self.directory, max_to_keep=self.max_to_keep, checkpoint_name="epoch"
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        if _finite(logs):
+            self.manager.save(checkpoint_number=epoch + 1)
+
+
+class SampleGrids(tfk.callbacks.Callback):
+    """Decoder means for a fixed set of z ~ N(0, I): before training, halfway and after.
+
+    Files: samples_epoch_000.png, samples_epoch_{epochs // 2:03d}.png, samples_epoch_{epochs:03d}.png.
+    """
+
+    def __init__(self, run_dir: str, z: np.ndarray, epochs: int):
+        super().__init__()
+        self.run_dir = run_dir
+        self.z = tf.constant(z)  # (N, D), fixed for the whole run
+        self.epochs_to_save = {0, epochs // 2, epochs}
+
+    def _save(self, epoch: int):
+        probs = tf.sigmoid(self.model.decode_logits(self.z)).numpy()  # (N, 28, 28, 1)
+        title = "before training" if epoch == 0 else f"after epoch {epoch}"
+        plots.save_image_grid(probs, os.path.join(self.run_dir, f"samples_epoch_{epoch:03d}.png"), title)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 0:
+            self._save(0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 in self.epochs_to_save and _finite(logs):
+            self._save(epoch + 1)
+
+
+class StopOnNonFinite(tfk.callbacks.Callback):
+    """Stops training after the first epoch whose ELBO is NaN or infinite, and remembers which.
+
+    Checked per epoch, not per batch: a per-batch callback makes Keras copy the
+    logs out of the graph after every step, which costs more than the check.
+    The epoch's weights are not checkpointed (EpochCheckpoint skips non-finite epochs).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.bad_epoch = None  # 1-based epoch whose loss was not finite
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.bad_epoch is None and not _finite(logs):
+            self.bad_epoch = epoch + 1
+            self.model.stop_training = True

@@ -1,0 +1,218 @@
+"""The VAE: a Keras model made of TFP distribution layers.
+
+    x --encoder--> params --q_z--> q(z|x) = N(loc, diag scale^2)  [+ rate = KL(q(z|x) || p(z)), added once]
+      z ~ q(z|x) (reparameterised) --decoder--> logits --p_x_given_z--> prod Bernoulli(logits)
+
+The model's output is the distribution p(x|z); the loss is the negative ELBO
+in nats per image, distortion + rate, with
+
+    distortion = -log p(x|z), one reparameterised z ~ q(z|x)
+    rate       = KL(q(z|x) || N(0, I)), in closed form
+
+Encoder and decoder networks are tensors in, tensors out (they are what gets
+exported); the distributions live only in the TFP layers around them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+import tf_keras as tfk
+
+from tfvae.config import IMAGE_SHAPE, Config
+
+tfd = tfp.distributions
+tfpl = tfp.layers
+
+__all__ = [
+    "ARCHITECTURES",
+    "VAE",
+    "KLDivergenceLoss",
+    "build_vae",
+    "posterior_params",
+    "standard_normal_prior",
+]
+
+# Keeps the posterior scale away from 0, where log(scale) and the KL blow up.
+_MIN_SCALE = 1e-5
+
+
+def mlp_encoder(latent_dim: int, hidden_units: int, image_shape=IMAGE_SHAPE) -> tfk.Model:
+    """x (B, 28, 28, 1) -> params (B, 2D): one hidden ReLU layer, then loc and raw scale."""
+    return tfk.Sequential(
+        [
+            tfk.layers.InputLayer(image_shape),
+            tfk.layers.Flatten(),
+            tfk.layers.Dense(hidden_units, activation="relu"),
+            # float32 even under mixed precision: these are distribution parameters.
+            tfk.layers.Dense(2 * latent_dim, dtype="float32"),
+        ],
+        name="encoder",
+    )
+
+
+def mlp_decoder(latent_dim: int, hidden_units: int, image_shape=IMAGE_SHAPE) -> tfk.Model:
+    """z (B, D) -> logits (B, 784): one hidden ReLU layer, then a logit per pixel."""
+    return tfk.Sequential(
+        [
+            tfk.layers.InputLayer((latent_dim,)),
+            tfk.layers.Dense(hidden_units, activation="relu"),
+            tfk.layers.Dense(math.prod(image_shape), dtype="float32"),
+        ],
+        name="decoder",
+    )
+
+
+# name -> (encoder factory, decoder factory); each factory takes (latent_dim, hidden_units, image_shape).
+ARCHITECTURES = {"mlp": (mlp_encoder, mlp_decoder)}
+
+
+def posterior_params(params):
+    """Split encoder outputs (B, 2D) into loc (B, D) and a positive scale (B, D)."""
+    loc, raw_scale = tf.split(params, 2, axis=-1)
+    return loc, tf.math.softplus(raw_scale) + _MIN_SCALE
+
+
+def standard_normal_prior(latent_dim: int, dtype=tf.float32) -> tfd.Distribution:
+    """p(z) = N(0, I_D)."""
+    return tfd.MultivariateNormalDiag(loc=tf.zeros([latent_dim], dtype=dtype))
+
+
+def _make_posterior(params):
+    loc, scale = posterior_params(params)
+    return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
+
+
+class KLDivergenceLoss(tfk.layers.Layer):
+    """Adds the rate, KL(q(z|x) || N(0, I)) averaged over the batch, to the model's losses.
+
+    TFP's `KLDivergenceAddLoss` sums the KL over the batch while Keras averages
+    the reconstruction loss, and `KLDivergenceRegularizer` on a distribution
+    layer puts the KL into `model.losses` twice (TFP issues 599, 1215). This
+    layer adds it exactly once, in closed form, per image. The distribution
+    passes through unchanged.
+
+    Args:
+      latent_dim: D, the dimension of z.
+
+    Example:
+    >>> layer = KLDivergenceLoss(latent_dim=2)
+    >>> q_z = tfd.MultivariateNormalDiag(loc=[[1.0, 0.0]], scale_diag=[[1.0, 1.0]])
+    >>> _ = layer(q_z)
+    >>> float(layer.losses[0])
+    0.5
+    """
+
+    def __init__(self, latent_dim: int, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.latent_dim = latent_dim
+
+    def call(self, q_z):
+        p_z = standard_normal_prior(self.latent_dim, dtype=q_z.dtype)
+        rate = tfd.kl_divergence(q_z, p_z)  # (B,), analytic for two MVNDiag
+        self.add_loss(tf.reduce_mean(rate))
+        return q_z
+
+    def get_config(self):
+        return {**super().get_config(), "latent_dim": self.latent_dim}
+
+
+class VAE(tfk.Model):
+    """The textbook VAE with a Bernoulli decoder, trained on the negative ELBO.
+
+    Calling the model on images x returns p(x|z) for one reparameterised
+    z ~ q(z|x); the rate is in `model.losses`. Training with `fit` minimises
+    distortion + rate and reports `elbo`, `rate` and `distortion` in nats per
+    image.
+
+    Args:
+      latent_dim: D, the dimension of z.
+      hidden_units: width of the hidden layers.
+      architecture: a key of `ARCHITECTURES`.
+      image_shape: shape of one image, (28, 28, 1).
+
+    Example:
+    >>> vae = VAE(latent_dim=2, hidden_units=8)
+    >>> p_x_given_z = vae(tf.zeros([3, 28, 28, 1]))
+    >>> p_x_given_z.log_prob(tf.zeros([3, 28, 28, 1])).shape
+    TensorShape([3])
+    """
+
+    def __init__(self, latent_dim=20, hidden_units=500, architecture="mlp", image_shape=IMAGE_SHAPE, **kwargs):
+        super().__init__(**kwargs)
+        self.latent_dim = latent_dim
+        self.hidden_units = hidden_units
+        self.architecture = architecture
+        self.image_shape = tuple(image_shape)
+        make_encoder, make_decoder = ARCHITECTURES[architecture]
+        self.encoder = make_encoder(latent_dim, hidden_units, self.image_shape)
+        self.decoder = make_decoder(latent_dim, hidden_units, self.image_shape)
+        self.q_z = tfpl.DistributionLambda(_make_posterior, dtype="float32", name="q_z")
+        self.rate_loss = KLDivergenceLoss(latent_dim, name="rate")
+        self.p_x_given_z = tfpl.IndependentBernoulli(
+            self.image_shape, convert_to_tensor_fn=tfd.Distribution.mean, dtype="float32", name="p_x_given_z"
+        )
+        self.elbo_tracker = tfk.metrics.Mean(name="elbo")
+        self.rate_tracker = tfk.metrics.Mean(name="rate")
+        self.distortion_tracker = tfk.metrics.Mean(name="distortion")
+
+    def call(self, x, training=None):
+        q_z = self.rate_loss(self.q_z(self.encoder(x, training=training)))
+        logits = self.decoder(q_z, training=training)  # q_z converts to z ~ q(z|x), (B, D) -> (B, 784)
+        return self.p_x_given_z(logits)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None):
+        """Negative ELBO per image: mean distortion + rate, scaled for the replicas."""
+        distortion = -y_pred.log_prob(tf.cast(y, tf.float32))  # (B,)
+        rate = tf.add_n(self.losses)  # scalar: the batch mean, added by KLDivergenceLoss
+        batch_size = tf.cast(tf.shape(distortion)[0], tf.float32)
+        self.distortion_tracker.update_state(distortion)
+        self.rate_tracker.update_state(rate, sample_weight=batch_size)
+        self.elbo_tracker.update_state(-(distortion + rate))
+        loss = tf.reduce_mean(distortion) + rate
+        # Gradients are summed over replicas, so each replica contributes loss / replicas.
+        return loss / tf.distribute.get_strategy().num_replicas_in_sync
+
+    def compute_metrics(self, x, y, y_pred, sample_weight):
+        return {m.name: m.result() for m in self.metrics}
+
+    @property
+    def metrics(self):
+        return [self.elbo_tracker, self.rate_tracker, self.distortion_tracker]
+
+    def decode_logits(self, z):
+        """z (N, D) -> logits (N, 28, 28, 1): a plain tensor function, no sampling."""
+        logits = self.decoder(z, training=False)
+        return tf.reshape(logits, [-1, *self.image_shape])
+
+    def encode_params(self, x):
+        """x (N, 28, 28, 1) -> loc (N, D), scale (N, D) of q(z|x)."""
+        return posterior_params(self.encoder(x, training=False))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "latent_dim": self.latent_dim,
+            "hidden_units": self.hidden_units,
+            "architecture": self.architecture,
+            "image_shape": list(self.image_shape),
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return cls(**config)
+
+
+def build_vae(config: Config) -> VAE:
+    """The VAE of a run config, built (weights created) and ready to compile."""
+    vae = VAE(
+        latent_dim=config.latent_dim,
+        hidden_units=config.hidden_units,
+        architecture=config.architecture,
+        image_shape=config.image_shape,
+    )
+    vae(tf.zeros([1, *config.image_shape]))  # creates the weights
+    return vae
