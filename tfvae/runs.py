@@ -36,6 +36,7 @@ __all__ = [
     "read_history",
     "write_history",
     "latest_checkpoint",
+    "load_vae",
 ]
 
 CONFIG_FILE = "config.json"
@@ -123,6 +124,29 @@ def open_run(run_dir: str, require_checkpoint: bool = True) -> Config:
     if require_checkpoint and latest_checkpoint(run_dir) is None:
         raise RunError(f"{run_dir} has no checkpoint: the run never finished an epoch; train it first")
     return config
+
+
+def load_vae(run_dir: str):
+    """The trained model of a run: (config, VAE with the newest epoch's weights).
+
+    Raises:
+      RunError: not a run, no checkpoint yet, or a checkpoint that does not fit config.json.
+    """
+    config = open_run(run_dir)
+    import tensorflow as tf
+
+    from tfvae.models import build_vae
+
+    vae = build_vae(config)
+    path = latest_checkpoint(run_dir)
+    try:
+        tf.train.Checkpoint(model=vae).read(path).assert_existing_objects_matched().expect_partial()
+    except (ValueError, AssertionError, tf.errors.OpError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RunError(
+            f"the checkpoint in {run_dir} does not match its config.json (was it edited?): {reason[:200]}"
+        ) from None
+    return config, vae
 
 
 def latest_checkpoint(run_dir: str):

@@ -118,6 +118,8 @@ def train_and_evaluate(config: Config, run_dir: str, *, overwrite: bool = False,
     vae.fit(train_ds, epochs=config.epochs, validation_data=validation_ds, callbacks=callbacks, verbose=verbose)
 
     if stop_on_non_finite.bad_epoch is not None:
+        # The backup holds the diverged weights; without it a rerun starts again from scratch.
+        shutil.rmtree(os.path.join(work_dir, BACKUP_DIR), ignore_errors=True)
         raise TrainingDiverged(
             f"the loss became NaN or infinite in epoch {stop_on_non_finite.bad_epoch}; the last good checkpoint is kept "
             f"in {os.path.join(run_dir, CHECKPOINT_DIR)}; try a lower --learning-rate"
