@@ -1,0 +1,562 @@
+"""Binarized MNIST and friends: file readers, a parse-once cache and the tf.data input pipeline.
+
+Three datasets, all 28x28 grey-scale digits or clothes, all modelled as
+x in {0, 1}^(28*28*1):
+
+- `binarized_mnist` (default): Larochelle & Murray's *static* binarization,
+  train 50,000 / validation 10,000 / test 10,000, read from the `.amat` files.
+- `mnist` and `fashion_mnist`: *dynamic* binarization. The training images keep
+  their grey intensities and the pipeline draws x ~ Bernoulli(intensity / 255)
+  afresh every epoch; validation (the last 10,000 training images) and test are
+  binarized once, with a fixed seed, so that scores are comparable across runs.
+
+Where the files come from, first match wins: the `data_dir` argument (CLI
+`--data-dir`), the `TFVAE_DATA_DIR` environment variable, then TensorFlow
+Datasets (which needs the network unless the dataset is already prepared).
+Each local source file is parsed once and cached as `.npy` under
+`TFVAE_CACHE_DIR` (default `~/.cache/tfvae`).
+
+The readers need numpy only; TensorFlow is imported by `make_dataset` and the
+TFDS fallback, so `import tfvae.data` stays fast.
+
+Example:
+>>> splits = load_splits("binarized_mnist", data_dir="/work/shared/data")  # doctest: +SKIP
+>>> splits.test.shape, splits.dynamic  # doctest: +SKIP
+((10000, 28, 28, 1), False)
+>>> train = make_dataset(splits.train, batch_size=128, training=True, seed=0)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import os
+import threading
+import zlib
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from tfvae.config import DATASETS, IMAGE_SHAPE
+from tfvae.errors import DataError
+from tfvae.io import atomic_path
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "CACHE_DIR_ENV",
+    "SPLIT_SIZES",
+    "FASHION_MNIST_SYSTEM_DIR",
+    "Splits",
+    "read_idx",
+    "read_amat",
+    "load_splits",
+    "make_dataset",
+]
+
+DATA_DIR_ENV = "TFVAE_DATA_DIR"  # a directory laid out like shared/data
+CACHE_DIR_ENV = "TFVAE_CACHE_DIR"  # where parsed files are kept as .npy; default ~/.cache/tfvae
+
+# Where the Debian package dataset-fashion-mnist installs the four IDX files.
+FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
+
+# Images per split, checked on every load. For the IDX datasets the training
+# file holds train + validation (60,000) and the t10k file holds test.
+SPLIT_SIZES = {
+    "binarized_mnist": {"train": 50_000, "validation": 10_000, "test": 10_000},
+    "mnist": {"train": 50_000, "validation": 10_000, "test": 10_000},
+    "fashion_mnist": {"train": 50_000, "validation": 10_000, "test": 10_000},
+}
+
+_HEIGHT, _WIDTH, _CHANNELS = IMAGE_SHAPE
+_PIXELS = _HEIGHT * _WIDTH * _CHANNELS  # D = 784 values per image
+_MAX_INTENSITY = np.iinfo(np.uint8).max  # 255: grey level of a fully black pixel, p(x=1) = 1
+
+# IDX magic numbers: 0x00 0x00, element type 0x08 (unsigned byte), then the number of dimensions.
+_IDX_IMAGES_MAGIC = 0x00000803  # (N, rows, cols)
+_IDX_LABELS_MAGIC = 0x00000801  # (N,)
+_IDX_MAGIC_BYTES = 4
+_IDX_DIM_BYTES = 4  # each dimension is a big-endian uint32
+
+# .amat: one image per line, "v v ... v\n" with v in {'0', '1'}: every value is
+# followed by one separator byte, so a row is 2 * 784 = 1568 bytes.
+_AMAT_ROW_BYTES = 2 * _PIXELS
+_ZERO, _ONE, _SPACE, _NEWLINE = b"0"[0], b"1"[0], b" "[0], b"\n"[0]
+
+# Source file names. Either the .gz or the uncompressed file is accepted.
+_AMAT_NAMES = {"train": "binarized_mnist_train.amat", "validation": "binarized_mnist_valid.amat",
+               "test": "binarized_mnist_test.amat"}
+_IDX_IMAGE_NAMES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
+
+# Bump when the cached arrays change meaning, so old cache files are ignored.
+_CACHE_FORMAT = 1
+
+# TFDS fallback: the host each dataset downloads from, probed before calling
+# TFDS so that an offline machine fails in seconds instead of retrying.
+_TFDS_HOSTS = {
+    "binarized_mnist": "www.cs.toronto.edu",
+    "mnist": "storage.googleapis.com",
+    "fashion_mnist": "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
+}
+_NETWORK_TIMEOUT_SECONDS = 3.0  # bounds the DNS lookup and the TCP connect together
+_HTTPS_PORT = 443
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """The three splits of one dataset, as uint8 arrays of shape (N, 28, 28, 1).
+
+    Static datasets hold x in {0, 1} everywhere. For dynamic ones (`mnist`,
+    `fashion_mnist`) `train` holds grey intensities 0..255 that `make_dataset`
+    binarizes afresh every epoch; validation and test are already binarized.
+    """
+
+    train: np.ndarray  # (N_train, 28, 28, 1) uint8: {0, 1}, or intensities 0..255 if dynamic
+    validation: np.ndarray  # (N_valid, 28, 28, 1) uint8 in {0, 1}
+    test: np.ndarray  # (N_test, 28, 28, 1) uint8 in {0, 1}
+    dynamic: bool  # True: train holds intensities, binarized per epoch by the pipeline
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def read_idx(path: str) -> np.ndarray:
+    """Read an IDX file of unsigned bytes (gzip-compressed if its name ends in `.gz`).
+
+    Args:
+        path: an images file (magic 0x00000803, N x 28 x 28) or a labels file
+            (magic 0x00000801, N).
+
+    Returns:
+        uint8 images of shape (N, 28, 28) or labels of shape (N,).
+
+    Raises:
+        DataError: the file is missing, not valid gzip, truncated, or its header
+            does not describe exactly the bytes that follow it.
+
+    Example:
+    >>> import tempfile, numpy as np
+    >>> path = tempfile.mkdtemp() + "/labels-idx1-ubyte"
+    >>> _ = open(path, "wb").write(bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 1]))
+    >>> read_idx(path)
+    array([7, 2, 1], dtype=uint8)
+    """
+    data = _read_bytes(path)
+    if len(data) < _IDX_MAGIC_BYTES:
+        raise DataError(f"{path} is empty or too short to be an IDX file ({len(data)} bytes)")
+    magic = int.from_bytes(data[:_IDX_MAGIC_BYTES], "big")
+    if magic == _IDX_IMAGES_MAGIC:
+        expected_tail = (_HEIGHT, _WIDTH)
+    elif magic == _IDX_LABELS_MAGIC:
+        expected_tail = ()
+    else:
+        raise DataError(
+            f"{path} is not an IDX file of images or labels: magic number 0x{magic:08x}, "
+            f"expected 0x{_IDX_IMAGES_MAGIC:08x} (images) or 0x{_IDX_LABELS_MAGIC:08x} (labels)"
+        )
+    ndim = 1 + len(expected_tail)
+    header_bytes = _IDX_MAGIC_BYTES + _IDX_DIM_BYTES * ndim
+    if len(data) < header_bytes:
+        raise DataError(f"{path}: truncated IDX header ({len(data)} bytes, expected {header_bytes})")
+    dims = tuple(
+        int.from_bytes(data[start:start + _IDX_DIM_BYTES], "big")
+        for start in range(_IDX_MAGIC_BYTES, header_bytes, _IDX_DIM_BYTES)
+    )
+    if dims[1:] != expected_tail:
+        raise DataError(f"{path}: images are {dims[1]}x{dims[2]}, expected {_HEIGHT}x{_WIDTH}")
+    # Compare the header's claim with the bytes actually present before building
+    # any array: a corrupt count (say 2^31 images) must not drive an allocation.
+    expected_payload = int(np.prod(dims, dtype=np.int64))
+    payload = len(data) - header_bytes
+    if payload != expected_payload:
+        raise DataError(
+            f"{path}: header says {dims[0]} items ({expected_payload} bytes) but {payload} bytes follow it; "
+            "the file is truncated or corrupt"
+        )
+    # frombuffer views the immutable bytes; copy so callers get an ordinary writable array.
+    return np.frombuffer(data, dtype=np.uint8, offset=header_bytes).reshape(dims).copy()
+
+
+def read_amat(path: str) -> np.ndarray:
+    """Read a Larochelle `.amat` file of binarized images (gzip-compressed if its name ends in `.gz`).
+
+    Each line holds 784 values `0`/`1` separated by single spaces and ends in
+    `\\n`. The file is checked and decoded with vectorised numpy, byte by byte
+    at fixed offsets (a row is 1568 bytes), about 30x faster than `np.loadtxt`.
+
+    Args:
+        path: a `.amat` or `.amat.gz` file.
+
+    Returns:
+        uint8 array of shape (N, 784) with values in {0, 1}.
+
+    Raises:
+        DataError: the file is missing, empty, not valid gzip, or a line does not
+            hold exactly 784 values in {0, 1}; the message names the line.
+
+    Example:
+    >>> import tempfile
+    >>> path = tempfile.mkdtemp() + "/tiny.amat"
+    >>> _ = open(path, "w").write(" ".join(["1"] + ["0"] * 783) + "\\n")
+    >>> read_amat(path).shape
+    (1, 784)
+    """
+    data = _read_bytes(path)
+    if not data:
+        raise DataError(f"{path} is empty: expected lines of {_PIXELS} values 0/1")
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if len(buffer) % _AMAT_ROW_BYTES == 0:
+        rows = buffer.reshape(-1, _AMAT_ROW_BYTES)  # (N, 1568): value, separator, value, ...
+        values = rows[:, 0::2]  # (N, 784) ASCII '0' / '1'
+        separators = rows[:, 1::2]  # (N, 784): ' ' after each value but the last, then '\n'
+        bits = values - _ZERO  # uint8 arithmetic: bytes below '0' wrap round to large numbers
+        if (bits.max() <= 1 and (separators[:, :-1] == _SPACE).all()
+                and (separators[:, -1] == _NEWLINE).all()):
+            return bits
+    # Slow path, only for malformed files: find the first bad line to report it.
+    raise DataError(_describe_amat_error(path, buffer))
+
+
+def _describe_amat_error(path: str, buffer: np.ndarray) -> str:
+    """Name the first malformed line of an `.amat` file whose bytes are `buffer`."""
+    newlines = np.flatnonzero(buffer == _NEWLINE)
+    starts = np.concatenate(([0], newlines[:-1] + 1))  # first byte of each '\n'-terminated line
+    lengths = newlines - starts  # characters before each '\n'
+    bad_length = np.flatnonzero(lengths != _AMAT_ROW_BYTES - 1)
+    if len(bad_length):
+        line = int(bad_length[0])
+        return (f"{path}, line {line + 1}: expected {_PIXELS} values 0/1 separated by single spaces "
+                f"({_AMAT_ROW_BYTES - 1} characters), got {int(lengths[line])} characters")
+    if len(newlines) == 0 or newlines[-1] != len(buffer) - 1:  # stray bytes after the last '\n'
+        return (f"{path}, line {len(newlines) + 1}: the last line does not end in a newline; "
+                "the file is truncated or not an .amat file")
+    # Every line has the right length, so the rows line up: find the first bad byte.
+    rows = buffer.reshape(-1, _AMAT_ROW_BYTES)
+    expected_separators = np.full(_PIXELS, _SPACE, dtype=np.uint8)
+    expected_separators[-1] = _NEWLINE
+    bad_value = (rows[:, 0::2] - _ZERO) > 1  # (N, 784)
+    bad_separator = rows[:, 1::2] != expected_separators  # (N, 784)
+    line = int(np.argmax((bad_value | bad_separator).any(axis=1)))
+    if bad_value[line].any():
+        column = int(np.argmax(bad_value[line]))
+        found = bytes(rows[line, 2 * column:2 * column + 1])
+        return f"{path}, line {line + 1}: value {column + 1} is {found!r}, expected b'0' or b'1'"
+    column = int(np.argmax(bad_separator[line]))
+    found = bytes(rows[line, 2 * column + 1:2 * column + 2])
+    return f"{path}, line {line + 1}: after value {column + 1} found {found!r}, expected a single space"
+
+
+def _read_bytes(path: str) -> bytes:
+    """The whole (decompressed, if `.gz`) content of `path`, or a DataError naming it."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a directory, expected a data file") from None
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
+    if not path.endswith(".gz"):
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError; a cut stream is an EOFError
+        raise DataError(f"{path} is not a valid gzip file or is truncated ({e})") from None
+
+
+# --------------------------------------------------------------------------- parse-once cache
+
+
+def _cache_dir() -> str:
+    return os.environ.get(CACHE_DIR_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "tfvae")
+
+
+def _cache_path(path: str, reader: Callable[[str], np.ndarray]) -> Optional[str]:
+    """The cache file for `path` as parsed by `reader`, keyed by its absolute path, size and mtime."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None  # the reader will raise a DataError naming the file
+    key = f"{_CACHE_FORMAT}:{reader.__name__}:{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}"
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+    return os.path.join(_cache_dir(), f"{os.path.basename(path)}.{digest}.npy")
+
+
+def _read_cached(path: str, reader: Callable[[str], np.ndarray], is_valid: Callable[[np.ndarray], bool]) -> np.ndarray:
+    """`reader(path)`, from the cache when a valid entry exists; otherwise parse and cache.
+
+    A cache entry that cannot be loaded or fails `is_valid` is ignored and
+    rewritten. An unwritable cache directory only costs the speed-up.
+    """
+    cache_path = _cache_path(path, reader)
+    if cache_path is not None and os.path.isfile(cache_path):
+        try:
+            cached = np.load(cache_path, allow_pickle=False)
+        except Exception:  # any unreadable entry (truncated, garbage, pickled) is rebuilt, never fatal
+            cached = None
+        if isinstance(cached, np.ndarray) and cached.dtype == np.uint8 and is_valid(cached):
+            return cached
+    array = reader(path)
+    if cache_path is not None:
+        try:
+            with atomic_path(cache_path) as tmp:
+                with open(tmp, "wb") as f:  # a file object, so np.save adds no ".npy" to the temp name
+                    np.save(f, array, allow_pickle=False)
+        except OSError:
+            pass  # read-only or full cache directory: parse again next time
+    return array
+
+
+def _is_amat_array(array: np.ndarray) -> bool:
+    return array.ndim == 2 and array.shape[0] > 0 and array.shape[1] == _PIXELS and array.max() <= 1
+
+
+def _is_idx_images(array: np.ndarray) -> bool:
+    return array.ndim == 3 and array.shape[1:] == (_HEIGHT, _WIDTH)
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def load_splits(dataset: str = "binarized_mnist", data_dir: Optional[str] = None, seed: int = 0) -> Splits:
+    """Load the train, validation and test images of `dataset`.
+
+    Args:
+        dataset: one of `tfvae.config.DATASETS`.
+        data_dir: a directory laid out like shared/data (`binarized_mnist/`,
+            `mnist/`, `fashion_mnist/`). None: `$TFVAE_DATA_DIR`, then TFDS.
+        seed: seeds the one-off binarization of the validation and test images
+            of the dynamic datasets; static datasets ignore it.
+
+    Returns:
+        `Splits` of uint8 arrays shaped (N, 28, 28, 1).
+
+    Raises:
+        DataError: unknown dataset, missing directory or file, corrupt file,
+            wrong split size, or no local data and TFDS cannot provide it.
+    """
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
+    if data_dir is None:
+        data_dir = os.environ.get(DATA_DIR_ENV) or None
+    if data_dir is not None and not os.path.isdir(data_dir):
+        what = "is not a directory" if os.path.exists(data_dir) else "does not exist"
+        raise DataError(f"data directory {data_dir} {what}")
+    if dataset == "binarized_mnist":
+        if data_dir is not None:
+            return _static_splits(dataset, **_read_amat_splits(data_dir))
+        return _static_splits(dataset, **_load_tfds(dataset, ("train", "validation", "test")))
+    # mnist, fashion_mnist: IDX files, dynamic binarization.
+    directories = _idx_directories(dataset, data_dir)
+    if directories:
+        return _dynamic_splits(dataset, seed=seed, **_read_idx_splits(dataset, directories))
+    return _dynamic_splits(dataset, seed=seed, **_load_tfds(dataset, ("train", "test")))
+
+
+def _read_amat_splits(data_dir: str) -> dict:
+    """{split: (N, 784) uint8} from `<data_dir>/binarized_mnist/` or `<data_dir>/`."""
+    directories = [os.path.join(data_dir, "binarized_mnist"), data_dir]
+    return {split: _read_cached(_find_file(directories, name, "binarized_mnist", split), read_amat, _is_amat_array)
+            for split, name in _AMAT_NAMES.items()}
+
+
+def _idx_directories(dataset: str, data_dir: Optional[str]) -> list:
+    """Local directories that may hold `dataset`'s IDX files, in order; empty: use TFDS."""
+    directories = []
+    if data_dir is not None:
+        directories += [os.path.join(data_dir, dataset), data_dir]
+    if dataset == "fashion_mnist" and os.path.isdir(FASHION_MNIST_SYSTEM_DIR):
+        directories.append(FASHION_MNIST_SYSTEM_DIR)
+    return directories
+
+
+def _read_idx_splits(dataset: str, directories: Sequence[str]) -> dict:
+    """{"train": (60000, 28, 28) uint8, "test": (10000, 28, 28) uint8} from the first directory holding them."""
+    return {split: _read_cached(_find_file(directories, name, dataset, split), read_idx, _is_idx_images)
+            for split, name in _IDX_IMAGE_NAMES.items()}
+
+
+def _find_file(directories: Sequence[str], name: str, dataset: str, split: str) -> str:
+    """The first of `<dir>/<name>.gz`, `<dir>/<name>` that exists, or a DataError listing them all."""
+    candidates = [os.path.join(d, name + suffix) for d in directories for suffix in (".gz", "")]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise DataError(f"no {dataset} {split} file: expected one of {', '.join(candidates)}")
+
+
+def _static_splits(dataset: str, train: np.ndarray, validation: np.ndarray, test: np.ndarray) -> Splits:
+    """Splits of already-binarized images, any shape with 784 values per image."""
+    sizes = SPLIT_SIZES[dataset]
+    arrays = {"train": train, "validation": validation, "test": test}
+    for split, array in arrays.items():
+        _check_size(dataset, split, array, sizes[split])
+    return Splits(**{split: array.reshape((-1,) + IMAGE_SHAPE) for split, array in arrays.items()}, dynamic=False)
+
+
+def _dynamic_splits(dataset: str, train: np.ndarray, test: np.ndarray, seed: int) -> Splits:
+    """Split intensities into train / validation and binarize validation and test once.
+
+    Args:
+        train: the 60,000 training images (any shape with 784 values each), 0..255.
+        test: the 10,000 test images, 0..255.
+        seed: numpy seed for the one-off binarization.
+    """
+    sizes = SPLIT_SIZES[dataset]
+    _check_size(dataset, "train + validation", train, sizes["train"] + sizes["validation"])
+    _check_size(dataset, "test", test, sizes["test"])
+    train = train.reshape((-1,) + IMAGE_SHAPE)  # (60000, 28, 28, 1)
+    # Independent streams for validation and test, both fixed by `seed`.
+    validation_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    return Splits(
+        train=train[:sizes["train"]],
+        validation=_binarize(train[sizes["train"]:], validation_rng),
+        test=_binarize(test.reshape((-1,) + IMAGE_SHAPE), test_rng),
+        dynamic=True,
+    )
+
+
+def _binarize(intensities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """x ~ Bernoulli(intensity / 255), elementwise, as uint8 in {0, 1}."""
+    p_x = intensities.astype(np.float32) / _MAX_INTENSITY
+    return (rng.random(intensities.shape, dtype=np.float32) < p_x).astype(np.uint8)
+
+
+def _check_size(dataset: str, split: str, array: np.ndarray, expected: int) -> None:
+    if len(array) != expected:
+        raise DataError(f"{dataset} {split} split has {len(array)} images, expected {expected}")
+
+
+# --------------------------------------------------------------------------- TFDS fallback
+
+
+def _no_local_data(dataset: str, reason: str) -> DataError:
+    return DataError(
+        f"no local data for {dataset} and TensorFlow Datasets cannot provide it ({reason}): "
+        f"set --data-dir or {DATA_DIR_ENV} to a directory laid out like shared/data "
+        f"(binarized_mnist/binarized_mnist_{{train,valid,test}}.amat[.gz], "
+        f"{'mnist' if dataset == 'binarized_mnist' else dataset}/{{train,t10k}}-images-idx3-ubyte.gz)"
+    )
+
+
+def _network_available(host: str, port: int = _HTTPS_PORT, timeout: float = _NETWORK_TIMEOUT_SECONDS) -> bool:
+    """Whether a TCP connection to `host` opens within `timeout` seconds, DNS lookup included.
+
+    The probe runs in a daemon thread because `getaddrinfo` ignores socket
+    timeouts and can block far longer on a machine without DNS.
+    """
+    import socket
+
+    reachable = []
+
+    def probe():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            reachable.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(reachable)
+
+
+def _load_tfds(dataset: str, splits: Sequence[str]) -> dict:
+    """{split: (N, 28, 28, 1) uint8} from TensorFlow Datasets, without hanging when offline."""
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise _no_local_data(dataset, f"tensorflow-datasets is not importable: {e}") from None
+    try:
+        prepared = tfds.builder(dataset).is_prepared()
+    except Exception as e:  # TFDS raises many kinds of errors for a broken install or data dir
+        raise _no_local_data(dataset, f"{type(e).__name__}: {e}") from None
+    if not prepared and not _network_available(_TFDS_HOSTS[dataset]):
+        raise _no_local_data(dataset, f"it is not prepared in its data directory and {_TFDS_HOSTS[dataset]} "
+                                      "is unreachable")
+    try:
+        tensors = tfds.load(dataset, split=list(splits), batch_size=-1, download=not prepared)
+        arrays = [np.asarray(t["image"], dtype=np.uint8) for t in tfds.as_numpy(tensors)]
+    except Exception as e:  # download, checksum and preparation failures come in many types
+        raise _no_local_data(dataset, f"{type(e).__name__}: {e}") from None
+    return dict(zip(splits, arrays))
+
+
+# --------------------------------------------------------------------------- tf.data pipeline
+
+
+def make_dataset(
+    images: np.ndarray,
+    batch_size: int,
+    *,
+    training: bool,
+    seed: int = 0,
+    dynamic: bool = False,
+    drop_remainder: bool = False,
+):
+    """A `tf.data.Dataset` of `(x, x)` batches for Keras `fit` / `evaluate` (the target is the input).
+
+    Args:
+        images: uint8 array of shape (N, 28, 28, 1): values in {0, 1}, or
+            intensities 0..255 if `dynamic`. It stays uint8 in memory; batches
+            are cast to float32 inside the pipeline.
+        batch_size: images per batch (the global batch under a distribution strategy).
+        training: shuffle the whole array, with a new order every epoch.
+        seed: fixes the shuffle orders and the dynamic binarizations, so two
+            pipelines built with the same seed yield the same epochs.
+        dynamic: binarize x ~ Bernoulli(intensity / 255), afresh every epoch.
+        drop_remainder: drop the last, smaller batch.
+
+    Returns:
+        A dataset of `(x, x)` with x float32 of shape (B, 28, 28, 1) in {0, 1}.
+
+    Example:
+    >>> import numpy as np
+    >>> images = np.zeros((10, 28, 28, 1), np.uint8)
+    >>> x, target = next(iter(make_dataset(images, 4, training=True)))
+    >>> x.shape, x.dtype.name
+    (TensorShape([4, 28, 28, 1]), 'float32')
+    """
+    import tensorflow as tf
+
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.shape[1:] != IMAGE_SHAPE or len(images) == 0:
+        raise ValueError(f"images must be a non-empty uint8 array of shape (N, {', '.join(map(str, IMAGE_SHAPE))}), "
+                         f"got {images.dtype} {images.shape}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not dynamic and images.max() > 1:
+        raise ValueError("images hold intensities above 1; pass dynamic=True to binarize them per epoch")
+
+    dataset = tf.data.Dataset.from_tensor_slices(images)  # elements (28, 28, 1) uint8
+    if training:
+        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)  # (B, 28, 28, 1) uint8
+
+    if dynamic:
+        # One stateless seed pair per batch. Dataset.random draws a new sequence each
+        # epoch (rerandomize_each_iteration) yet the same sequences for the same seed;
+        # a seeded random op inside map would repeat the same noise every epoch.
+        batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+        def binarize(x, batch_seed):
+            p_x = tf.cast(x, tf.float32) / _MAX_INTENSITY  # (B, 28, 28, 1) Bernoulli means
+            u = tf.random.stateless_uniform(tf.shape(x), seed=batch_seed)
+            x = tf.cast(u < p_x, tf.float32)  # x ~ Bernoulli(p_x)
+            return x, x
+
+        dataset = tf.data.Dataset.zip((dataset, batch_seeds)).map(binarize, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        def to_float(x):
+            x = tf.cast(x, tf.float32)
+            return x, x
+
+        dataset = dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+
+    options = tf.data.Options()
+    options.deterministic = True  # parallel map keeps the order, so equal seeds give equal epochs
+    # The array is in memory on every worker: shard the elements, not (absent) files.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
