@@ -1,0 +1,69 @@
+"""The run config: defaults, validation and the config.json round trip."""
+
+import json
+
+import pytest
+
+from tfvae.config import Config, load_config, save_config
+from tfvae.errors import ConfigError
+
+
+def test_defaults_are_the_classic_setup():
+    config = Config()
+    assert (config.architecture, config.hidden_units, config.latent_dim) == ("mlp", 500, 20)
+    assert (config.batch_size, config.epochs, config.learning_rate) == (128, 40, 1e-3)
+    assert config.dataset == "binarized_mnist"
+
+
+def test_round_trip(tmp_path):
+    config = Config(latent_dim=2, epochs=3, limit=100, data_dir="/data", seed=7)
+    save_config(config, str(tmp_path / "config.json"))
+    assert load_config(str(tmp_path / "config.json")) == config
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"epochs": 0}, "--epochs must be a positive integer"),
+        ({"batch_size": -1}, "--batch-size must be a positive integer"),
+        ({"latent_dim": 0}, "--latent-dim must be a positive integer"),
+        ({"limit": 0}, "--limit must be a positive integer"),
+        ({"learning_rate": 0.0}, "--learning-rate must be a positive number"),
+        ({"dataset": "cifar10"}, "unknown --dataset 'cifar10'"),
+        ({"architecture": "resnet"}, "unknown --architecture 'resnet'"),
+        ({"strategy": "tpu"}, "unknown --strategy 'tpu'"),
+        ({"epochs": True}, "--epochs must be a positive integer"),
+    ],
+)
+def test_bad_values_are_refused(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        Config(**changes)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "is not valid JSON"),
+        ("[1, 2]", "must hold a JSON object"),
+        ('{"epochs": 3}', "no 'version' field"),
+        ('{"version": 1, "epochs": 3, "gpu_ports": 5}', "unknown fields"),
+        ('{"version": 99}', "config version 99 is not supported"),
+        ('{"version": 1, "latent_dim": "20"}', "--latent-dim must be a positive integer"),
+    ],
+)
+def test_bad_config_files_are_refused(tmp_path, content, message):
+    path = tmp_path / "config.json"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_config(str(path))
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="missing"):
+        load_config(str(tmp_path / "config.json"))
+
+
+def test_saved_json_is_plain_data(tmp_path):
+    save_config(Config(), str(tmp_path / "c.json"))
+    values = json.loads((tmp_path / "c.json").read_text())
+    assert values["latent_dim"] == 20 and values["version"] == 1
