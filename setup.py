@@ -12,6 +12,7 @@ TRAIN_REQUIRES = [
     "tf-keras==2.21.0",
     "tensorflow-probability==0.25.0",
     "tensorflow-datasets==4.9.10",
+    "importlib_resources",  # tensorflow-datasets needs it to download, but does not declare it
     "tensorboard==2.21.0",
     "matplotlib>=3.7",
 ]
