@@ -11,9 +11,9 @@ import tensorflow as tf
 import tf_keras as tfk
 
 from tfvae import plots
-from tfvae.runs import CHECKPOINT_DIR, read_history, write_history
+from tfvae.runs import HISTORY_FILE, TIMING_FILE, read_history, write_history
 
-__all__ = ["HistoryCSV", "EpochCheckpoint", "SampleGrids", "StopOnNonFinite"]
+__all__ = ["HistoryCSV", "TrainingCheckpoint", "SampleGrids", "StopOnNonFinite"]
 
 
 def _finite(logs) -> bool:
@@ -21,52 +21,58 @@ def _finite(logs) -> bool:
 
 
 class HistoryCSV(tfk.callbacks.Callback):
-    """Keeps history.csv and elbo.png: one row per completed epoch, each epoch exactly once.
+    """Keeps history.csv, timing.csv and elbo.png: one row per completed epoch, each epoch exactly once.
 
     On a resumed run, rows past the restored epoch (written by the interrupted
-    process after its last backup) are dropped before training continues, so
+    process after its last checkpoint) are dropped before training continues, so
     no epoch is lost or duplicated.
     """
 
     def __init__(self, run_dir: str):
         super().__init__()
         self.run_dir = run_dir
-        self._rows = None
+        self._rows = None  # {file name: rows}
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._rows is None:  # first epoch of this process: `epoch` epochs are already done
-            self._rows = [r for r in read_history(self.run_dir) if r["epoch"] <= epoch]
+            self._rows = {
+                name: [r for r in read_history(self.run_dir, name) if r["epoch"] <= epoch]
+                for name in (HISTORY_FILE, TIMING_FILE)
+            }
         self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if not _finite(logs):
             return
-        row = {"epoch": epoch + 1, "seconds": time.perf_counter() - self._started}
+        row = {"epoch": epoch + 1}
         for key in ("elbo", "rate", "distortion"):
             row[f"train_{key}"] = float(logs[key])
             row[f"val_{key}"] = float(logs.get(f"val_{key}", float("nan")))
-        self._rows = [r for r in self._rows if r["epoch"] != epoch + 1] + [row]
-        write_history(self.run_dir, self._rows)
-        plots.plot_elbo(self._rows, os.path.join(self.run_dir, "elbo.png"))
+        timing = {"epoch": epoch + 1, "seconds": time.perf_counter() - self._started}
+        for name, new in ((HISTORY_FILE, row), (TIMING_FILE, timing)):
+            self._rows[name] = [r for r in self._rows[name] if r["epoch"] != epoch + 1] + [new]
+            write_history(self.run_dir, self._rows[name], name)
+        plots.plot_elbo(self._rows[HISTORY_FILE], os.path.join(self.run_dir, "elbo.png"))
 
 
-class EpochCheckpoint(tfk.callbacks.Callback):
-    """Saves the model's weights after every finite epoch: checkpoints/epoch-N (the last few kept)."""
+class TrainingCheckpoint(tfk.callbacks.Callback):
+    """After every finite epoch, saves the training state: checkpoints/epoch-N (the last few kept).
 
-    def __init__(self, run_dir: str, max_to_keep: int = 3):
+    Args:
+      checkpoint: a `tf.train.Checkpoint` of the model, the optimizer and `epoch`.
+      epoch: the variable holding the number of completed epochs.
+      directory: where to save.
+    """
+
+    def __init__(self, checkpoint: tf.train.Checkpoint, epoch: tf.Variable, directory: str, max_to_keep: int = 3):
         super().__init__()
-        self.directory = os.path.join(run_dir, CHECKPOINT_DIR)
-        self.max_to_keep = max_to_keep
-
-    def on_train_begin(self, logs=None):
-        checkpoint = tf.train.Checkpoint(model=self.model)
-        self.manager = tf.train.CheckpointManager(
-            checkpoint, self.directory, max_to_keep=self.max_to_keep, checkpoint_name="epoch"
-        )
+        self.epoch = epoch
+        self.manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep, checkpoint_name="epoch")
 
     def on_epoch_end(self, epoch, logs=None):
         if _finite(logs):
+            self.epoch.assign(epoch + 1)
             self.manager.save(checkpoint_number=epoch + 1)
 
 

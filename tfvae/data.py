@@ -52,6 +52,8 @@ __all__ = [
     "read_amat",
     "load_splits",
     "make_dataset",
+    "make_training_dataset",
+    "steps_per_epoch",
 ]
 
 DATA_DIR_ENV = "TFVAE_DATA_DIR"  # a directory laid out like shared/data
@@ -521,14 +523,7 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    images = np.asarray(images)
-    if images.dtype != np.uint8 or images.shape[1:] != IMAGE_SHAPE or len(images) == 0:
-        raise ValueError(f"images must be a non-empty uint8 array of shape (N, {', '.join(map(str, IMAGE_SHAPE))}), "
-                         f"got {images.dtype} {images.shape}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not dynamic and images.max() > 1:
-        raise ValueError("images hold intensities above 1; pass dynamic=True to binarize them per epoch")
+    images = _check_images(images, batch_size, dynamic)
 
     dataset = tf.data.Dataset.from_tensor_slices(images)  # elements (28, 28, 1) uint8
     if training:
@@ -541,19 +536,109 @@ def make_dataset(
         # a seeded random op inside map would repeat the same noise every epoch.
         batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
-        def binarize(x, batch_seed):
-            p_x = tf.cast(x, tf.float32) / _MAX_INTENSITY  # (B, 28, 28, 1) Bernoulli means
-            u = tf.random.stateless_uniform(tf.shape(x), seed=batch_seed)
-            x = tf.cast(u < p_x, tf.float32)  # x ~ Bernoulli(p_x)
-            return x, x
-
-        dataset = tf.data.Dataset.zip((dataset, batch_seeds)).map(binarize, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = tf.data.Dataset.zip((dataset, batch_seeds)).map(_binarize_batch, num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        def to_float(x):
-            x = tf.cast(x, tf.float32)
-            return x, x
+        dataset = dataset.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
 
-        dataset = dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    return _finish_pipeline(dataset)
+
+
+def steps_per_epoch(num_images: int, batch_size: int, drop_remainder: bool = False) -> int:
+    """Batches in one epoch of `num_images`."""
+    return num_images // batch_size if drop_remainder else -(-num_images // batch_size)
+
+
+def make_training_dataset(
+    images: np.ndarray,
+    batch_size: int,
+    *,
+    seed: int,
+    epochs: int,
+    first_epoch: int = 0,
+    dynamic: bool = False,
+    drop_remainder: bool = False,
+):
+    """Training batches for epochs `first_epoch`, ..., `epochs - 1`, one epoch after another.
+
+    Unlike `make_dataset`, the order and the binarization of epoch e are a pure
+    function of (seed, e), not of how often the dataset was iterated. A run
+    resumed at epoch k therefore sees exactly the batches an uninterrupted run
+    would have seen: this is the data half of "resume as if never stopped".
+    Pass `steps_per_epoch(len(images), batch_size)` to Keras `fit`.
+
+    Args:
+        images: uint8 (N, 28, 28, 1), in {0, 1}, or intensities 0..255 if `dynamic`.
+        batch_size: the global batch size.
+        seed: fixes every epoch's permutation and binarization.
+        epochs: one past the last epoch to produce.
+        first_epoch: the first epoch to produce (the number of epochs already done).
+        dynamic: binarize x ~ Bernoulli(intensity / 255), afresh every epoch.
+        drop_remainder: drop each epoch's last, smaller batch.
+
+    Returns:
+        A dataset of `(x, x)` pairs, x float32 (B, 28, 28, 1) in {0, 1}.
+
+    Example:
+    >>> images = np.zeros((10, 28, 28, 1), np.uint8)
+    >>> batches = list(make_training_dataset(images, 4, seed=0, epochs=2))
+    >>> len(batches), batches[0][0].shape.as_list()
+    (6, [4, 28, 28, 1])
+    """
+    import tensorflow as tf
+
+    images = _check_images(images, batch_size, dynamic)
+    num_images = len(images)
+    images_t = tf.constant(images)  # (N, 28, 28, 1) uint8, kept in memory once
+    base_seed = tf.constant([seed, 0], tf.int64)
+
+    def one_epoch(epoch):
+        epoch_seed = tf.random.experimental.stateless_fold_in(base_seed, epoch)
+        order = tf.argsort(tf.random.stateless_uniform([num_images], seed=epoch_seed))  # a permutation of N
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+
+        def load(step, indices):
+            x = tf.gather(images_t, indices)  # (B, 28, 28, 1) uint8
+            if dynamic:
+                return _binarize_batch(x, tf.random.experimental.stateless_fold_in(epoch_seed, step + 1))
+            return _to_float(x)
+
+        return batches.enumerate().map(load, num_parallel_calls=tf.data.AUTOTUNE)
+
+    dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
+    return _finish_pipeline(dataset)
+
+
+def _check_images(images, batch_size, dynamic) -> np.ndarray:
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.shape[1:] != IMAGE_SHAPE or len(images) == 0:
+        raise ValueError(f"images must be a non-empty uint8 array of shape (N, {', '.join(map(str, IMAGE_SHAPE))}), "
+                         f"got {images.dtype} {images.shape}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not dynamic and images.max() > 1:
+        raise ValueError("images hold intensities above 1; pass dynamic=True to binarize them per epoch")
+    return images
+
+
+def _to_float(x):
+    import tensorflow as tf
+
+    x = tf.cast(x, tf.float32)
+    return x, x
+
+
+def _binarize_batch(x, seed):
+    """x ~ Bernoulli(intensity / 255) for a uint8 batch, with a stateless seed pair."""
+    import tensorflow as tf
+
+    p_x = tf.cast(x, tf.float32) / _MAX_INTENSITY  # (B, 28, 28, 1) Bernoulli means
+    u = tf.random.stateless_uniform(tf.shape(x), seed=seed)
+    x = tf.cast(u < p_x, tf.float32)
+    return x, x
+
+
+def _finish_pipeline(dataset):
+    import tensorflow as tf
 
     options = tf.data.Options()
     options.deterministic = True  # parallel map keeps the order, so equal seeds give equal epochs

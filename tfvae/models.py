@@ -133,6 +133,9 @@ class VAE(tfk.Model):
       hidden_units: width of the hidden layers.
       architecture: a key of `ARCHITECTURES`.
       image_shape: shape of one image, (28, 28, 1).
+      seed: seeds the posterior noise eps, drawn statelessly from (seed, training
+        step, position in the global batch): a resumed run draws what an
+        uninterrupted one would, and N replicas draw what one device would.
 
     Example:
     >>> vae = VAE(latent_dim=2, hidden_units=8)
@@ -141,8 +144,9 @@ class VAE(tfk.Model):
     TensorShape([3])
     """
 
-    def __init__(self, latent_dim=20, hidden_units=500, architecture="mlp", image_shape=IMAGE_SHAPE, **kwargs):
+    def __init__(self, latent_dim=20, hidden_units=500, architecture="mlp", image_shape=IMAGE_SHAPE, seed=0, **kwargs):
         super().__init__(**kwargs)
+        self.seed = seed
         self.latent_dim = latent_dim
         self.hidden_units = hidden_units
         self.architecture = architecture
@@ -160,9 +164,28 @@ class VAE(tfk.Model):
         self.distortion_tracker = tfk.metrics.Mean(name="distortion")
 
     def call(self, x, training=None):
-        q_z = self.rate_loss(self.q_z(self.encoder(x, training=training)))
-        logits = self.decoder(q_z, training=training)  # q_z converts to z ~ q(z|x), (B, D) -> (B, 784)
+        q_z = self.rate_loss(self.q_z(self.encoder(x, training=training)))  # q(z|x): batch (B,), event (D,)
+        eps = self._posterior_noise(tf.shape(x)[0], training)  # (B, D) ~ N(0, I)
+        z = q_z.mean() + q_z.stddev() * eps  # the reparameterisation trick: z ~ q(z|x), differentiable in phi
+        logits = self.decoder(z, training=training)  # (B, 784)
         return self.p_x_given_z(logits)
+
+    def _posterior_noise(self, batch_size, training):
+        """eps for this replica's slice of the global batch, a pure function of (seed, step, position).
+
+        Every replica draws the noise of the whole global batch, (replicas * B, D),
+        and keeps its own rows, so that training on N replicas sees exactly the
+        noise that training on one device would.
+        """
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context is not None else 1
+        replica = context.replica_id_in_sync_group if context is not None else 0
+        optimizer = getattr(self, "optimizer", None)
+        step = tf.cast(optimizer.iterations, tf.int64) if optimizer is not None else tf.constant(0, tf.int64)
+        seed = tf.random.experimental.stateless_fold_in(tf.constant([self.seed, 0], tf.int64), step)
+        seed = tf.random.experimental.stateless_fold_in(seed, 1 if training else 0)
+        eps = tf.random.stateless_normal([batch_size * replicas, self.latent_dim], seed=seed)
+        return eps[replica * batch_size : (replica + 1) * batch_size]
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None):
         """Negative ELBO per image: mean distortion + rate, scaled for the replicas."""
@@ -199,6 +222,7 @@ class VAE(tfk.Model):
             "hidden_units": self.hidden_units,
             "architecture": self.architecture,
             "image_shape": list(self.image_shape),
+            "seed": self.seed,
         }
 
     @classmethod
@@ -213,6 +237,7 @@ def build_vae(config: Config) -> VAE:
         hidden_units=config.hidden_units,
         architecture=config.architecture,
         image_shape=config.image_shape,
+        seed=config.seed,
     )
     vae(tf.zeros([1, *config.image_shape]))  # creates the weights
     return vae

@@ -3,9 +3,10 @@
 A run directory holds:
 
     config.json           the run's Config, read back by evaluate / export / resume
-    history.csv           one row per completed epoch (HISTORY_COLUMNS)
-    checkpoints/          the model after each epoch (tf.train.CheckpointManager, last few kept)
-    backup/               training state for resuming an interrupted run (Keras BackupAndRestore)
+    history.csv           one row per completed epoch (HISTORY_COLUMNS); identical for equal seeds
+    timing.csv            seconds per epoch (kept apart so that history.csv is reproducible)
+    checkpoints/          after each epoch: weights, optimizer state and epoch (the last few kept);
+                          evaluate / export restore the weights, a resumed train all of it
     logs/                 TensorBoard
     summary.json          final train / validation / test figures, written last: the run is finished
     *.png                 elbo.png, samples_epoch_NNN.png, reconstructions.png, manifold.png (D = 2)
@@ -26,9 +27,9 @@ from tfvae.io import atomic_write_text
 __all__ = [
     "CONFIG_FILE",
     "HISTORY_FILE",
+    "TIMING_FILE",
     "SUMMARY_FILE",
     "CHECKPOINT_DIR",
-    "BACKUP_DIR",
     "HISTORY_COLUMNS",
     "default_run_dir",
     "prepare_run_dir",
@@ -41,9 +42,9 @@ __all__ = [
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
+TIMING_FILE = "timing.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
-BACKUP_DIR = "backup"
 LOG_DIR = "logs"
 
 # history.csv, in nats per image; elbo = -(rate + distortion).
@@ -55,11 +56,11 @@ HISTORY_COLUMNS = (
     "val_rate",
     "train_distortion",
     "val_distortion",
-    "seconds",
 )
+TIMING_COLUMNS = ("epoch", "seconds")
 
 # What `--overwrite` may delete: only what tfvae itself writes into a run directory.
-_RUN_ENTRIES = (CONFIG_FILE, HISTORY_FILE, SUMMARY_FILE, CHECKPOINT_DIR, BACKUP_DIR, LOG_DIR)
+_RUN_ENTRIES = (CONFIG_FILE, HISTORY_FILE, TIMING_FILE, SUMMARY_FILE, CHECKPOINT_DIR, LOG_DIR)
 
 
 def default_run_dir(root: str = "runs") -> str:
@@ -156,26 +157,27 @@ def latest_checkpoint(run_dir: str):
     return tf.train.latest_checkpoint(os.path.join(run_dir, CHECKPOINT_DIR))
 
 
-def read_history(run_dir: str) -> list:
-    """The rows of history.csv as dicts of floats (epoch as int); [] if there is none yet."""
-    path = os.path.join(run_dir, HISTORY_FILE)
+def read_history(run_dir: str, name: str = HISTORY_FILE) -> list:
+    """The rows of history.csv (or timing.csv) as dicts of floats, epoch as int; [] if there is none yet."""
+    path = os.path.join(run_dir, name)
     if not os.path.isfile(path):
         return []
     with open(path, newline="", encoding="utf-8") as f:
-        rows = []
-        for row in csv.DictReader(f):
-            rows.append({k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v not in (None, "")})
-        return rows
+        return [
+            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v not in (None, "")}
+            for row in csv.DictReader(f)
+        ]
 
 
-def write_history(run_dir: str, rows: list) -> None:
-    """Rewrite history.csv atomically with `rows` (each epoch once, in order)."""
+def write_history(run_dir: str, rows: list, name: str = HISTORY_FILE) -> None:
+    """Rewrite history.csv (or timing.csv) atomically with `rows`: each epoch once, in order."""
+    columns = HISTORY_COLUMNS if name == HISTORY_FILE else TIMING_COLUMNS
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in sorted(rows, key=lambda r: r["epoch"]):
-        writer.writerow({k: (row[k] if k == "epoch" else f"{row[k]:.6f}") for k in HISTORY_COLUMNS if k in row})
-    atomic_write_text(os.path.join(run_dir, HISTORY_FILE), out.getvalue())
+        writer.writerow({k: (row[k] if k == "epoch" else f"{row[k]:.6f}") for k in columns if k in row})
+    atomic_write_text(os.path.join(run_dir, name), out.getvalue())
 
 
 def _clear_run(run_dir: str) -> None:

@@ -20,42 +20,38 @@ import tensorflow as tf
 import tf_keras as tfk
 
 from tfvae import plots
-from tfvae.callbacks import EpochCheckpoint, HistoryCSV, SampleGrids, StopOnNonFinite
+from tfvae.callbacks import HistoryCSV, SampleGrids, StopOnNonFinite, TrainingCheckpoint
 from tfvae.config import Config
-from tfvae.data import load_splits, make_dataset
+from tfvae.data import load_splits, make_dataset, make_training_dataset, steps_per_epoch
 from tfvae.distribute import configure_devices, is_chief, make_strategy
 from tfvae.errors import ConfigError, TrainingDiverged
 from tfvae.io import atomic_write_text
 from tfvae.models import build_vae
-from tfvae.runs import BACKUP_DIR, CHECKPOINT_DIR, LOG_DIR, SUMMARY_FILE, prepare_run_dir, read_history
+from tfvae.runs import CHECKPOINT_DIR, LOG_DIR, SUMMARY_FILE, TIMING_FILE, latest_checkpoint, prepare_run_dir, read_history
 
-__all__ = ["train_and_evaluate", "make_datasets", "compile_vae", "SAMPLE_GRID_SIZE"]
+__all__ = ["train_and_evaluate", "training_images", "compile_vae", "training_checkpoint", "SAMPLE_GRID_SIZE"]
 
 SAMPLE_GRID_SIZE = 64  # fixed z for the before / halfway / after sample grids
 RECONSTRUCTIONS = 10  # validation images shown in reconstructions.png
 
 
-def make_datasets(config: Config, splits):
-    """Training and validation pipelines for `config`, after checking the sizes make sense."""
-    train_images = splits.train
+def training_images(config: Config, splits) -> np.ndarray:
+    """The training images `config` asks for, after checking the sizes make sense."""
+    images = splits.train
     if config.limit is not None:
-        if config.limit > len(train_images):
-            raise ConfigError(f"--limit {config.limit} is larger than the {len(train_images)} training images")
-        train_images = train_images[: config.limit]
-    if config.batch_size > len(train_images):
+        if config.limit > len(images):
+            raise ConfigError(f"--limit {config.limit} is larger than the {len(images)} training images")
+        images = images[: config.limit]
+    if config.batch_size > len(images):
         raise ConfigError(
-            f"--batch-size {config.batch_size} is larger than the {len(train_images)} training images; "
+            f"--batch-size {config.batch_size} is larger than the {len(images)} training images; "
             "use a smaller batch or more data"
         )
-    train = make_dataset(
-        train_images, config.batch_size, training=True, seed=config.seed, dynamic=splits.dynamic
-    )
-    validation = make_dataset(splits.validation, config.batch_size, training=False)
-    return train, validation
+    return images
 
 
 def compile_vae(config: Config, strategy: tf.distribute.Strategy):
-    """The run's VAE built under `strategy`, compiled with Adam."""
+    """The run's VAE built under `strategy`, compiled with Adam (its slots created, ready to restore)."""
     with strategy.scope():
         vae = build_vae(config)
         vae.compile(
@@ -63,14 +59,25 @@ def compile_vae(config: Config, strategy: tf.distribute.Strategy):
             jit_compile=config.jit_compile,
             steps_per_execution=config.steps_per_execution,
         )
+        vae.optimizer.build(vae.trainable_variables)
     return vae
+
+
+def training_checkpoint(vae, epoch: tf.Variable) -> tf.train.Checkpoint:
+    """Everything a resumed run needs: weights, optimizer state (with its step, which seeds the noise), epoch.
+
+    The data position is the epoch: each epoch's batches are a function of (seed, epoch).
+    """
+    return tf.train.Checkpoint(model=vae, optimizer=vae.optimizer, epoch=epoch)
 
 
 def train_and_evaluate(config: Config, run_dir: str, *, overwrite: bool = False, verbose="auto", log=print) -> dict:
     """Train the VAE of `config`, writing config, history, checkpoints, logs and plots to `run_dir`.
 
     An unfinished run with the same config is resumed from its last completed
-    epoch; a finished run is refused unless `overwrite`.
+    epoch, and continues exactly as if it had never stopped: the data of each
+    epoch and the posterior noise of each step are functions of the seed. A
+    finished run is refused unless `overwrite`.
 
     Args:
       config: the run's configuration.
@@ -97,41 +104,63 @@ def train_and_evaluate(config: Config, run_dir: str, *, overwrite: bool = False,
         tf.config.experimental.enable_op_determinism()
 
     splits = load_splits(config.dataset, config.data_dir, seed=config.seed)
-    train_ds, validation_ds = make_datasets(config, splits)
+    images = training_images(config, splits)
     vae = compile_vae(config, strategy)
 
+    # Resume: every worker restores the chief's latest checkpoint; each saves into its own work_dir.
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    checkpoint = training_checkpoint(vae, epoch)
+    if resume or not chief:
+        path = latest_checkpoint(run_dir)
+        if path is not None:
+            checkpoint.read(path).assert_existing_objects_matched()
+    first_epoch = int(epoch.numpy())
     if resume:
-        log(f"resuming the unfinished run in {run_dir}")
+        log(f"resuming the unfinished run in {run_dir} after epoch {first_epoch}")
     elif chief:
-        log(f"training into {run_dir} (interrupted? run the same command with --run-dir {run_dir} to resume)")
+        log(f"training into {run_dir} (interrupted? run the same command again to resume)")
+
+    train_ds = make_training_dataset(
+        images, config.batch_size, seed=config.seed, epochs=config.epochs, first_epoch=first_epoch, dynamic=splits.dynamic
+    )
+    validation_ds = make_dataset(splits.validation, config.batch_size, training=False)
     z_fixed = np.random.default_rng(config.seed).standard_normal((SAMPLE_GRID_SIZE, config.latent_dim))
     stop_on_non_finite = StopOnNonFinite()
+    # Order matters: history and plots are written before the checkpoint, so a kill between the two
+    # makes the resumed run redo (and rewrite) that epoch rather than lose its row.
     callbacks = [
         stop_on_non_finite,
-        # Kept after the last epoch too, so a crash before summary.json resumes at the end, not at 0.
-        tfk.callbacks.BackupAndRestore(os.path.join(work_dir, BACKUP_DIR), delete_checkpoint=False),
-        EpochCheckpoint(work_dir),
         HistoryCSV(work_dir),
         SampleGrids(work_dir, z_fixed.astype(np.float32), config.epochs),
         tfk.callbacks.TensorBoard(os.path.join(work_dir, LOG_DIR), profile_batch=0),
+        TrainingCheckpoint(checkpoint, epoch, os.path.join(work_dir, CHECKPOINT_DIR)),
     ]
-    vae.fit(train_ds, epochs=config.epochs, validation_data=validation_ds, callbacks=callbacks, verbose=verbose)
+    if first_epoch < config.epochs:
+        vae.fit(
+            train_ds,
+            epochs=config.epochs,
+            initial_epoch=first_epoch,
+            steps_per_epoch=steps_per_epoch(len(images), config.batch_size),
+            validation_data=validation_ds,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
 
     if stop_on_non_finite.bad_epoch is not None:
-        # The backup holds the diverged weights; without it a rerun starts again from scratch.
-        shutil.rmtree(os.path.join(work_dir, BACKUP_DIR), ignore_errors=True)
         raise TrainingDiverged(
             f"the loss became NaN or infinite in epoch {stop_on_non_finite.bad_epoch}; the last good checkpoint is kept "
             f"in {os.path.join(run_dir, CHECKPOINT_DIR)}; try a lower --learning-rate"
         )
+    # Every worker evaluates (under a multi-worker strategy evaluate is collective); only the chief writes.
+    test = vae.evaluate(make_dataset(splits.test, config.batch_size, training=False), return_dict=True, verbose=0)
     if not chief:
         shutil.rmtree(work_dir, ignore_errors=True)
         return {}
-    return _finish(config, vae, splits, run_dir, log)
+    return _finish(config, vae, splits, test, run_dir, log)
 
 
-def _finish(config: Config, vae, splits, run_dir: str, log) -> dict:
-    """Final plots and test figures; summary.json is written last and marks the run finished."""
+def _finish(config: Config, vae, splits, test: dict, run_dir: str, log) -> dict:
+    """Final plots and figures; summary.json is written last and marks the run finished."""
     x = splits.validation[:RECONSTRUCTIONS].astype(np.float32)
     plots.plot_reconstructions(x, vae(x).mean().numpy(), os.path.join(run_dir, "reconstructions.png"))
     if config.latent_dim == 2:
@@ -139,8 +168,6 @@ def _finish(config: Config, vae, splits, run_dir: str, log) -> dict:
         probs = tf.sigmoid(vae.decode_logits(z)).numpy()
         plots.save_image_grid(probs, os.path.join(run_dir, "manifold.png"), "latent manifold", columns=20)
 
-    test_ds = make_dataset(splits.test, config.batch_size, training=False)
-    test = vae.evaluate(test_ds, return_dict=True, verbose=0)
     history = read_history(run_dir)
     last = history[-1]
     summary = {
@@ -150,7 +177,7 @@ def _finish(config: Config, vae, splits, run_dir: str, log) -> dict:
         "test_elbo": float(test["elbo"]),
         "test_rate": float(test["rate"]),
         "test_distortion": float(test["distortion"]),
-        "seconds_per_epoch": statistics.median(r["seconds"] for r in history),
+        "seconds_per_epoch": statistics.median(r["seconds"] for r in read_history(run_dir, TIMING_FILE)),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     atomic_write_text(os.path.join(run_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
