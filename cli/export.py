@@ -1,0 +1,59 @@
+"""`tfvae export`: options -> tfvae.export.exporter.export_run."""
+
+from __future__ import annotations
+
+import click
+
+# Kept in step with tfvae.export.exporter (which imports TensorFlow, so it is not imported here).
+_EVAL_IMAGES = 500
+_IMPORTANCE_SAMPLES = 200
+
+
+@click.command()
+@click.option("--run-dir", type=click.Path(file_okay=False), required=True, help="A run written by tfvae train.")
+@click.option("--out", type=click.Path(), default=None, help="Where the export is written [default: RUN_DIR/export].")
+@click.option("--tflite", is_flag=True, help="Also write decoder.tflite and encoder.tflite (builtin ops only).")
+@click.option(
+    "--quantize",
+    default="none",
+    show_default=True,
+    metavar="none,float16,int8",
+    help="Quantized decoders to write beside decoder.tflite (needs --tflite): decoder_float16.tflite, "
+    "decoder_int8.tflite (dynamic-range int8 weights).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing export (only once the new one is complete).")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    envvar="TFVAE_DATA_DIR",
+    help="Test images for the quantization cost [env: TFVAE_DATA_DIR; default: the run's data].",
+)
+@click.option("--eval-images", type=int, default=_EVAL_IMAGES, show_default=True,
+              help="The quantization cost is measured on N test images drawn at random (fixed seed).")
+@click.option("--importance-samples", type=int, default=_IMPORTANCE_SAMPLES, show_default=True,
+              help="K, samples of z per image for the log-likelihood in the quantization cost.")
+def export(run_dir, out, tflite, quantize, overwrite, data_dir, eval_images, importance_samples):
+    """Export a trained run's decoder and encoder as a SavedModel and, with --tflite, TFLite files.
+
+    \b
+    OUT/saved_model/          signatures decode (z -> probs, logits) and encode (x -> loc, scale)
+    OUT/decoder.tflite        with --tflite; also encoder.tflite
+    OUT/decoder_float16.tflite, OUT/decoder_int8.tflite   with --quantize
+    OUT/manifest.json         shapes, sizes, sha256, parity with Keras, quantization cost
+
+    The export is written to a temporary directory and renamed into place, so a
+    crash never leaves half of one. Then: tfvae sample --model OUT/decoder.tflite
+    """
+    from tfvae.export.exporter import export_run
+
+    export_run(
+        run_dir,
+        out,
+        tflite=tflite,
+        quantize=quantize,
+        overwrite=overwrite,
+        data_dir=data_dir,
+        eval_images=eval_images,
+        importance_samples=importance_samples,
+        log=lambda message: click.echo(message, err=True),
+    )

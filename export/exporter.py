@@ -1,0 +1,371 @@
+"""`export_run`: a trained run -> SavedModel, TFLite files and manifest.json, written all or nothing.
+
+Everything is written into a temporary directory beside OUT and renamed into
+place at the end, so a crash never leaves half an export; an existing export
+is replaced (with `overwrite`) only once the new one is complete.
+
+    SavedModel      VAESignatures: decode z -> probs, logits; encode x -> loc, scale
+    TFLite          converted from the SavedModel's signatures, builtin ops only (no Flex delegate)
+    quantized       decoder_float16.tflite (float16 weights), decoder_int8.tflite (dynamic-range int8 weights)
+    manifest.json   shapes; each file's size and sha256; each file's parity with the Keras model on a
+                    fixed batch of z; each TFLite decoder's change in test ELBO and log p(x) on a subset
+
+Example:
+>>> manifest = export_run("runs/x", tflite=True, quantize=("float16", "int8"))  # doctest: +SKIP
+>>> manifest["parity"]["decoder.tflite"]["max_abs_diff_probs"] < 1e-5  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from tfvae import __version__
+from tfvae.errors import ConfigError, RunError
+from tfvae.export import layout
+from tfvae.export.litert import TFLiteDecoder, TFLiteEncoder
+from tfvae.export.savedmodel import KerasDecoder, SavedModelDecoder, save_signatures
+from tfvae.io import atomic_write_text
+from tfvae.runs import load_vae
+
+__all__ = [
+    "DEFAULT_EVAL_IMAGES",
+    "DEFAULT_IMPORTANCE_SAMPLES",
+    "PARITY_LATENTS",
+    "parse_quantize",
+    "convert_signature",
+    "export_run",
+]
+
+# The quantization cost is measured on DEFAULT_EVAL_IMAGES test images with K importance samples
+# each: a subset, stated as such in the manifest (the full test set with K = 5000 is `tfvae evaluate`).
+DEFAULT_EVAL_IMAGES = 500
+DEFAULT_IMPORTANCE_SAMPLES = 200
+EVAL_SPLIT = "test"
+EVAL_SUBSET_SEED = 0  # picks the subset: the same images for every export
+PARITY_LATENTS = 64  # z ~ N(0, I) in the fixed parity batch, one sample grid
+PARITY_SEED = 0  # seeds that batch: every export of every run is checked on the same z for a given D
+
+
+def parse_quantize(value) -> tuple:
+    """'none,float16,int8' (a string or a sequence of names) -> the quantized decoders to write, e.g. ('float16', 'int8').
+
+    Raises:
+      ConfigError: an unknown name.
+    """
+    names = value.split(",") if isinstance(value, str) else list(value or ())
+    names = [n.strip() for n in names if n.strip()]
+    unknown = [n for n in names if n != "none" and n not in layout.QUANTIZATIONS]
+    if unknown:
+        raise ConfigError(
+            f"unknown --quantize {', '.join(unknown)}; choose from: none, {', '.join(layout.QUANTIZATIONS)}"
+        )
+    return tuple(q for q in layout.QUANTIZATIONS if q in names)
+
+
+def convert_signature(saved_model_dir: str, key: str, quantization: str = "float32") -> bytes:
+    """The TFLite flatbuffer of one signature of a SavedModel; builtin ops only.
+
+    The signature keeps its key and its input and output names, and the batch
+    dimension stays dynamic (-1 in `shape_signature`).
+
+    Args:
+      saved_model_dir: a SavedModel written by `save_signatures`.
+      key: "decode" or "encode".
+      quantization: "float32"; "float16" (weights stored as float16); or
+        "int8" (dynamic-range: int8 weights, float activations, no
+        representative dataset needed).
+    """
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[key])
+    # Builtin ops only: the plain LiteRT interpreter has no Flex (Select TF ops) delegate.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quantization != "float32":
+        raise ConfigError(f"unknown quantization {quantization!r}")
+    return converter.convert()
+
+
+def export_run(
+    run_dir: str,
+    out: str | None = None,
+    *,
+    tflite: bool = False,
+    quantize=(),
+    overwrite: bool = False,
+    data_dir: str | None = None,
+    eval_images: int = DEFAULT_EVAL_IMAGES,
+    importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
+    log=print,
+) -> dict:
+    """Export the newest checkpoint of `run_dir`; return the manifest (also written to OUT/manifest.json).
+
+    Args:
+      run_dir: a run written by `tfvae train` (at least one epoch).
+      out: the export directory; None: RUN_DIR/export.
+      tflite: also write decoder.tflite and encoder.tflite.
+      quantize: quantized decoders to write too, a subset of ("float16", "int8"); needs `tflite`.
+      overwrite: replace an existing export in `out` (only once the new one is complete).
+      data_dir: where the test images are, for the quantization cost; None: the run's config,
+        then $TFVAE_DATA_DIR, then TFDS.
+      eval_images: this many test images, drawn at random with a fixed seed, measure the quantization cost.
+      importance_samples: K, samples of z per image for the log-likelihood estimate.
+      log: where one-line progress messages go.
+
+    Raises:
+      TfvaeError: bad options, a run without a checkpoint, an existing export
+        without `overwrite`, a non-export directory at `out`, or missing data.
+    """
+    quantize = parse_quantize(quantize)
+    if quantize and not tflite:
+        raise ConfigError("--quantize writes quantized TFLite decoders: add --tflite")
+    for flag, value in (("--eval-images", eval_images), ("--importance-samples", importance_samples)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{flag} must be a positive integer, got {value!r}")
+    out = out or os.path.join(run_dir, layout.DEFAULT_EXPORT_DIR)
+    _check_target(out, overwrite)  # before any slow work
+    config, vae = load_vae(run_dir)
+    images = _eval_subset(config, data_dir, eval_images) if quantize else None  # missing data fails now, not later
+
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.tmp-", dir=parent)
+    try:
+        _make_readable(staging)
+        manifest = _write_export(staging, run_dir, config, vae, tflite, quantize, images, importance_samples, log)
+        _publish(staging, out, overwrite)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log(f"exported {run_dir} to {out}")
+    return manifest
+
+
+# --------------------------------------------------------------------------- the export's contents
+
+
+def _write_export(directory, run_dir, config, vae, tflite, quantize, images, importance_samples, log) -> dict:
+    """Write the SavedModel, the TFLite files and manifest.json into `directory`; return the manifest."""
+    saved_model_dir = os.path.join(directory, layout.SAVED_MODEL_DIR)
+    save_signatures(vae, saved_model_dir)
+    log(f"wrote {layout.SAVED_MODEL_DIR}/ (signatures {layout.DECODE}, {layout.ENCODE})")
+
+    keras = KerasDecoder(vae, source=run_dir)
+    rng = np.random.default_rng(PARITY_SEED)
+    z = rng.standard_normal((PARITY_LATENTS, config.latent_dim)).astype(np.float32)  # (64, D)
+    probs = keras.decode(z)[layout.PROBS]  # (64, 28, 28, 1), the reference
+    x = (rng.random(probs.shape) < probs).astype(np.float32)  # x ~ Bernoulli(probs): images the encoder can fit
+    loc, scale = keras.encode(x)  # (64, D) each
+
+    def probs_parity(decoder):
+        return {"max_abs_diff_probs": float(np.max(np.abs(decoder.decode(z)[layout.PROBS] - probs)))}
+
+    parity = {
+        "batch": {
+            "latents": PARITY_LATENTS,
+            "seed": PARITY_SEED,
+            "z": "z ~ N(0, I) from numpy.random.default_rng(seed); encoder input x ~ Bernoulli(probs) of the Keras model",
+            "reference": "the Keras model of the run's newest checkpoint",
+        },
+        layout.SAVED_MODEL_DIR: probs_parity(SavedModelDecoder(saved_model_dir)),
+    }
+
+    decoders = {}  # file name -> (quantization, TFLiteDecoder)
+    if tflite:
+        for quantization, name in [("float32", layout.DECODER_FILE)] + [
+            (q, layout.QUANTIZED_DECODER_FILES[q]) for q in quantize
+        ]:
+            path = os.path.join(directory, name)
+            _write_bytes(path, convert_signature(saved_model_dir, layout.DECODE, quantization))
+            decoders[name] = (quantization, TFLiteDecoder(path))  # loads in the plain interpreter, or fails here
+            parity[name] = probs_parity(decoders[name][1])
+            log(f"wrote {name} ({os.path.getsize(path):,} bytes, max |probs - Keras| {parity[name]['max_abs_diff_probs']:.2e})")
+        path = os.path.join(directory, layout.ENCODER_FILE)
+        _write_bytes(path, convert_signature(saved_model_dir, layout.ENCODE))
+        tflite_loc, tflite_scale = TFLiteEncoder(path).encode(x)
+        parity[layout.ENCODER_FILE] = {
+            "max_abs_diff_loc": float(np.max(np.abs(tflite_loc - loc))),
+            "max_abs_diff_scale": float(np.max(np.abs(tflite_scale - scale))),
+        }
+        log(f"wrote {layout.ENCODER_FILE} ({os.path.getsize(path):,} bytes)")
+
+    manifest = {
+        "version": layout.MANIFEST_VERSION,
+        "tfvae_version": __version__,
+        "run_dir": os.path.abspath(run_dir),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "latent_dim": config.latent_dim,
+        "image_shape": list(config.image_shape),
+        "signatures": _signature_shapes(config.latent_dim, config.image_shape),
+        "files": {},
+        "parity": parity,
+    }
+    if quantize:
+        manifest["quantization"] = _quantization_cost(keras, decoders, images, importance_samples, config, log)
+    manifest["files"] = _file_digests(directory)
+    manifest_path = os.path.join(directory, layout.MANIFEST_FILE)
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
+    _make_readable(manifest_path)
+    return manifest
+
+
+def _signature_shapes(latent_dim: int, image_shape) -> dict:
+    """The signatures' tensor shapes, with None (JSON null) for the dynamic batch dimension."""
+    z, image = [None, latent_dim], [None, *image_shape]
+    return {
+        layout.DECODE: {"inputs": {layout.Z: z}, "outputs": {layout.PROBS: image, layout.LOGITS: image}},
+        layout.ENCODE: {"inputs": {layout.X: image}, "outputs": {layout.LOC: z, layout.SCALE: z}},
+    }
+
+
+def _eval_subset(config, data_dir, eval_images):
+    """`eval_images` binary test images (n, 28, 28, 1) uint8 drawn at random (seed EVAL_SUBSET_SEED), and the split's size.
+
+    At random, not the first n: the test files are not shuffled, and their
+    first few hundred images score many nats below the split's mean.
+    """
+    from tfvae.evaluate import split_images
+
+    images = split_images(config, EVAL_SPLIT, data_dir)
+    if eval_images > len(images):
+        raise ConfigError(f"--eval-images {eval_images} is larger than the {len(images)} {EVAL_SPLIT} images")
+    chosen = np.sort(np.random.default_rng(EVAL_SUBSET_SEED).choice(len(images), eval_images, replace=False))
+    return images[chosen], len(images)
+
+
+def _quantization_cost(keras, decoders, images, importance_samples, config, log) -> dict:
+    """ELBO and log p(x) of each TFLite decoder against the Keras model, on the same images and the same z.
+
+    Every evaluation uses the float32 Keras encoder and the same seed, so each
+    image sees the same z_k for every decoder (a paired comparison): the
+    changes are the decoder's alone, not Monte Carlo noise.
+    """
+    from tfvae.evaluate import evaluate_images
+
+    subset, total = images
+
+    def evaluate(decode_logits):
+        return evaluate_images(
+            keras.encode,
+            decode_logits,
+            subset,
+            importance_samples=importance_samples,
+            seed=config.seed,
+            split=EVAL_SPLIT,
+        )
+
+    reference = evaluate(keras.decode_logits)
+    log(
+        f"reference (Keras float32) on {len(subset)} test images, K = {importance_samples}: "
+        f"ELBO {reference.elbo:.3f}, log p(x) {reference.log_likelihood:.3f}"
+    )
+    results = {}
+    for name, (quantization, decoder) in decoders.items():
+        evaluation = evaluate(decoder.decode_logits)
+        results[name] = {
+            "quantization": quantization,
+            "elbo": evaluation.elbo,
+            "log_likelihood": evaluation.log_likelihood,
+            "elbo_change": evaluation.elbo - reference.elbo,
+            "log_likelihood_change": evaluation.log_likelihood - reference.log_likelihood,
+        }
+        log(
+            f"{name}: ELBO change {results[name]['elbo_change']:+.4f}, "
+            f"log p(x) change {results[name]['log_likelihood_change']:+.4f} nats per image"
+        )
+    return {
+        "subset": (
+            f"measured on a subset: {len(subset)} of the {total} {config.dataset} {EVAL_SPLIT} images, drawn at "
+            f"random (seed {EVAL_SUBSET_SEED}), K = {importance_samples} importance samples per image; "
+            "not the full test set"
+        ),
+        "split": EVAL_SPLIT,
+        "images": len(subset),
+        "split_images": total,
+        "subset_seed": EVAL_SUBSET_SEED,
+        "importance_samples": importance_samples,
+        "seed": config.seed,
+        "units": "nats per image; change = decoder - reference",
+        "reference": {
+            "model": "Keras float32 (the run's newest checkpoint)",
+            "elbo": reference.elbo,
+            "log_likelihood": reference.log_likelihood,
+            "log_likelihood_stderr": reference.log_likelihood_stderr,
+        },
+        "decoders": results,
+    }
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _file_digests(directory: str) -> dict:
+    """{relative path: {"bytes", "sha256"}} for every file under `directory`, sorted; fsyncs each file."""
+    digests = {}
+    for root, dirs, files in os.walk(directory):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            sha256 = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    sha256.update(block)
+                os.fsync(f.fileno())  # on disk before the rename publishes it
+            relative = os.path.relpath(path, directory).replace(os.sep, "/")
+            digests[relative] = {"bytes": os.path.getsize(path), "sha256": sha256.hexdigest()}
+    return dict(sorted(digests.items()))
+
+
+def _make_readable(path: str) -> None:
+    """The mode a plain mkdir / open would give: mkdtemp and mkstemp create 0700 / 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~umask)
+
+
+def _check_target(out: str, overwrite: bool) -> None:
+    """Refuse an `out` that is a file, a directory that is not a tfvae export, or an export without `overwrite`."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise RunError(f"--out {out} is a file, not a directory")
+    if not os.path.isdir(out) or not os.listdir(out):
+        return
+    if not os.path.isfile(os.path.join(out, layout.MANIFEST_FILE)):
+        raise RunError(f"{out} is not empty and is not a tfvae export; choose a new or empty --out")
+    if not overwrite:
+        raise RunError(f"{out} already holds an export; pass --overwrite to replace it, or choose another --out")
+
+
+def _publish(staging: str, out: str, overwrite: bool) -> None:
+    """Rename the finished `staging` directory to `out`; an old export is moved aside first, then deleted."""
+    _check_target(out, overwrite)  # again: something may have appeared at `out` meanwhile
+    if os.path.isdir(out) and not os.listdir(out):
+        os.rmdir(out)
+    if not os.path.exists(out):
+        os.rename(staging, out)
+        return
+    previous = staging + ".previous"
+    os.rename(out, previous)
+    try:
+        os.rename(staging, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.rename(previous, out)  # put the old export back
+        raise
+    shutil.rmtree(previous, ignore_errors=True)

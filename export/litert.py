@@ -1,0 +1,173 @@
+"""The exported TFLite encoder and decoder, run by the plain LiteRT interpreter: numpy in, numpy out.
+
+Needs numpy and `ai-edge-litert` only; never TensorFlow. A file is checked
+when it is opened, so that anything that is not a tfvae model fails with one
+clear `ModelFileError` instead of a shape error deep inside the interpreter.
+
+Example:
+>>> decoder = TFLiteDecoder("runs/x/export/decoder.tflite", num_threads=1)  # doctest: +SKIP
+>>> decoder.decode(np.zeros((4, decoder.latent_dim), np.float32))["probs"].shape  # doctest: +SKIP
+(4, 28, 28, 1)
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from tfvae.config import IMAGE_SHAPE
+from tfvae.errors import ModelFileError
+from tfvae.export import layout
+
+__all__ = ["TFLiteDecoder", "TFLiteEncoder", "TFLITE_IDENTIFIER"]
+
+# Bytes 4..8 of every TFLite flatbuffer (the schema's file_identifier).
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+def _open_signature(path: str, key: str, num_threads):
+    """(interpreter, signature runner, input details, output details) of signature `key` in the .tflite at `path`."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    if not os.path.exists(path):
+        raise ModelFileError(f"model file {path} does not exist")
+    if not os.path.isfile(path):
+        raise ModelFileError(f"{path} is not a file")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[4:8] != TFLITE_IDENTIFIER:
+        raise ModelFileError(f"{path} is not a TFLite model (no TFL3 identifier); pass a decoder.tflite written by tfvae export")
+    try:
+        interpreter = Interpreter(model_path=path, num_threads=num_threads)
+    except (ValueError, RuntimeError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"{path} is not a valid TFLite model: {reason[:200]}") from None
+    signatures = interpreter.get_signature_list()
+    if key not in signatures:
+        found = ", ".join(sorted(signatures)) or "none"
+        raise ModelFileError(
+            f"{path} has no '{key}' signature (it has: {found}); it is not a tfvae {key}r, "
+            f"use the {layout.DECODER_FILE if key == layout.DECODE else layout.ENCODER_FILE} of a tfvae export"
+        )
+    runner = interpreter.get_signature_runner(key)
+    return interpreter, runner, runner.get_input_details(), runner.get_output_details()
+
+
+def _shape(details) -> tuple:
+    """The tensor's shape with -1 for dynamic dimensions."""
+    return tuple(int(d) for d in details["shape_signature"])
+
+
+def _check(path, key, details, name, rank_tail, kind):
+    """Refuse unless tensor `name` exists, is float32 and has shape (N, *rank_tail); None in rank_tail = any size."""
+    if name not in details:
+        raise ModelFileError(
+            f"{path} is not a tfvae {key}r: its '{key}' signature has {kind}s {sorted(details)}, expected '{name}'"
+        )
+    shape = _shape(details[name])
+    fits = len(shape) == 1 + len(rank_tail) and all(
+        want is None and got > 0 or got == want for got, want in zip(shape[1:], rank_tail)
+    )
+    if not fits or np.dtype(details[name]["dtype"]) != np.float32:
+        expected = "(N, " + ", ".join("D" if d is None else str(d) for d in rank_tail) + ") float32"
+        raise ModelFileError(
+            f"{path} is not a tfvae {key}r: {kind} '{name}' has shape {list(shape)} "
+            f"{np.dtype(details[name]['dtype']).name}, expected {expected}"
+        )
+    return shape
+
+
+class TFLiteDecoder:
+    """A tfvae decoder in a `.tflite` file: z (N, D) -> Bernoulli means and logits (N, 28, 28, 1).
+
+    The file's `decode` signature takes `z` with a dynamic batch dimension;
+    the interpreter is resized to each batch.
+
+    Args:
+      path: a `.tflite` file with the signature `decode`: z (N, D) float32 ->
+        probs, logits (N, 28, 28, 1) float32.
+      num_threads: CPU threads for the interpreter; None lets LiteRT choose.
+
+    Raises:
+      ModelFileError: the file is missing, not a TFLite model, or not a tfvae
+        decoder (no `decode` signature, or other inputs or shapes).
+
+    Example:
+    >>> decoder = TFLiteDecoder("runs/x/export/decoder.tflite")  # doctest: +SKIP
+    >>> decoder.latent_dim, decoder.image_shape  # doctest: +SKIP
+    (20, (28, 28, 1))
+    """
+
+    def __init__(self, path: str, num_threads: int | None = None):
+        self.path = path
+        self.num_threads = num_threads
+        self._interpreter, self._runner, inputs, outputs = _open_signature(path, layout.DECODE, num_threads)
+        if set(inputs) != {layout.Z}:
+            raise ModelFileError(
+                f"{path} is not a tfvae decoder: its 'decode' signature takes {sorted(inputs)}, expected only 'z'"
+            )
+        self.latent_dim = _check(path, layout.DECODE, inputs, layout.Z, (None,), "input")[1]
+        for name in layout.DECODE_OUTPUTS:
+            _check(path, layout.DECODE, outputs, name, IMAGE_SHAPE, "output")
+        self.image_shape = tuple(IMAGE_SHAPE)
+
+    def decode(self, z) -> dict:
+        """z (N, D) -> {"probs": (N, 28, 28, 1), "logits": (N, 28, 28, 1)}, float32 NumPy arrays."""
+        z = np.ascontiguousarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"z must have shape (N, {self.latent_dim}), got {z.shape}")
+        if len(z) == 0:
+            empty = np.zeros((0, *self.image_shape), np.float32)
+            return {name: empty.copy() for name in layout.DECODE_OUTPUTS}
+        outputs = self._runner(**{layout.Z: z})
+        return {name: outputs[name] for name in layout.DECODE_OUTPUTS}
+
+    def decode_logits(self, z) -> np.ndarray:
+        """z (N, D) -> logits (N, 28, 28, 1): the callable the likelihood estimators take."""
+        return self.decode(z)[layout.LOGITS]
+
+    def __repr__(self):
+        return f"TFLiteDecoder({self.path!r}, latent_dim={self.latent_dim})"
+
+
+class TFLiteEncoder:
+    """A tfvae encoder in a `.tflite` file: x (N, 28, 28, 1) -> loc, scale (N, D) of q(z|x).
+
+    Args:
+      path: a `.tflite` file with the signature `encode`: x (N, 28, 28, 1)
+        float32 in {0, 1} -> loc, scale (N, D) float32.
+      num_threads: CPU threads for the interpreter; None lets LiteRT choose.
+
+    Raises:
+      ModelFileError: the file is missing, not a TFLite model, or not a tfvae encoder.
+    """
+
+    def __init__(self, path: str, num_threads: int | None = None):
+        self.path = path
+        self.num_threads = num_threads
+        self._interpreter, self._runner, inputs, outputs = _open_signature(path, layout.ENCODE, num_threads)
+        if set(inputs) != {layout.X}:
+            raise ModelFileError(
+                f"{path} is not a tfvae encoder: its 'encode' signature takes {sorted(inputs)}, expected only 'x'"
+            )
+        _check(path, layout.ENCODE, inputs, layout.X, IMAGE_SHAPE, "input")
+        dims = {_check(path, layout.ENCODE, outputs, name, (None,), "output")[1] for name in layout.ENCODE_OUTPUTS}
+        if len(dims) != 1:
+            raise ModelFileError(f"{path} is not a tfvae encoder: loc and scale have different sizes {sorted(dims)}")
+        self.latent_dim = dims.pop()
+        self.image_shape = tuple(IMAGE_SHAPE)
+
+    def encode(self, x) -> tuple:
+        """x (N, 28, 28, 1) -> (loc, scale), each (N, D) float32."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.shape[1:] != self.image_shape:
+            raise ValueError(f"x must have shape (N, {', '.join(map(str, self.image_shape))}), got {x.shape}")
+        if len(x) == 0:
+            empty = np.zeros((0, self.latent_dim), np.float32)
+            return empty, empty.copy()
+        outputs = self._runner(**{layout.X: x})
+        return outputs[layout.LOC], outputs[layout.SCALE]
+
+    def __repr__(self):
+        return f"TFLiteEncoder({self.path!r}, latent_dim={self.latent_dim})"

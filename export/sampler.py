@@ -1,0 +1,212 @@
+"""Ancestral sampling from a tfvae decoder: z ~ N(0, I) from a seeded numpy generator, then p(x|z).
+
+This is the on-device path: with a `.tflite` decoder it needs numpy, the LiteRT
+interpreter and Pillow, and never imports TensorFlow or TFP (STYLE.md,
+principle 10). SavedModel directories and run directories are read with
+TensorFlow, imported only when such a path is given.
+
+    z ~ N(0, I_D)                       (N, D)      prior_latents, seeded
+    p = sigmoid(decoder(z))             (N, 28, 28, 1)  the Bernoulli means
+    x ~ Bernoulli(p)                    (N, 28, 28, 1)  mode "bernoulli"; mode "mean" shows p itself
+
+Example:
+>>> decoder = open_decoder("runs/x/export/decoder.tflite")  # doctest: +SKIP
+>>> samples = sample(decoder, 64, seed=0, mode="bernoulli")  # doctest: +SKIP
+>>> write_samples(samples, "samples.png", npy_path="samples.npy")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+
+import numpy as np
+
+from tfvae import plots
+from tfvae.errors import ConfigError, ModelFileError, TfvaeError
+from tfvae.export import layout
+from tfvae.io import atomic_path
+
+__all__ = [
+    "MODES",
+    "LATENTS",
+    "Samples",
+    "open_decoder",
+    "prior_latents",
+    "interpolation_latents",
+    "manifold_grid",
+    "sample",
+    "write_png",
+    "write_samples",
+]
+
+MODES = ("mean", "bernoulli")  # show p(x|z)'s means, or draw x ~ Bernoulli(p)
+LATENTS = ("prior", "interpolate", "manifold")  # where the z come from
+_DECODE_BATCH = 1024  # latents per decoder call: bounds memory for large N
+
+# Files that make a directory a SavedModel, or a tfvae run.
+_SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+_RUN_CONFIG = "config.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Samples:
+    """What `sample` drew, in the order of the grid (row by row)."""
+
+    z: np.ndarray  # (N, D) float32, the latents decoded
+    probs: np.ndarray  # (N, 28, 28, 1) float32, the Bernoulli means p(x = 1 | z)
+    images: np.ndarray  # (N, 28, 28, 1) float32, what is shown: probs (mean) or x in {0, 1} (bernoulli)
+    columns: int  # images per row of the grid
+    mode: str  # one of MODES
+    latents: str  # one of LATENTS
+
+
+def open_decoder(path: str, num_threads: int | None = None):
+    """The decoder at `path`: a `.tflite` file, a SavedModel directory or a run directory.
+
+    Every decoder has `latent_dim`, `image_shape` and
+    `decode(z) -> {"probs", "logits"}` on NumPy arrays. Only the `.tflite`
+    path is free of TensorFlow.
+
+    Args:
+      path: a decoder.tflite (any TFLite file with a tfvae `decode`
+        signature), a SavedModel directory written by `tfvae export`, or a
+        tfvae run directory (its newest checkpoint).
+      num_threads: interpreter threads for a `.tflite` file; None lets LiteRT choose.
+
+    Raises:
+      ModelFileError: the path is missing or is not a tfvae decoder.
+      RunError: a run directory without a usable checkpoint.
+    """
+    if not os.path.exists(path):
+        raise ModelFileError(f"--model {path} does not exist")
+    if os.path.isfile(path):
+        from tfvae.export.litert import TFLiteDecoder
+
+        return TFLiteDecoder(path, num_threads=num_threads)
+    entries = set(os.listdir(path))
+    if entries & set(_SAVED_MODEL_FILES):
+        _require_tensorflow(path, "a SavedModel directory")
+        from tfvae.export.savedmodel import SavedModelDecoder
+
+        return SavedModelDecoder(path)
+    if _RUN_CONFIG in entries:
+        _require_tensorflow(path, "a run directory")
+        from tfvae.export.savedmodel import KerasDecoder
+        from tfvae.runs import load_vae
+
+        _, vae = load_vae(path)
+        return KerasDecoder(vae, source=path)
+    if layout.SAVED_MODEL_DIR in entries or layout.DECODER_FILE in entries:
+        raise ModelFileError(
+            f"{path} is an export directory: pass {os.path.join(path, layout.DECODER_FILE)} "
+            f"or {os.path.join(path, layout.SAVED_MODEL_DIR)}"
+        )
+    raise ModelFileError(f"{path} is neither a .tflite decoder, a SavedModel directory nor a tfvae run directory")
+
+
+def _require_tensorflow(path: str, what: str) -> None:
+    """One clear error on an edge install, where only .tflite decoders can be read."""
+    try:
+        import tensorflow  # noqa: F401  (imported next anyway, by the SavedModel or run reader)
+    except ImportError:
+        raise TfvaeError(
+            f"{path} is {what}, which needs TensorFlow (pip install tfvae); "
+            f"without it, pass a .tflite decoder such as export/{layout.DECODER_FILE}"
+        ) from None
+
+
+def prior_latents(rng: np.random.Generator, n: int, latent_dim: int) -> np.ndarray:
+    """z ~ N(0, I_D): (n, D) float32."""
+    return rng.standard_normal((n, latent_dim)).astype(np.float32)
+
+
+def interpolation_latents(rng: np.random.Generator, n: int, latent_dim: int) -> np.ndarray:
+    """n points on the straight line from z_0 to z_1, both drawn from N(0, I_D): (n, D) float32, z_0 first."""
+    z_0, z_1 = rng.standard_normal((2, latent_dim))
+    t = np.linspace(0.0, 1.0, n)[:, None]  # (n, 1)
+    return ((1.0 - t) * z_0 + t * z_1).astype(np.float32)
+
+
+def manifold_grid(n: int, latent_dim: int) -> np.ndarray:
+    """The sqrt(n) x sqrt(n) grid of z at the normal's percent-point function (Kingma & Welling, Fig. 4b).
+
+    Raises:
+      ConfigError: the latent space is not 2-D, or n is not a square.
+    """
+    if latent_dim != 2:
+        raise ConfigError(f"--manifold needs a decoder with a 2-D latent space; this one has D = {latent_dim}")
+    side = math.isqrt(n)
+    if side * side != n:
+        raise ConfigError(f"--manifold draws a square grid: --n must be a square number (e.g. {side * side} or {(side + 1) ** 2}), got {n}")
+    return plots.manifold_latents(side)
+
+
+def sample(decoder, n: int = 64, *, seed: int = 0, mode: str = "mean", latents: str = "prior") -> Samples:
+    """Decode n latents and return the grid's images; the same seed gives the same output.
+
+    Args:
+      decoder: anything `open_decoder` returns.
+      n: how many images.
+      seed: seeds the numpy generator that draws z, then x ~ Bernoulli(p).
+      mode: "mean" shows p(x|z)'s means; "bernoulli" draws x ~ Bernoulli(p).
+      latents: "prior" draws z ~ N(0, I); "interpolate" walks a straight line
+        between two such z; "manifold" decodes the percent-point grid of a
+        2-D latent space.
+
+    Raises:
+      ConfigError: a bad n, mode or latents, or --manifold without a 2-D latent space.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"--n must be a positive integer, got {n!r}")
+    if mode not in MODES:
+        raise ConfigError(f"unknown --mode {mode!r}; choose one of: {', '.join(MODES)}")
+    if latents not in LATENTS:
+        raise ConfigError(f"unknown latents {latents!r}; choose one of: {', '.join(LATENTS)}")
+    rng = np.random.default_rng(seed)
+    if latents == "manifold":
+        z = manifold_grid(n, decoder.latent_dim)
+        columns = math.isqrt(n)
+    elif latents == "interpolate":
+        z = interpolation_latents(rng, n, decoder.latent_dim)
+        columns = math.ceil(math.sqrt(n))
+    else:
+        z = prior_latents(rng, n, decoder.latent_dim)
+        columns = math.ceil(math.sqrt(n))
+    probs = np.concatenate(
+        [decoder.decode(z[i : i + _DECODE_BATCH])[layout.PROBS] for i in range(0, n, _DECODE_BATCH)], axis=0
+    )
+    if mode == "bernoulli":
+        images = (rng.random(probs.shape) < probs).astype(np.float32)  # x ~ Bernoulli(p), pixel by pixel
+    else:
+        images = probs
+    return Samples(z=z, probs=probs, images=images, columns=columns, mode=mode, latents=latents)
+
+
+def write_png(images: np.ndarray, path: str, columns: int | None = None) -> None:
+    """A grid of (N, 28, 28[, 1]) images in [0, 1] as an 8-bit grey PNG (1 = white), written atomically."""
+    from PIL import Image
+
+    canvas = plots.tile(images, columns)  # (rows * 28, columns * 28) in [0, 1]
+    pixels = np.round(np.clip(canvas, 0.0, 1.0) * 255.0).astype(np.uint8)
+    with atomic_path(path, suffix=".png") as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")  # uint8 (H, W) is 8-bit grey, mode "L"
+        _make_readable(tmp)
+
+
+def write_samples(samples: Samples, png_path: str, npy_path: str | None = None) -> None:
+    """The PNG grid of `samples.images`, and with `npy_path` the raw (N, 28, 28, 1) float32 array."""
+    write_png(samples.images, png_path, samples.columns)
+    if npy_path:
+        with atomic_path(npy_path, suffix=".npy") as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, samples.images)
+            _make_readable(tmp)
+
+
+def _make_readable(path: str) -> None:
+    """The mode a plain open() would give: atomic_path's temporary file is created 0600 by mkstemp."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)

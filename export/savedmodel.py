@@ -1,0 +1,164 @@
+"""The exported graphs (TensorFlow side): a tensors-in, tensors-out `tf.Module`, and decoders read back from disk.
+
+The module holds only the encoder's and decoder's variables and two
+deterministic functions; the Keras model and its TFP layers are not saved, so
+no distribution, sampling op or Keras metadata reaches the SavedModel or the
+TFLite files converted from it (STYLE.md, principle 5).
+
+Example:
+>>> from tfvae.runs import load_vae  # doctest: +SKIP
+>>> config, vae = load_vae("runs/x")  # doctest: +SKIP
+>>> save_signatures(vae, "/tmp/saved_model")  # doctest: +SKIP
+>>> SavedModelDecoder("/tmp/saved_model").decode(np.zeros((2, 20), np.float32))["probs"].shape  # doctest: +SKIP
+(2, 28, 28, 1)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tfvae.config import IMAGE_SHAPE
+from tfvae.errors import ModelFileError
+from tfvae.export import layout
+
+__all__ = ["VAESignatures", "save_signatures", "SavedModelDecoder", "KerasDecoder"]
+
+
+class VAESignatures(tf.Module):
+    """The `decode` and `encode` signatures of a trained VAE, as a `tf.Module` ready for `tf.saved_model.save`.
+
+    decode: z (N, D) float32 -> {"probs": sigmoid(logits), "logits": logits}, each (N, 28, 28, 1)
+    encode: x (N, 28, 28, 1) float32 in {0, 1} -> {"loc": loc, "scale": scale}, each (N, D)
+
+    Args:
+      vae: a built `tfvae.models.VAE`.
+    """
+
+    def __init__(self, vae):
+        super().__init__(name="tfvae")
+        self.latent_dim = int(vae.latent_dim)
+        self.image_shape = tuple(vae.image_shape)
+        # Bound methods are not tracked: only the variables below are saved, not the Keras model.
+        self._decode_logits = vae.decode_logits
+        self._encode_params = vae.encode_params
+        self.model_variables = list(vae.encoder.variables) + list(vae.decoder.variables)
+        self.decode = tf.function(
+            self._decode, input_signature=[tf.TensorSpec([None, self.latent_dim], tf.float32, name=layout.Z)]
+        )
+        self.encode = tf.function(
+            self._encode, input_signature=[tf.TensorSpec([None, *self.image_shape], tf.float32, name=layout.X)]
+        )
+
+    def _decode(self, z):
+        logits = self._decode_logits(z)  # (N, 28, 28, 1)
+        return {layout.PROBS: tf.sigmoid(logits), layout.LOGITS: logits}
+
+    def _encode(self, x):
+        loc, scale = self._encode_params(x)  # (N, D) each
+        return {layout.LOC: loc, layout.SCALE: scale}
+
+    def signatures(self) -> dict:
+        """{signature key: concrete function}, for `tf.saved_model.save(..., signatures=...)`."""
+        return {
+            layout.DECODE: self.decode.get_concrete_function(),
+            layout.ENCODE: self.encode.get_concrete_function(),
+        }
+
+
+def save_signatures(vae, path: str) -> None:
+    """Write the SavedModel of `vae` with the signatures `decode` and `encode` to `path`."""
+    module = VAESignatures(vae)
+    tf.saved_model.save(module, path, signatures=module.signatures())
+
+
+def _spec_shape(spec) -> tuple:
+    return tuple(-1 if d is None else int(d) for d in spec.shape)
+
+
+class SavedModelDecoder:
+    """The `decode` signature of a tfvae SavedModel directory: z (N, D) -> probs, logits (N, 28, 28, 1).
+
+    Args:
+      path: a SavedModel directory written by `tfvae export` (OUT/saved_model).
+
+    Raises:
+      ModelFileError: not a readable SavedModel, or no tfvae `decode` signature.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            loaded = tf.saved_model.load(path)
+        except (OSError, ValueError, tf.errors.OpError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelFileError(f"{path} is not a readable SavedModel: {reason[:200]}") from None
+        if layout.DECODE not in loaded.signatures:
+            found = ", ".join(sorted(loaded.signatures)) or "none"
+            raise ModelFileError(f"{path} has no 'decode' signature (it has: {found}); it is not a tfvae export")
+        self._loaded = loaded  # keeps the variables alive
+        self._decode = loaded.signatures[layout.DECODE]
+        _, inputs = self._decode.structured_input_signature
+        outputs = self._decode.structured_outputs
+        z = inputs.get(layout.Z)
+        if set(inputs) != {layout.Z} or z.dtype != tf.float32 or len(z.shape) != 2 or z.shape[1] is None:
+            raise ModelFileError(f"{path} is not a tfvae decoder: 'decode' takes {inputs}, expected z (N, D) float32")
+        for name in layout.DECODE_OUTPUTS:
+            if name not in outputs or _spec_shape(outputs[name])[1:] != tuple(IMAGE_SHAPE):
+                raise ModelFileError(
+                    f"{path} is not a tfvae decoder: 'decode' returns {sorted(outputs)}, "
+                    f"expected probs and logits of shape (N, {', '.join(map(str, IMAGE_SHAPE))})"
+                )
+        self.latent_dim = int(z.shape[1])
+        self.image_shape = tuple(IMAGE_SHAPE)
+
+    def decode(self, z) -> dict:
+        """z (N, D) -> {"probs", "logits"}, each (N, 28, 28, 1) float32 NumPy."""
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"z must have shape (N, {self.latent_dim}), got {z.shape}")
+        outputs = self._decode(**{layout.Z: tf.constant(z)})
+        return {name: outputs[name].numpy() for name in layout.DECODE_OUTPUTS}
+
+    def decode_logits(self, z) -> np.ndarray:
+        return self.decode(z)[layout.LOGITS]
+
+    def __repr__(self):
+        return f"SavedModelDecoder({self.path!r}, latent_dim={self.latent_dim})"
+
+
+class KerasDecoder:
+    """The decoder of a trained `VAE` in memory, with the same interface as the exported ones.
+
+    Args:
+      vae: a built `tfvae.models.VAE`.
+      source: where it came from (a run directory), for messages.
+    """
+
+    def __init__(self, vae, source: str = ""):
+        self.vae = vae
+        self.path = source
+        self.latent_dim = int(vae.latent_dim)
+        self.image_shape = tuple(vae.image_shape)
+        # Traced once per batch size instead of run op by op: the estimators call these thousands of times.
+        self._graphs = VAESignatures(vae)
+
+    def decode(self, z) -> dict:
+        """z (N, D) -> {"probs", "logits"}, each (N, 28, 28, 1) float32 NumPy."""
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"z must have shape (N, {self.latent_dim}), got {z.shape}")
+        outputs = self._graphs.decode(tf.constant(z))
+        return {name: outputs[name].numpy() for name in layout.DECODE_OUTPUTS}
+
+    def decode_logits(self, z) -> np.ndarray:
+        """z (N, D) -> logits (N, 28, 28, 1)."""
+        return self.decode(z)[layout.LOGITS]
+
+    def encode(self, x) -> tuple:
+        """x (N, 28, 28, 1) -> (loc, scale), each (N, D) float32 NumPy."""
+        outputs = self._graphs.encode(tf.constant(np.asarray(x, dtype=np.float32)))
+        return outputs[layout.LOC].numpy(), outputs[layout.SCALE].numpy()
+
+    def __repr__(self):
+        return f"KerasDecoder(latent_dim={self.latent_dim}, source={self.path!r})"
