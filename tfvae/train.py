@@ -147,9 +147,11 @@ def train_and_evaluate(config: Config, run_dir: str, *, overwrite: bool = False,
         )
 
     if stop_on_non_finite.bad_epoch is not None:
+        kept = latest_checkpoint(run_dir)
         raise TrainingDiverged(
-            f"the loss became NaN or infinite in epoch {stop_on_non_finite.bad_epoch}; the last good checkpoint is kept "
-            f"in {os.path.join(run_dir, CHECKPOINT_DIR)}; try a lower --learning-rate"
+            f"the loss became NaN or infinite in epoch {stop_on_non_finite.bad_epoch}; "
+            + (f"the last good checkpoint is kept ({kept})" if kept else "no epoch finished with a finite loss")
+            + "; try a lower --learning-rate"
         )
     # Every worker evaluates (under a multi-worker strategy evaluate is collective); only the chief writes.
     test = vae.evaluate(make_dataset(splits.test, config.batch_size, training=False), return_dict=True, verbose=0)

@@ -1,0 +1,65 @@
+"""A loss that becomes NaN stops training with a clear message and keeps the last good checkpoint;
+mixed precision and XLA train on CPU."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfvae import train
+from tfvae.config import Config
+from tfvae.errors import TrainingDiverged
+from tfvae.runs import latest_checkpoint, load_vae, read_history
+
+
+def tiny(data_dir, **changes):
+    values = dict(epochs=3, limit=256, latent_dim=2, hidden_units=16, batch_size=64, data_dir=data_dir)
+    return Config(**{**values, **changes})
+
+
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
+    make = train.make_training_dataset
+
+    def poisoned(images, batch_size, **kwargs):
+        # Batches of the third epoch onwards carry a NaN pixel, as a corrupt input would.
+        steps = len(images) // batch_size
+
+        def poison(step, batch):
+            x, _ = batch
+            x = tf.where(step >= 2 * steps, x + float("nan"), x)
+            return x, x
+
+        return make(images, batch_size, **kwargs).enumerate().map(poison)
+
+    monkeypatch.setattr(train, "make_training_dataset", poisoned)
+    run_dir = str(tmp_path / "run")
+    with pytest.raises(TrainingDiverged, match=r"NaN or infinite in epoch 3; the last good checkpoint is kept"):
+        train.train_and_evaluate(tiny(data_dir), run_dir, verbose=0, log=lambda m: None)
+    assert [r["epoch"] for r in read_history(run_dir)] == [1, 2]
+    assert latest_checkpoint(run_dir).endswith("epoch-2")
+    _, vae = load_vae(run_dir)
+    assert all(np.isfinite(w).all() for w in vae.get_weights())
+
+
+def test_divergence_in_the_first_epoch_says_there_is_no_checkpoint(data_dir, tmp_path):
+    with pytest.raises(TrainingDiverged, match="no epoch finished with a finite loss"):
+        train.train_and_evaluate(tiny(data_dir, epochs=1, learning_rate=1e30), str(tmp_path / "r"), verbose=0)
+
+
+def test_mixed_precision_on_cpu_computes_in_bfloat16_and_keeps_distributions_in_float32(data_dir, tmp_path):
+    import tf_keras as tfk
+
+    try:
+        summary = train.train_and_evaluate(tiny(data_dir, epochs=1, mixed_precision=True), str(tmp_path / "r"), verbose=0)
+        assert np.isfinite(summary["test_elbo"]) and -600 < summary["test_elbo"] < 0
+        _, vae = load_vae(str(tmp_path / "r"))
+        hidden, output = vae.encoder.layers[1], vae.encoder.layers[-1]
+        assert hidden.compute_dtype == "bfloat16" and hidden.variable_dtype == "float32"
+        assert output.compute_dtype == "float32"
+        assert vae(tf.zeros([2, 28, 28, 1])).dtype == tf.float32
+    finally:
+        tfk.mixed_precision.set_global_policy("float32")
+
+
+def test_xla_compiled_training_runs(data_dir, tmp_path):
+    summary = train.train_and_evaluate(tiny(data_dir, epochs=1, jit_compile=True), str(tmp_path / "r"), verbose=0)
+    assert np.isfinite(summary["test_elbo"])
