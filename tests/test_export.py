@@ -355,3 +355,23 @@ def test_cli_export_of_a_missing_run_is_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["export", "--run-dir", str(tmp_path / "nope")])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [f"Error: run directory {tmp_path / 'nope'} does not exist"]
+
+
+def test_cli_defaults_match_the_library():
+    from tfvae.cli import export as export_cli
+    from tfvae.export import exporter
+
+    assert export_cli._EVAL_IMAGES == exporter.DEFAULT_EVAL_IMAGES
+    assert export_cli._IMPORTANCE_SAMPLES == exporter.DEFAULT_IMPORTANCE_SAMPLES
+
+
+def test_benchmark_reports_sizes_quantization_and_latency(exported, capsys):
+    from tfvae.export import benchmark
+
+    directory, manifest = exported
+    results = benchmark.main([directory, "--repeats", "3", "--json"])
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(results))
+    assert results["files"]["decoder_int8.tflite"] == manifest["files"]["decoder_int8.tflite"]["bytes"]
+    assert set(results["latency_seconds"]) == {"decoder.tflite", "decoder_float16.tflite", "decoder_int8.tflite",
+                                              "saved_model"}
+    assert all(0 < seconds < 1 for by_batch in results["latency_seconds"].values() for seconds in by_batch.values())

@@ -220,6 +220,9 @@ def bad_models(tmp_path, export_dir, foreign_models):
     garbage.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(range(256)) * 4)  # the identifier, then nonsense
     empty_dir = tmp_path / "empty"
     empty_dir.mkdir()
+    broken_saved_model = tmp_path / "broken_saved_model"
+    broken_saved_model.mkdir()
+    (broken_saved_model / "saved_model.pb").write_bytes(b"not a protocol buffer")
     return {
         "missing": (str(tmp_path / "nope.tflite"), "does not exist"),
         "not_tflite": (str(not_tflite), "is not a TFLite model"),
@@ -229,6 +232,7 @@ def bad_models(tmp_path, export_dir, foreign_models):
         "flat_output": (foreign_models["flat_output"], "output 'probs' has shape [-1, 10]"),
         "export_dir": (export_dir, "is an export directory: pass"),
         "empty_dir": (str(empty_dir), "neither a .tflite decoder"),
+        "broken_saved_model": (str(broken_saved_model), "is not a readable SavedModel"),
     }
 
 
