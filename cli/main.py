@@ -8,9 +8,11 @@ traceback instead. Ctrl-C and SIGTERM exit with 130 and 143.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+import tempfile
 
 import click
 
@@ -25,6 +27,46 @@ EXIT_SIGINT = 128 + signal.SIGINT  # 130
 EXIT_SIGTERM = 128 + signal.SIGTERM  # 143
 
 
+# Commands that need TensorFlow (sample imports it only for SavedModels and runs, never for .tflite).
+TENSORFLOW_COMMANDS = ("train", "evaluate", "export")
+
+
+@contextlib.contextmanager
+def _native_stderr_captured():
+    """Send fd 2 to a temporary file for the duration; replay it if the block fails.
+
+    TensorFlow 2.21 logs several lines (oneDNN, CUDA, CPU features) from C++
+    before absl's logging is initialised, where no environment variable reaches.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow, TFP and tf_keras and initialise the devices without the start-up chatter."""
+    try:
+        with _native_stderr_captured():
+            import tensorflow as tf
+            import tensorflow_probability  # noqa: F401
+            import tf_keras  # noqa: F401
+
+            tf.config.list_physical_devices()
+    except (OSError, ValueError):  # no real fd 2 (an embedding host): import normally
+        import tensorflow  # noqa: F401
+
+
 class _Terminated(BaseException):
     """SIGTERM, turned into an exception so that `finally` blocks and atomic writes clean up."""
 
@@ -35,6 +77,12 @@ def _on_sigterm(signum, frame):
 
 class TfvaeGroup(click.Group):
     """A click group that reports TfvaeError as one line, unless --debug."""
+
+    def resolve_command(self, ctx, args):
+        name, command, rest = super().resolve_command(ctx, args)
+        if name in TENSORFLOW_COMMANDS and not {"-h", "--help"} & set(rest):
+            import_tensorflow_quietly()
+        return name, command, rest
 
     def invoke(self, ctx):
         debug = "--debug" in sys.argv[1:]
