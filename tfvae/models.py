@@ -72,7 +72,17 @@ ARCHITECTURES = {"mlp": (mlp_encoder, mlp_decoder)}
 def posterior_params(params):
     """Split encoder outputs (B, 2D) into loc (B, D) and a positive scale (B, D)."""
     loc, raw_scale = tf.split(params, 2, axis=-1)
-    return loc, tf.math.softplus(raw_scale) + _MIN_SCALE
+    return loc, _softplus(raw_scale) + _MIN_SCALE
+
+
+def _softplus(x):
+    """log(1 + e^x), written so that it cannot overflow.
+
+    tf.math.softplus is stable in TensorFlow, but the TFLite converter lowers it
+    to log(exp(x) + 1), which overflows to inf for x > 88; this form converts to
+    builtin ops that stay finite everywhere.
+    """
+    return tf.maximum(x, 0.0) + tf.math.log(1.0 + tf.exp(-tf.abs(x)))
 
 
 def standard_normal_prior(latent_dim: int, dtype=tf.float32) -> tfd.Distribution:

@@ -1,0 +1,268 @@
+"""How close tfvae runs to this machine's limit: training, evaluation and sampling against FLOP floors.
+
+    python -m tfvae.bench --data-dir ../shared/data --out bench.json [--sections matmul,train,evaluate,sample]
+
+Sections, each in its own process (so that each peak memory is its own, read with os.wait4):
+
+- matmul: float32 matrix-multiply throughput with TensorFlow, at the shapes of a training step (batch 128)
+  and of the evaluation inner loop, and for large square matrices;
+- train: seconds per epoch and images/s of the default 784-500-20 MLP on the 50,000 training images, for each
+  variant of the levers (XLA, steps_per_execution); training only, the validation pass excluded; the median
+  of the epochs after the first (which traces and compiles);
+- evaluate: `tfvae.evaluate` with K importance samples on test images, seconds and images/s;
+- sample: `python -m tfvae.export.benchmark` on an export (TFLite decode latency, `tfvae sample` wall time).
+
+The floors: FLOPs counted from the layer shapes (dense layers only: the element-wise work is not counted), over
+the measured matmul throughput at the same shapes. A ratio of 1 would be every cycle spent in matrix products.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+__all__ = ["dense_shapes", "training_flops_per_image", "evaluation_flops_per_sample", "main"]
+
+TRAIN_BATCH = 128
+EVAL_ROWS = 8192  # decoder rows per call in the evaluation inner loop (tfvae.evaluate's chunking)
+VARIANTS = {
+    "default": {},
+    "jit": {"jit_compile": True},
+    "spe16": {"steps_per_execution": 16},
+    "jit+spe16": {"jit_compile": True, "steps_per_execution": 16},
+}
+
+
+def dense_shapes(latent_dim: int = 20, hidden_units: int = 500, pixels: int = 784) -> dict:
+    """(inputs, outputs) of each dense layer of the MLP VAE."""
+    return {
+        "encoder": [(pixels, hidden_units), (hidden_units, 2 * latent_dim)],
+        "decoder": [(latent_dim, hidden_units), (hidden_units, pixels)],
+    }
+
+
+def training_flops_per_image(latent_dim: int = 20, hidden_units: int = 500) -> int:
+    """Forward + backward FLOPs of one image: per layer 2·in·out forward, as much for the weight gradient, and
+    as much again for the input gradient except at the first layer (the data needs none)."""
+    shapes = dense_shapes(latent_dim, hidden_units)
+    layers = shapes["encoder"] + shapes["decoder"]
+    forward = sum(2 * i * o for i, o in layers)
+    weight_grads = forward
+    input_grads = forward - 2 * layers[0][0] * layers[0][1]
+    return forward + weight_grads + input_grads
+
+
+def evaluation_flops_per_sample(latent_dim: int = 20, hidden_units: int = 500) -> int:
+    """Decoder forward FLOPs for one z_k (the encoder runs once per image, K times fewer: not counted)."""
+    return sum(2 * i * o for i, o in dense_shapes(latent_dim, hidden_units)["decoder"])
+
+
+# --------------------------------------------------------------------------- sections (run in child processes)
+
+
+def _matmul_gflops(m: int, k: int, n: int, seconds: float = 1.0) -> float:
+    import tensorflow as tf
+
+    a, b = tf.random.normal([m, k]), tf.random.normal([k, n])
+    step = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))  # the sum keeps the product from being skipped
+    step()
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step().numpy()
+        calls += 1
+    return 2 * m * k * n * calls / (time.perf_counter() - start) / 1e9
+
+
+def section_matmul(args) -> dict:
+    shapes = dense_shapes()
+    train_layers = shapes["encoder"] + shapes["decoder"]
+    eval_layers = shapes["decoder"]
+
+    def weighted(batch, layers):
+        """Throughput of one pass over `layers`, as the time-weighted mean of their matmuls."""
+        flops = [2 * batch * i * o for i, o in layers]
+        seconds = [f / (_matmul_gflops(batch, i, o, args.seconds) * 1e9) for f, (i, o) in zip(flops, layers)]
+        return sum(flops) / sum(seconds) / 1e9
+
+    return {
+        "train_shapes_gflops": weighted(TRAIN_BATCH, train_layers),
+        "eval_shapes_gflops": weighted(EVAL_ROWS, eval_layers),
+        "square_2048_gflops": _matmul_gflops(2048, 2048, 2048, args.seconds),
+        "square_4096_gflops": _matmul_gflops(4096, 4096, 4096, args.seconds * 2),
+    }
+
+
+def section_train(args) -> dict:
+    import tensorflow as tf
+    import tf_keras as tfk
+
+    from tfvae.config import Config
+    from tfvae.data import load_splits, make_training_dataset, steps_per_epoch
+    from tfvae.train import compile_vae
+
+    config = Config(**VARIANTS[args.variant])
+    images = load_splits(config.dataset, args.data_dir).train
+    vae = compile_vae(config, tf.distribute.get_strategy())
+    seconds = []
+
+    class EpochTimer(tfk.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.start)
+
+    data = make_training_dataset(images, config.batch_size, seed=0, epochs=args.epochs)
+    history = vae.fit(
+        data, epochs=args.epochs, steps_per_epoch=steps_per_epoch(len(images), config.batch_size),
+        callbacks=[EpochTimer()], verbose=0,
+    ).history
+    steady = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
+    return {
+        "variant": args.variant,
+        "epoch_seconds": seconds,
+        "seconds_per_epoch": steady,
+        "images_per_second": len(images) / steady,
+        "train_elbo": history["elbo"],
+        "flops_per_epoch": training_flops_per_image() * len(images),
+    }
+
+
+def section_evaluate(args) -> dict:
+    from tfvae.config import Config
+    from tfvae.data import load_splits
+    from tfvae.evaluate import evaluate_images
+
+    if args.run_dir:
+        from tfvae.runs import load_vae
+
+        config, vae = load_vae(args.run_dir)
+    else:  # an untrained default model costs the same FLOPs
+        from tfvae.models import build_vae
+
+        config = Config()
+        vae = build_vae(config)
+    images = load_splits(config.dataset, args.data_dir).test[: args.eval_images]
+    result = evaluate_images(vae.encode_params, vae.decode_logits, images, importance_samples=args.importance_samples)
+    flops = evaluation_flops_per_sample(config.latent_dim, config.hidden_units) * args.importance_samples * len(images)
+    return {
+        "examples": len(images),
+        "importance_samples": args.importance_samples,
+        "seconds": result.seconds,
+        "images_per_second": len(images) / result.seconds,
+        "flops": flops,
+        "log_likelihood": result.log_likelihood,
+        "elbo": result.elbo,
+    }
+
+
+def section_sample(args) -> dict:
+    command = [sys.executable, "-m", "tfvae.export.benchmark", args.export_dir, "--json"]
+    if args.edge_tfvae:
+        command += ["--edge-tfvae", args.edge_tfvae]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+SECTIONS = {"matmul": section_matmul, "train": section_train, "evaluate": section_evaluate, "sample": section_sample}
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _run_child(section: str, args, extra: list) -> dict:
+    """Run one section in a fresh process; return its JSON result with its peak RSS added."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
+        path = out.name
+    command = [sys.executable, "-m", "tfvae.bench", "--child", section, "--child-out", path, *extra]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL if not args.verbose else None)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"bench section {section} failed (exit {process.returncode}): {' '.join(command)}")
+    with open(path) as f:
+        result = json.load(f)
+    os.remove(path)
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports KiB
+    return result
+
+
+def _table(results: dict) -> str:
+    lines = ["| figure | value |", "| --- | --- |"]
+    matmul = results.get("matmul", {})
+    for key, value in matmul.items():
+        lines.append(f"| matmul {key} | {value:.1f} |")
+    for train in results.get("train", []):
+        floor = train["flops_per_epoch"] / (matmul.get("train_shapes_gflops", math.nan) * 1e9)
+        lines.append(
+            f"| train {train['variant']}: s/epoch, images/s, × floor ({floor:.2f} s), peak MB | "
+            f"{train['seconds_per_epoch']:.2f}, {train['images_per_second']:.0f}, "
+            f"{train['seconds_per_epoch'] / floor:.2f}, {train['peak_rss_mb']:.0f} |"
+        )
+    if "evaluate" in results:
+        e = results["evaluate"]
+        floor = e["flops"] / (matmul.get("eval_shapes_gflops", math.nan) * 1e9)
+        lines.append(
+            f"| evaluate K={e['importance_samples']} on {e['examples']} images: s, images/s, × floor ({floor:.1f} s), "
+            f"peak MB | {e['seconds']:.1f}, {e['images_per_second']:.2f}, {e['seconds'] / floor:.2f}, {e['peak_rss_mb']:.0f} |"
+        )
+    if "sample" in results:
+        lines.append(f"| sample (see export benchmark) | `{json.dumps(results['sample'])[:300]}` |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m tfvae.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default=os.environ.get("TFVAE_DATA_DIR"), help="local data (default $TFVAE_DATA_DIR)")
+    parser.add_argument("--sections", default="matmul,train,evaluate", help="comma-separated: " + ",".join(SECTIONS))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="training variants: " + ",".join(VARIANTS))
+    parser.add_argument("--epochs", type=int, default=4, help="training epochs per variant (the first is not timed)")
+    parser.add_argument("--eval-images", type=int, default=10000, help="test images for the evaluate section")
+    parser.add_argument("--importance-samples", type=int, default=5000, help="K for the evaluate section")
+    parser.add_argument("--run-dir", help="a trained run for the evaluate section (default: an untrained model)")
+    parser.add_argument("--export-dir", help="an export directory for the sample section")
+    parser.add_argument("--edge-tfvae", help="the tfvae of a venv without TensorFlow, for the sample section")
+    parser.add_argument("--seconds", type=float, default=1.0, help="time per matmul measurement")
+    parser.add_argument("--out", help="write the results here as JSON")
+    parser.add_argument("--verbose", action="store_true", help="show the children's stderr")
+    parser.add_argument("--child", choices=SECTIONS, help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", default="default", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:  # inside a child process: run one section, write its JSON
+        result = SECTIONS[args.child](args)
+        with open(args.child_out, "w") as f:
+            json.dump(result, f)
+        return result
+
+    shared = ["--epochs", str(args.epochs), "--eval-images", str(args.eval_images),
+              "--importance-samples", str(args.importance_samples), "--seconds", str(args.seconds)]
+    for flag in ("data_dir", "run_dir", "export_dir", "edge_tfvae"):
+        if getattr(args, flag):
+            shared += ["--" + flag.replace("_", "-"), getattr(args, flag)]
+    results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+               "date": time.strftime("%Y-%m-%d")}
+    for section in args.sections.split(","):
+        print(f"bench: {section} ...", file=sys.stderr, flush=True)
+        if section == "train":
+            results["train"] = [_run_child("train", args, shared + ["--variant", v]) for v in args.variants.split(",")]
+        else:
+            results[section] = _run_child(section, args, shared)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=2)
+    print(_table(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
