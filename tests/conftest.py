@@ -19,3 +19,18 @@ def data_dir():
     if not os.path.isdir(path):
         pytest.fail(f"TFVAE_DATA_DIR={path} is not a directory")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, data_dir):
+    """A finished two-epoch run of a tiny model (D = 2) on 256 real images: (config, run_dir, summary).
+
+    Shared by the tests that read a run; tests that change it must copy it first.
+    """
+    from tfvae.config import Config
+    from tfvae.train import train_and_evaluate
+
+    config = Config(epochs=2, limit=256, latent_dim=2, hidden_units=16, batch_size=64, data_dir=data_dir)
+    run_dir = str(tmp_path_factory.mktemp("tiny") / "run")
+    summary = train_and_evaluate(config, run_dir, verbose=0, log=lambda message: None)
+    return config, run_dir, summary

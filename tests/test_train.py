@@ -13,18 +13,12 @@ from tfvae.train import train_and_evaluate
 
 def tiny(data_dir, **changes):
     values = dict(epochs=2, limit=256, latent_dim=2, hidden_units=16, batch_size=64, data_dir=data_dir)
-    return Config(**{**values, **changes})
+    return Config(**{**values, **changes})  # the config of conftest's tiny_run, with changes
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, request):
-    data_dir = os.environ.get("TFVAE_DATA_DIR")
-    if not data_dir:
-        pytest.skip("TFVAE_DATA_DIR is not set")
-    run_dir = str(tmp_path_factory.mktemp("run") / "run")
-    config = tiny(os.path.abspath(data_dir))
-    summary = train_and_evaluate(config, run_dir, verbose=0, log=lambda m: None)
-    return config, run_dir, summary
+@pytest.fixture
+def finished_run(tiny_run):
+    return tiny_run
 
 
 def test_a_run_writes_everything(finished_run):

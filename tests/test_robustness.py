@@ -1,0 +1,106 @@
+"""Every bad run directory or unwritable place gets one line and exit 1, before any work is spent."""
+
+import json
+import os
+import re
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from tfvae.cli.main import cli
+from tfvae.config import Config
+from tfvae.runs import prepare_run_dir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def fails_with(args, message):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output + result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert message in line, line
+    return line
+
+
+def copy_of(run_dir, tmp_path):
+    copy = str(tmp_path / "copy")
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
+def unwritable_dir(tmp_path):
+    if os.geteuid() == 0:  # root writes through file modes; sysfs refuses even root
+        return "/sys/tfvae-run"
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    return str(locked / "run")
+
+
+def test_an_unwritable_run_dir_fails_before_any_data_is_read(tmp_path):
+    # The data directory is bad too: the run directory must be the error, as it is checked first.
+    fails_with(
+        ["train", "--run-dir", unwritable_dir(tmp_path), "--data-dir", str(tmp_path / "no-data")],
+        "cannot write to run directory",
+    )
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export"])
+def test_a_missing_run_dir(command, tmp_path):
+    fails_with([command, "--run-dir", str(tmp_path / "nope")], "does not exist")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export"])
+def test_a_folder_that_is_not_a_run(command, tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    fails_with([command, "--run-dir", str(tmp_path)], "is not a tfvae run")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export"])
+def test_a_run_that_never_finished_an_epoch(command, tmp_path):
+    prepare_run_dir(str(tmp_path / "run"), Config(latent_dim=2))
+    fails_with([command, "--run-dir", str(tmp_path / "run")], "never finished an epoch")
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: "{broken", "is not valid JSON"),
+        (lambda c: json.dumps({**c, "version": 99}), "config version 99 is not supported"),
+        (lambda c: json.dumps({**c, "output_dir": "/etc"}), "unknown fields ['output_dir']"),
+        (lambda c: json.dumps({**c, "latent_dim": 3}), "does not match its config.json"),
+        (lambda c: json.dumps({**c, "hidden_units": 17}), "does not match its config.json"),
+    ],
+)
+@pytest.mark.parametrize("command", ["evaluate", "export"])
+def test_a_damaged_or_edited_config(command, edit, message, tiny_run, tmp_path):
+    run_dir = copy_of(tiny_run[1], tmp_path)
+    path = os.path.join(run_dir, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    with open(path, "w") as f:
+        f.write(edit(config))
+    fails_with([command, "--run-dir", run_dir], message)
+
+
+def test_a_missing_config_json(tiny_run, tmp_path):
+    run_dir = copy_of(tiny_run[1], tmp_path)
+    os.remove(os.path.join(run_dir, "config.json"))
+    fails_with(["evaluate", "--run-dir", run_dir], "is not a tfvae run")
+
+
+def package_sources():
+    for folder in ("tfvae", "cli", "export"):
+        for name in sorted(os.listdir(os.path.join(ROOT, folder))):
+            if name.endswith(".py"):
+                path = os.path.join(ROOT, folder, name)
+                with open(path, encoding="utf-8") as f:
+                    yield path, f.read()
+
+
+def test_nothing_is_ever_unpickled_or_evaluated():
+    for path, source in package_sources():
+        assert not re.search(r"^\s*(import pickle|from pickle)|\bpickle\.load|\beval\(|\bexec\(", source, re.M), path
+        for call in re.findall(r"np\.load\([^)]*\)", source):
+            assert "allow_pickle=False" in call, f"{path}: {call}"
