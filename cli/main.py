@@ -89,10 +89,22 @@ class TfvaeGroup(click.Group):
         signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             return super().invoke(ctx)
+        except click.UsageError as e:  # a bad option of a command: one line, exit 2 as click does
+            if debug:
+                raise
+            where = f"tfvae {e.ctx.info_name} --help" if e.ctx is not None and e.ctx is not ctx else "tfvae --help"
+            click.echo(f"Error: {e.format_message()} (see '{where}')", err=True)
+            ctx.exit(e.exit_code)
         except TfvaeError as e:
             if debug:
                 raise
             click.echo(f"Error: {e}", err=True)
+            ctx.exit(EXIT_ERROR)
+        except OSError as e:  # the environment, not tfvae: permissions, a full disk, a vanished file
+            if debug:
+                raise
+            where = f": {e.filename}" if e.filename else ""
+            click.echo(f"Error: {e.strerror or e}{where} (--debug shows where)", err=True)
             ctx.exit(EXIT_ERROR)
         except KeyboardInterrupt:
             click.echo("Interrupted: partial work is kept; run the same command again to resume.", err=True)

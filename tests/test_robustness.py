@@ -104,3 +104,42 @@ def test_nothing_is_ever_unpickled_or_evaluated():
         assert not re.search(r"^\s*(import pickle|from pickle)|\bpickle\.load|\beval\(|\bexec\(", source, re.M), path
         for call in re.findall(r"np\.load\([^)]*\)", source):
             assert "allow_pickle=False" in call, f"{path}: {call}"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--dataset", "cifar10"], "Error: Invalid value for '--dataset': 'cifar10' is not one of"),
+        (["train", "--epochs", "many"], "Error: Invalid value for '--epochs': 'many' is not a valid integer."),
+        (["evaluate"], "Error: Missing option '--run-dir'. (see 'tfvae evaluate --help')"),
+        (["bogus"], "Error: No such command 'bogus'. (see 'tfvae --help')"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_2(args, message):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith(message), line
+
+
+def test_an_unwritable_output_is_a_write_error_naming_it(tmp_path):
+    from tfvae.errors import WriteError
+    from tfvae.io import atomic_write_text
+
+    target = os.path.join(unwritable_dir(tmp_path), "history.csv")
+    with pytest.raises(WriteError, match=f"cannot write {re.escape(target)}"):
+        atomic_write_text(target, "epoch\n")
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    from tfvae.io import atomic_path
+
+    target = tmp_path / "summary.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(str(target)) as tmp:
+            with open(tmp, "w") as f:
+                f.write("half of the new")
+            raise RuntimeError("crash in the middle")
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["summary.json"]

@@ -12,6 +12,7 @@ __all__ = [
     "RunError",
     "ModelFileError",
     "TrainingDiverged",
+    "WriteError",
 ]
 
 
@@ -37,3 +38,7 @@ class ModelFileError(TfvaeError):
 
 class TrainingDiverged(TfvaeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class WriteError(TfvaeError):
+    """An output file or folder cannot be written (permissions, a full disk, a file in the way)."""

@@ -6,6 +6,8 @@ import contextlib
 import os
 import tempfile
 
+from tfvae.errors import WriteError
+
 __all__ = ["atomic_write_text", "atomic_write_bytes", "atomic_path"]
 
 
@@ -15,7 +17,8 @@ def atomic_path(path: str, suffix: str = ""):
 
     The temporary file lives in the same directory, so the final `os.replace`
     is atomic. On an exception the temporary file is removed and `path` is
-    left as it was.
+    left as it was; an OSError (permissions, a full disk) becomes a WriteError
+    that names `path`.
 
     Example:
     >>> import os, tempfile
@@ -26,8 +29,11 @@ def atomic_path(path: str, suffix: str = ""):
     'hi'
     """
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix + ".tmp", dir=directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix + ".tmp", dir=directory)
+    except OSError as e:
+        raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the final file the mode open() would
     try:
@@ -35,9 +41,11 @@ def atomic_path(path: str, suffix: str = ""):
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        if isinstance(e, OSError):
+            raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
         raise
 
 
