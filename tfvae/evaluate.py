@@ -1,0 +1,419 @@
+"""Evaluation: the ELBO and an estimate of log p(x), in nats per image.
+
+The ELBO is only a lower bound on log p(x); models are compared on log p(x)
+itself, estimated the way papers do (Burda et al. 2016, the IWAE bound) with
+K samples from the encoder's posterior q(z|x):
+
+    log p(x) ~= log (1/K) sum_k w_k,   log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x),   z_k ~ q(z|x)
+
+For every K this is a lower bound on log p(x) in expectation, at K = 1 it is
+the ELBO, it does not decrease with K in expectation and it reaches log p(x)
+as K grows. The naive estimator samples the prior instead,
+
+    log p(x) ~= log (1/K) sum_k p(x|z_k),   z_k ~ p(z),
+
+which is just as consistent but, because p(x|z) is tiny except on the small
+region of z that explains x, is biased far below log p(x) at any practical K,
+with a large variance: it is here to show why the encoder is needed.
+
+Both are computed with log-sum-exp, K in chunks (a running log-sum-exp per
+image), so memory is bounded by `_DECODER_ROWS` decoder inputs whatever K is.
+The ELBO is reported beside them: rate in closed form, distortion averaged over
+K samples z_k ~ q(z|x) (the same samples as the importance estimate).
+
+Randomness: image i of the evaluated array draws its noise from its own
+stream, `numpy.random.default_rng((seed, i))`, so the figures are fixed by
+`seed`, each image's figure does not depend on `batch_size` or on how many
+images follow it (`--limit`), and two decoders evaluated with the same seed see
+the same z (a paired comparison, e.g. Keras against TFLite).
+
+Example:
+>>> import numpy as np
+>>> w = np.linspace(-2.0, 2.0, 784, dtype=np.float32)  # a toy decoder: logits = z w
+>>> encode = lambda x: (np.zeros((len(x), 1), np.float32), np.ones((len(x), 1), np.float32))
+>>> decode_logits = lambda z: (z * w).reshape(-1, 28, 28, 1)
+>>> images = np.zeros((3, 28, 28, 1), np.uint8)
+>>> evaluation = evaluate_images(encode, decode_logits, images, importance_samples=100, progress=False)
+>>> evaluation.examples, evaluation.log_likelihood >= evaluation.elbo
+(3, True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from typing import Callable, Optional
+
+import numpy as np
+
+from tfvae.config import Config
+from tfvae.data import load_splits
+from tfvae.errors import ConfigError
+from tfvae.kl import kl_standard_normal
+from tfvae.runs import load_vae
+
+__all__ = [
+    "DEFAULT_IMPORTANCE_SAMPLES",
+    "ESTIMATORS",
+    "SPLITS",
+    "Evaluation",
+    "evaluate_images",
+    "evaluate_run",
+    "split_images",
+]
+
+DEFAULT_IMPORTANCE_SAMPLES = 5000  # K, as in the IWAE paper and most VAE papers since
+ESTIMATORS = ("importance", "prior")  # z_k ~ q(z|x) (the IWAE bound), or z_k ~ p(z) (naive Monte Carlo)
+SPLITS = ("test", "validation", "train")
+
+# Decoder inputs per call. Bounds memory (the logits are rows x 784 float32, 25 MB)
+# while keeping the matmuls large enough to run near the CPU's peak.
+_DECODER_ROWS = 8192
+# Images per batch when K is large: enough that per-batch overhead (encoder call,
+# noise, bookkeeping) is negligible; with small K batches grow to fill _DECODER_ROWS.
+_MIN_BATCH_SIZE = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """A model's figures on one split, in nats per image averaged over the images.
+
+    elbo = -(rate + distortion) <= log p(x); `log_likelihood` estimates log p(x).
+    """
+
+    split: str  # which images: test, validation or train (free text for evaluate_images)
+    examples: int  # number of images averaged over
+    elbo: float  # -(rate + distortion)
+    rate: float  # KL(q(z|x) || p(z)), closed form
+    distortion: float  # -log p(x|z), averaged over K samples z ~ q(z|x)
+    log_likelihood: float  # the estimate of log p(x)
+    log_likelihood_stderr: float  # standard error of `log_likelihood` across images; NaN for one image
+    importance_samples: int  # K, samples per image
+    estimator: str  # one of ESTIMATORS
+    seconds: float  # wall time of the estimation (data and model loading excluded)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.examples / self.seconds if self.seconds > 0 else math.inf
+
+    def to_dict(self) -> dict:
+        """The fields as a JSON-ready dict; a NaN standard error becomes None (JSON null)."""
+        values = dataclasses.asdict(self)
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
+
+
+def evaluate_images(
+    encode: Callable,
+    decode_logits: Callable,
+    images,
+    *,
+    importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
+    estimator: str = "importance",
+    batch_size: Optional[int] = None,
+    seed: int = 0,
+    progress: bool = False,
+    split: str = "test",
+    traceable: bool = False,
+) -> Evaluation:
+    """ELBO, rate, distortion and an estimate of log p(x) for binary images.
+
+    Args:
+      encode: float32 images (B, 28, 28, 1) -> (loc, scale) of q(z|x), each (B, D).
+      decode_logits: z (N, D) float32 -> logits (N, 28, 28, 1) (or (N, 784)) of p(x|z).
+        Any callable over NumPy arrays will do (a TFLite interpreter wrapper,
+        say), as long as it accepts any N up to max(8192, batch_size)
+        (`_DECODER_ROWS`, the most rows per call).
+      images: (N, 28, 28, 1) values in {0, 1}, any numeric dtype.
+      importance_samples: K >= 1, samples of z per image.
+      estimator: "importance" (z ~ q(z|x), the IWAE bound) or "prior" (z ~ p(z)).
+        With "prior" the ELBO still needs K samples from q(z|x), so the decoder
+        runs 2K times per image.
+      batch_size: images per batch; None picks one that fills `_DECODER_ROWS`.
+      seed: fixes all the noise; image i uses the stream default_rng((seed, i)).
+      progress: show a tqdm progress bar over images on stderr (if tqdm is installed).
+      split: the name recorded in the result.
+      traceable: `encode` and `decode_logits` are TensorFlow functions (e.g. a
+        Keras VAE's `encode_params` and `decode_logits`): they are traced with
+        `tf.function`, log p(x|z) for a chunk is compiled with XLA
+        (`jit_compile=True`), and there is no eager call per chunk.
+
+    Returns:
+      An `Evaluation`, averaged over the images.
+
+    Raises:
+      ConfigError: K < 1, an unknown estimator, a bad batch size or seed.
+      ValueError: `images` is not a non-empty stack of binary 28x28 images, or
+        `encode` / `decode_logits` return the wrong shapes.
+    """
+    _check_options(importance_samples, estimator, batch_size, seed)
+    images = _binary_images(images)  # (N, 28, 28, 1) float32
+    n = len(images)
+    batch_size = min(n, batch_size or max(_MIN_BATCH_SIZE, _DECODER_ROWS // importance_samples))
+    chunk_size = _chunk_size(batch_size, importance_samples)
+    if traceable:
+        encode, log_p_x_given_z = _compiled(encode), _compiled_log_p_x_given_z(decode_logits)
+    else:
+        log_p_x_given_z = _numpy_log_p_x_given_z(decode_logits)
+
+    started = time.perf_counter()
+    log_likelihood, rate, distortion = (np.empty(n) for _ in range(3))  # (N,) float64 each
+    bar = _progress_bar(n, f"{estimator} sampling, K = {importance_samples}", enabled=progress)
+    try:
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            rngs = [np.random.default_rng((seed, i)) for i in range(start, stop)]
+            log_likelihood[start:stop], rate[start:stop], distortion[start:stop] = _evaluate_batch(
+                encode, log_p_x_given_z, images[start:stop], rngs, importance_samples, chunk_size, estimator
+            )
+            if bar is not None:
+                bar.update(stop - start)
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - started
+
+    stderr = float(np.std(log_likelihood, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    return Evaluation(
+        split=split,
+        examples=n,
+        elbo=float(-np.mean(rate + distortion)),
+        rate=float(np.mean(rate)),
+        distortion=float(np.mean(distortion)),
+        log_likelihood=float(np.mean(log_likelihood)),
+        log_likelihood_stderr=stderr,
+        importance_samples=int(importance_samples),
+        estimator=estimator,
+        seconds=seconds,
+    )
+
+
+def evaluate_run(
+    run_dir: str,
+    *,
+    split: str = "test",
+    importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
+    estimator: str = "importance",
+    limit: Optional[int] = None,
+    batch_size: Optional[int] = None,
+    data_dir: Optional[str] = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> Evaluation:
+    """Evaluate the newest checkpoint of a run on one split of its dataset.
+
+    Args:
+      run_dir: a run written by `tfvae train`.
+      split: "test", "validation" or "train".
+      importance_samples: K >= 1, samples of z per image.
+      estimator: "importance" or "prior" (see `evaluate_images`).
+      limit: evaluate the first `limit` images of the split only.
+      batch_size: images per batch; None picks one.
+      data_dir: where the data is; None: the run's config, then $TFVAE_DATA_DIR, then TFDS.
+      seed: fixes the noise (see `evaluate_images`).
+      progress: show a progress bar on stderr.
+
+    Returns:
+      An `Evaluation` of the run's model on the split.
+
+    Raises:
+      TfvaeError: a bad option, a directory that is not a finished-enough run, or missing data.
+    """
+    # Options first: a typo should not cost loading a model and a dataset.
+    if split not in SPLITS:
+        raise ConfigError(f"unknown --split {split!r}; choose one of: {', '.join(SPLITS)}")
+    if limit is not None:
+        _check_positive_int("--limit", limit)
+    _check_options(importance_samples, estimator, batch_size, seed)
+
+    config, vae = load_vae(run_dir)
+    images = split_images(config, split, data_dir)
+    if limit is not None:
+        if limit > len(images):
+            raise ConfigError(f"--limit {limit} is larger than the {len(images)} {split} images")
+        images = images[:limit]
+    return evaluate_images(
+        vae.encode_params,
+        vae.decode_logits,
+        images,
+        importance_samples=importance_samples,
+        estimator=estimator,
+        batch_size=batch_size,
+        seed=seed,
+        progress=progress,
+        split=split,
+        traceable=True,
+    )
+
+
+def split_images(config: Config, split: str, data_dir: Optional[str] = None) -> np.ndarray:
+    """The binary images (N, 28, 28, 1) uint8 of one split of a run's dataset.
+
+    The training split of a dynamically binarized dataset holds intensities; it
+    is binarized once, with a stream fixed by the run's seed and independent of
+    the ones `load_splits` uses for validation and test.
+    """
+    splits = load_splits(config.dataset, data_dir or config.data_dir, seed=config.seed)
+    images = getattr(splits, split)
+    if split == "train" and splits.dynamic:
+        # SeedSequence(seed).spawn(2) gives load_splits' validation and test streams; this is the third child.
+        rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(3)[2])
+        p_x = images.astype(np.float32) / np.iinfo(np.uint8).max  # (N, 28, 28, 1) Bernoulli means
+        images = (rng.random(images.shape, dtype=np.float32) < p_x).astype(np.uint8)
+    return images
+
+
+# --------------------------------------------------------------------------- one batch
+
+
+def _evaluate_batch(encode, log_p_x_given_z, images, rngs, importance_samples, chunk_size, estimator):
+    """Per-image log p(x) estimate, rate and distortion for one batch of images.
+
+    Args:
+      encode: images (B, 28, 28, 1) -> loc, scale (B, D).
+      log_p_x_given_z: x (B, P), z (B, C, D) -> log p(x|z) (B, C).
+      images: (B, 28, 28, 1) float32 binary images.
+      rngs: one numpy Generator per image.
+      importance_samples: K.
+      chunk_size: C, samples per image per call.
+      estimator: one of ESTIMATORS.
+
+    Returns:
+      log_likelihood, rate, distortion: (B,) float64 each.
+    """
+    batch = len(images)
+    x = images.reshape(batch, -1)  # (B, P)
+    loc, scale = (np.asarray(a, dtype=np.float32) for a in encode(images))
+    if loc.ndim != 2 or loc.shape[0] != batch or scale.shape != loc.shape:
+        raise ValueError(f"encode must return loc and scale of shape ({batch}, D), got {loc.shape} and {scale.shape}")
+    if not np.all(scale > 0):
+        raise ValueError("encode returned a scale that is not positive")
+    latent_dim = loc.shape[1]
+    rate = np.sum(kl_standard_normal(loc.astype(np.float64), scale.astype(np.float64)), axis=-1)  # (B,)
+
+    log_sum_w = np.full(batch, -np.inf)  # running log sum_k w_k, (B,)
+    sum_log_p_x_given_z = np.zeros(batch)  # running sum_k log p(x|z_k), z_k ~ q(z|x), for the distortion
+    for start in range(0, importance_samples, chunk_size):
+        size = min(chunk_size, importance_samples - start)
+        eps = np.stack([rng.standard_normal((size, latent_dim), dtype=np.float32) for rng in rngs])  # (B, C, D)
+        z = loc[:, None, :] + scale[:, None, :] * eps  # (B, C, D), z ~ q(z|x)
+        log_p_x_given_z_q = _checked(log_p_x_given_z(x, z), (batch, size)).astype(np.float64)  # (B, C)
+        sum_log_p_x_given_z += log_p_x_given_z_q.sum(axis=1)
+        if estimator == "importance":
+            log_w = log_p_x_given_z_q + _log_prior_over_posterior(z, eps, scale)  # (B, C)
+        else:  # z ~ p(z): the same noise, used as z itself; w = p(x|z)
+            log_w = _checked(log_p_x_given_z(x, eps), (batch, size)).astype(np.float64)  # (B, C)
+        log_sum_w = np.logaddexp(log_sum_w, _logsumexp(log_w))
+    log_likelihood = log_sum_w - math.log(importance_samples)  # log (1/K) sum_k w_k
+    distortion = -sum_log_p_x_given_z / importance_samples
+    return log_likelihood, rate, distortion
+
+
+def _log_prior_over_posterior(z, eps, scale):
+    """log p(z) - log q(z|x) for z = loc + scale * eps: (B, C), float64.
+
+    log N(z; 0, I) - log N(z; loc, scale^2) = -|z|^2 / 2 + |eps|^2 / 2 + sum log scale;
+    the (2 pi)^(-D/2) factors cancel.
+    """
+    z, eps = z.astype(np.float64), eps.astype(np.float64)
+    return -0.5 * np.sum(z * z, -1) + 0.5 * np.sum(eps * eps, -1) + np.sum(np.log(scale.astype(np.float64)), -1)[:, None]
+
+
+def _logsumexp(a):
+    """log sum_k exp(a_k) over the last axis, (B, C) -> (B,), without overflow."""
+    a = np.asarray(a, dtype=np.float64)
+    top = np.max(a, axis=-1)
+    return top + np.log(np.sum(np.exp(a - top[:, None]), axis=-1))
+
+
+def _chunk_size(batch_size: int, importance_samples: int) -> int:
+    """C: samples per image per call, so that batch_size * C <= _DECODER_ROWS, in near-equal chunks."""
+    most = max(1, _DECODER_ROWS // batch_size)
+    chunks = math.ceil(importance_samples / most)
+    return math.ceil(importance_samples / chunks)
+
+
+# --------------------------------------------------------------------------- log p(x|z)
+
+
+def _numpy_log_p_x_given_z(decode_logits):
+    """x (B, P), z (B, C, D) -> log p(x|z) (B, C), for any decoder over NumPy arrays."""
+
+    def log_p_x_given_z(x, z):
+        batch, samples, latent_dim = z.shape
+        logits = np.asarray(decode_logits(z.reshape(batch * samples, latent_dim)), dtype=np.float32)
+        logits = _checked(logits.reshape(batch, samples, -1), (batch, samples, x.shape[1]))  # (B, C, P)
+        # log Bernoulli(x; sigmoid(l)) = x l - softplus(l), summed over the pixels.
+        x_dot_logits = np.matmul(logits, x[:, :, None])[..., 0]  # (B, C)
+        return x_dot_logits - np.logaddexp(np.float32(0), logits).sum(axis=-1)
+
+    return log_p_x_given_z
+
+
+def _compiled_log_p_x_given_z(decode_logits):
+    """The same, as one XLA-compiled TensorFlow graph per shape: the fast path for Keras decoders."""
+    import tensorflow as tf
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def log_p_x_given_z(x, z):
+        batch, samples, latent_dim = tf.unstack(tf.shape(z))
+        logits = decode_logits(tf.reshape(z, [batch * samples, latent_dim]))
+        logits = tf.reshape(logits, [batch, samples, -1])  # (B, C, P)
+        labels = tf.broadcast_to(x[:, None, :], tf.shape(logits))  # (B, C, P), fused away by XLA
+        return -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits), axis=-1)
+
+    return lambda x, z: log_p_x_given_z(x, z).numpy()
+
+
+def _compiled(encode):
+    """`encode` as a tf.function returning NumPy arrays."""
+    import tensorflow as tf
+
+    compiled = tf.function(encode, reduce_retracing=True)
+    return lambda x: tuple(t.numpy() for t in compiled(x))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _binary_images(images) -> np.ndarray:
+    """Binary images (N, 28, 28, 1) as float32, refusing anything else."""
+    images = np.asarray(images)
+    if images.ndim < 2 or len(images) == 0 or images.size == 0:
+        raise ValueError(f"images must be a non-empty stack of images, got shape {images.shape}")
+    if not np.isin(images, (0, 1)).all():
+        raise ValueError("images must be binary (values 0 and 1); binarize intensities first")
+    return images.astype(np.float32)
+
+
+def _checked(array, shape):
+    if tuple(array.shape) != tuple(shape):
+        raise ValueError(f"decode_logits returned logits of the wrong size: got {array.shape}, expected {shape}")
+    return array
+
+
+def _check_options(importance_samples, estimator, batch_size, seed) -> None:
+    _check_positive_int("--importance-samples", importance_samples)
+    if estimator not in ESTIMATORS:
+        raise ConfigError(f"unknown --estimator {estimator!r}; choose one of: {', '.join(ESTIMATORS)}")
+    if batch_size is not None:
+        _check_positive_int("--batch-size", batch_size)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"--seed must be a non-negative integer, got {seed!r}")
+
+
+def _check_positive_int(flag: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{flag} must be a positive integer, got {value!r}")
+
+
+def _progress_bar(total: int, description: str, enabled: bool):
+    """A tqdm bar over images on stderr, or None if disabled or tqdm is not installed."""
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=description, unit="img", file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
