@@ -39,7 +39,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from tfvae.config import DATASETS, IMAGE_SHAPE
-from tfvae.errors import DataError
+from tfvae.errors import DataError, WriteError
 from tfvae.io import atomic_path
 
 __all__ = [
@@ -305,7 +305,7 @@ def _read_cached(path: str, reader: Callable[[str], np.ndarray], is_valid: Calla
             with atomic_path(cache_path) as tmp:
                 with open(tmp, "wb") as f:  # a file object, so np.save adds no ".npy" to the temp name
                     np.save(f, array, allow_pickle=False)
-        except OSError:
+        except (OSError, WriteError):
             pass  # read-only or full cache directory: parse again next time
     return array
 
