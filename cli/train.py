@@ -38,7 +38,8 @@ _DEFAULTS = Config()
 @click.option("--cpu-devices", type=int, default=_DEFAULTS.cpu_devices, show_default=True,
               help="Split the CPU into N logical devices (mirrored training without a GPU).")
 @click.option("--mixed-precision", is_flag=True, help="mixed_float16 on GPU, mixed_bfloat16 on CPU.")
-@click.option("--jit-compile", is_flag=True, help="Compile the train step with XLA.")
+@click.option("--jit-compile/--no-jit-compile", default=_DEFAULTS.jit_compile, show_default=True,
+              help="Compile the train step with XLA.")
 @click.option("--steps-per-execution", type=int, default=_DEFAULTS.steps_per_execution, show_default=True,
               help="Train steps per call into the compiled graph.")
 @click.option("--deterministic/--no-deterministic", default=_DEFAULTS.deterministic, show_default=True,

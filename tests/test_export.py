@@ -8,6 +8,7 @@ exports write them under their own tmp_path.
 import hashlib
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -22,12 +23,12 @@ QUIET = lambda message: None  # noqa: E731
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, data_dir):
-    from tfvae.train import train_and_evaluate
-
+def run_dir(tmp_path_factory, tiny_run):
+    """A copy of conftest's tiny run (D = 2), which the exports write into."""
+    config, source, _ = tiny_run
+    assert config.latent_dim == LATENT_DIM
     path = str(tmp_path_factory.mktemp("export") / "run")
-    config = Config(epochs=1, limit=256, latent_dim=LATENT_DIM, hidden_units=16, batch_size=64, data_dir=data_dir)
-    train_and_evaluate(config, path, verbose=0, log=QUIET)
+    shutil.copytree(source, path)
     return path
 
 

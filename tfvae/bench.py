@@ -28,14 +28,16 @@ import sys
 import tempfile
 import time
 
-__all__ = ["dense_shapes", "training_flops_per_image", "evaluation_flops_per_sample", "main"]
+from tfvae.io import atomic_write_text
+
+__all__ = ["dense_shapes", "training_products", "training_flops_per_image", "evaluation_flops_per_sample", "main"]
 
 TRAIN_BATCH = 128
 EVAL_ROWS = 8192  # decoder rows per call in the evaluation inner loop (tfvae.evaluate's chunking)
-VARIANTS = {
-    "default": {},
-    "jit": {"jit_compile": True},
-    "spe16": {"steps_per_execution": 16},
+VARIANTS = {  # the levers, spelled out (the default config is "spe16")
+    "plain": {"jit_compile": False, "steps_per_execution": 1},
+    "jit": {"jit_compile": True, "steps_per_execution": 1},
+    "spe16": {"jit_compile": False, "steps_per_execution": 16},
     "jit+spe16": {"jit_compile": True, "steps_per_execution": 16},
 }
 
@@ -67,35 +69,49 @@ def evaluation_flops_per_sample(latent_dim: int = 20, hidden_units: int = 500) -
 # --------------------------------------------------------------------------- sections (run in child processes)
 
 
-def _matmul_gflops(m: int, k: int, n: int, seconds: float = 1.0) -> float:
+def _matmul_gflops(m: int, k: int, n: int, seconds: float = 1.0, per_call: int = 16) -> float:
+    """float32 (m, k) @ (k, n) throughput, `per_call` independent products per graph call (no dispatch cost)."""
     import tensorflow as tf
 
-    a, b = tf.random.normal([m, k]), tf.random.normal([k, n])
-    step = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))  # the sum keeps the product from being skipped
+    a, b = tf.random.normal([per_call, m, k]), tf.random.normal([k, n])
+
+    @tf.function
+    def step():
+        # Independent products, summed so that none can be skipped; the sums cost m*n, not m*k*n.
+        return tf.add_n([tf.reduce_sum(tf.matmul(a[i], b)) for i in range(per_call)])
+
     step()
     calls, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         step().numpy()
         calls += 1
-    return 2 * m * k * n * calls / (time.perf_counter() - start) / 1e9
+    return 2 * m * k * n * per_call * calls / (time.perf_counter() - start) / 1e9
+
+
+def training_products(batch: int = TRAIN_BATCH, latent_dim: int = 20, hidden_units: int = 500) -> list:
+    """(m, k, n) of every matrix product of one training step: per layer, forward x·W (B, in, out), weight
+    gradient xᵀ·dy (in, B, out), and input gradient dy·Wᵀ (B, out, in) except at the first layer."""
+    shapes = dense_shapes(latent_dim, hidden_units)
+    layers = shapes["encoder"] + shapes["decoder"]
+    products = []
+    for index, (i, o) in enumerate(layers):
+        products += [(batch, i, o), (i, batch, o)] + ([(batch, o, i)] if index else [])
+    return products
 
 
 def section_matmul(args) -> dict:
-    shapes = dense_shapes()
-    train_layers = shapes["encoder"] + shapes["decoder"]
-    eval_layers = shapes["decoder"]
-
-    def weighted(batch, layers):
-        """Throughput of one pass over `layers`, as the time-weighted mean of their matmuls."""
-        flops = [2 * batch * i * o for i, o in layers]
-        seconds = [f / (_matmul_gflops(batch, i, o, args.seconds) * 1e9) for f, (i, o) in zip(flops, layers)]
+    def weighted(products):
+        """Throughput of one pass over `products`: total FLOPs over the sum of their measured times."""
+        flops = [2 * m * k * n for m, k, n in products]
+        seconds = [f / (_matmul_gflops(m, k, n, args.seconds) * 1e9) for f, (m, k, n) in zip(flops, products)]
         return sum(flops) / sum(seconds) / 1e9
 
+    decoder = dense_shapes()["decoder"]
     return {
-        "train_shapes_gflops": weighted(TRAIN_BATCH, train_layers),
-        "eval_shapes_gflops": weighted(EVAL_ROWS, eval_layers),
-        "square_2048_gflops": _matmul_gflops(2048, 2048, 2048, args.seconds),
-        "square_4096_gflops": _matmul_gflops(4096, 4096, 4096, args.seconds * 2),
+        "train_shapes_gflops": weighted(training_products()),
+        "eval_shapes_gflops": weighted([(EVAL_ROWS, i, o) for i, o in decoder]),
+        "square_2048_gflops": _matmul_gflops(2048, 2048, 2048, args.seconds, per_call=2),
+        "square_4096_gflops": _matmul_gflops(4096, 4096, 4096, args.seconds * 2, per_call=1),
     }
 
 
@@ -150,7 +166,10 @@ def section_evaluate(args) -> dict:
         config = Config()
         vae = build_vae(config)
     images = load_splits(config.dataset, args.data_dir).test[: args.eval_images]
-    result = evaluate_images(vae.encode_params, vae.decode_logits, images, importance_samples=args.importance_samples)
+    # traceable: the compiled path that `tfvae evaluate` takes for a Keras model.
+    result = evaluate_images(
+        vae.encode_params, vae.decode_logits, images, importance_samples=args.importance_samples, traceable=True
+    )
     flops = evaluation_flops_per_sample(config.latent_dim, config.hidden_units) * args.importance_samples * len(images)
     return {
         "examples": len(images),
@@ -168,7 +187,7 @@ def section_sample(args) -> dict:
     if args.edge_tfvae:
         command += ["--edge-tfvae", args.edge_tfvae]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    return json.loads(output[output.index("{") :])  # one (indented) JSON object
 
 
 SECTIONS = {"matmul": section_matmul, "train": section_train, "evaluate": section_evaluate, "sample": section_sample}
@@ -187,7 +206,8 @@ def _run_child(section: str, args, extra: list) -> dict:
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
-        raise SystemExit(f"bench section {section} failed (exit {process.returncode}): {' '.join(command)}")
+        print(f"bench: {section} failed (exit {process.returncode}): {' '.join(command)}", file=sys.stderr)
+        return {"error": f"exit {process.returncode}", "command": command}
     with open(path) as f:
         result = json.load(f)
     os.remove(path)
@@ -201,6 +221,8 @@ def _table(results: dict) -> str:
     for key, value in matmul.items():
         lines.append(f"| matmul {key} | {value:.1f} |")
     for train in results.get("train", []):
+        if "error" in train:
+            continue
         floor = train["flops_per_epoch"] / (matmul.get("train_shapes_gflops", math.nan) * 1e9)
         lines.append(
             f"| train {train['variant']}: s/epoch, images/s, × floor ({floor:.2f} s), peak MB | "
@@ -235,7 +257,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--verbose", action="store_true", help="show the children's stderr")
     parser.add_argument("--child", choices=SECTIONS, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
-    parser.add_argument("--variant", default="default", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", default="spe16", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:  # inside a child process: run one section, write its JSON
@@ -257,9 +279,11 @@ def main(argv=None) -> dict:
             results["train"] = [_run_child("train", args, shared + ["--variant", v]) for v in args.variants.split(",")]
         else:
             results[section] = _run_child(section, args, shared)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=2)
+        if args.out:  # after every section, so a failure later loses nothing
+            atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
+    results = {k: v for k, v in results.items() if not (isinstance(v, dict) and "error" in v)} | {
+        "failed": [k for k, v in results.items() if isinstance(v, dict) and "error" in v]
+    }
     print(_table(results))
     return results
 

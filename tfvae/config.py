@@ -67,8 +67,8 @@ class Config:
     strategy: str = "auto"  # tf.distribute strategy, one of STRATEGIES
     cpu_devices: int = 1  # split the CPU into this many logical devices (mirrored training without a GPU)
     mixed_precision: bool = False  # mixed_float16 on GPU, mixed_bfloat16 on CPU; distributions stay float32
-    jit_compile: bool = False  # compile the train step with XLA
-    steps_per_execution: int = 1  # train steps per call into the compiled graph
+    jit_compile: bool = False  # compile the train step with XLA (on CPU its compile time outweighs its gain: BENCHMARKS.md)
+    steps_per_execution: int = 16  # train steps per call into the graph: less Python per step, same numbers
     deterministic: bool = True  # enable TF op determinism, so equal seeds give equal histories
 
     version: int = CONFIG_VERSION  # format of this file

@@ -51,15 +51,24 @@ def training_images(config: Config, splits) -> np.ndarray:
 
 
 def compile_vae(config: Config, strategy: tf.distribute.Strategy):
-    """The run's VAE built under `strategy`, compiled with Adam (its slots created, ready to restore)."""
+    """The run's VAE built under `strategy`, compiled with Adam.
+
+    Keras 2's legacy Adam updates each variable with TensorFlow's fused
+    ResourceApplyAdam kernel; the newer one makes several elementwise passes
+    over the 0.8M parameters per step, which on CPU cost more than all the
+    matrix products of a step (BENCHMARKS.md). Same algorithm, same numbers to
+    float round-off. Its slots are created at the first step, and a restored
+    checkpoint fills them then.
+    """
     with strategy.scope():
         vae = build_vae(config)
         vae.compile(
-            optimizer=tfk.optimizers.Adam(learning_rate=config.learning_rate),
+            optimizer=tfk.optimizers.legacy.Adam(learning_rate=config.learning_rate),
             jit_compile=config.jit_compile,
             steps_per_execution=config.steps_per_execution,
         )
-        vae.optimizer.build(vae.trainable_variables)
+        # Created here, under the strategy, not lazily inside a replica's step: it seeds the posterior noise.
+        _ = vae.optimizer.iterations
     return vae
 
 
