@@ -10,6 +10,8 @@ Sections, each in its own process (so that each peak memory is its own, read wit
   variant of the levers (XLA, steps_per_execution); training only, the validation pass excluded; the median
   of the epochs after the first (which traces and compiles);
 - evaluate: `tfvae.evaluate` with K importance samples on test images, seconds and images/s;
+- profile: where a training epoch goes: the matrix products alone, the networks forward and backward, + Adam,
+  the full VAE train step, each run for one epoch's steps inside one graph call;
 - sample: `python -m tfvae.export.benchmark` on an export (TFLite decode latency, `tfvae sample` wall time).
 
 The floors: FLOPs counted from the layer shapes (dense layers only: the element-wise work is not counted), over
@@ -182,6 +184,56 @@ def section_evaluate(args) -> dict:
     }
 
 
+def section_profile(args) -> dict:
+    """Where a training epoch's time goes: each level of the step run for one epoch's steps inside one graph call."""
+    import tensorflow as tf
+
+    from tfvae.config import Config
+    from tfvae.train import compile_vae
+
+    steps = -(-50000 // TRAIN_BATCH)  # one epoch of the default run
+    vae = compile_vae(Config(), tf.distribute.get_strategy())
+    variables = vae.trainable_variables
+    vae.optimizer.apply_gradients([(tf.zeros_like(v), v) for v in variables])  # create Adam's slots outside the graphs
+    x = tf.cast(tf.random.uniform([TRAIN_BATCH, 28, 28, 1]) < 0.13, tf.float32)
+    products = [(tf.random.normal([m, k]), tf.random.normal([k, n])) for m, k, n in training_products()]
+
+    def epoch_of(body):
+        @tf.function
+        def run():
+            return tf.while_loop(lambda i, acc: i < steps, lambda i, acc: (i + 1, acc + body()), (0, 0.0))[1]
+
+        return run
+
+    def networks(update):
+        with tf.GradientTape() as tape:
+            params = vae.encoder(x)
+            loss = tf.reduce_sum(vae.decoder(params[:, : vae.latent_dim])) + tf.reduce_sum(params)
+        grads = tape.gradient(loss, variables)
+        if update:
+            vae.optimizer.apply_gradients(zip(grads, variables))
+        return loss + tf.add_n([tf.reduce_sum(g) for g in grads])
+
+    levels = {
+        "matmul_products_only": lambda: tf.add_n([tf.reduce_sum(tf.matmul(a, b)) for a, b in products]),
+        "networks_forward_backward": lambda: networks(False),
+        "plus_adam": lambda: networks(True),
+        "full_train_step": lambda: vae.train_step((x, x))["elbo"],
+    }
+    result = {}
+    for name, body in levels.items():
+        run = epoch_of(body)
+        run()  # trace
+        result[name] = min(_timed(run) for _ in range(3))
+    return {"steps": steps, "seconds_per_epoch": result}
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn().numpy()
+    return time.perf_counter() - start
+
+
 def section_sample(args) -> dict:
     command = [sys.executable, "-m", "tfvae.export.benchmark", args.export_dir, "--json"]
     if args.edge_tfvae:
@@ -190,7 +242,13 @@ def section_sample(args) -> dict:
     return json.loads(output[output.index("{") :])  # one (indented) JSON object
 
 
-SECTIONS = {"matmul": section_matmul, "train": section_train, "evaluate": section_evaluate, "sample": section_sample}
+SECTIONS = {
+    "matmul": section_matmul,
+    "train": section_train,
+    "profile": section_profile,
+    "evaluate": section_evaluate,
+    "sample": section_sample,
+}
 
 
 # --------------------------------------------------------------------------- driver
@@ -236,6 +294,8 @@ def _table(results: dict) -> str:
             f"| evaluate K={e['importance_samples']} on {e['examples']} images: s, images/s, × floor ({floor:.1f} s), "
             f"peak MB | {e['seconds']:.1f}, {e['images_per_second']:.2f}, {e['seconds'] / floor:.2f}, {e['peak_rss_mb']:.0f} |"
         )
+    for name, seconds in results.get("profile", {}).get("seconds_per_epoch", {}).items():
+        lines.append(f"| profile: {name.replace('_', ' ')} (s/epoch) | {seconds:.3f} |")
     if "sample" in results:
         lines.append(f"| sample (see export benchmark) | `{json.dumps(results['sample'])[:300]}` |")
     return "\n".join(lines)
