@@ -131,21 +131,14 @@ def cli(debug):
     """
 
 
-def _register():
-    from tfvae.cli import train as train_cmd
+# The command modules import nothing heavy: each loads TensorFlow (if at all) inside its function.
+from tfvae.cli.evaluate import evaluate  # noqa: E402
+from tfvae.cli.export import export  # noqa: E402
+from tfvae.cli.sample import sample  # noqa: E402
+from tfvae.cli.train import train  # noqa: E402
 
-    cli.add_command(train_cmd.train)
-    for name in ("evaluate", "export", "sample"):
-        try:
-            module = __import__(f"tfvae.cli.{name}", fromlist=[name])
-        except ModuleNotFoundError as e:
-            if e.name != f"tfvae.cli.{name}":
-                raise
-            continue
-        cli.add_command(getattr(module, name))
-
-
-_register()
+for _command in (train, evaluate, export, sample):
+    cli.add_command(_command)
 
 
 def main():

@@ -34,3 +34,13 @@ def tiny_run(tmp_path_factory, data_dir):
     run_dir = str(tmp_path_factory.mktemp("tiny") / "run")
     summary = train_and_evaluate(config, run_dir, verbose=0, log=lambda message: None)
     return config, run_dir, summary
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_run):
+    """A copy of `tiny_run`'s directory for one test module, which may write into it (exports do)."""
+    import shutil
+
+    path = str(tmp_path_factory.mktemp("run") / "run")
+    shutil.copytree(tiny_run[1], path)
+    return path

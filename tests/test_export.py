@@ -8,7 +8,6 @@ exports write them under their own tmp_path.
 import hashlib
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -20,16 +19,6 @@ from tfvae.export import layout
 
 LATENT_DIM = 2
 QUIET = lambda message: None  # noqa: E731
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, tiny_run):
-    """A copy of conftest's tiny run (D = 2), which the exports write into."""
-    config, source, _ = tiny_run
-    assert config.latent_dim == LATENT_DIM
-    path = str(tmp_path_factory.mktemp("export") / "run")
-    shutil.copytree(source, path)
-    return path
 
 
 @pytest.fixture(scope="module")

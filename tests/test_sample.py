@@ -30,16 +30,6 @@ QUIET = lambda message: None  # noqa: E731
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, tiny_run):
-    """A copy of conftest's tiny run (D = 2), which the exports write into."""
-    config, source, _ = tiny_run
-    assert config.latent_dim == LATENT_DIM
-    path = str(tmp_path_factory.mktemp("sample") / "run")
-    shutil.copytree(source, path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def export_dir(run_dir):
     from tfvae.export.exporter import export_run
 
