@@ -143,3 +143,44 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
             raise RuntimeError("crash in the middle")
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["summary.json"]
+
+
+def manifest_holds(export_dir):
+    """True if every file the manifest lists is present with its recorded size and sha256."""
+    import hashlib
+
+    with open(os.path.join(export_dir, "manifest.json")) as f:
+        files = json.load(f)["files"]
+    for name, entry in files.items():
+        with open(os.path.join(export_dir, name), "rb") as f:
+            data = f.read()
+        if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            return False
+    return True
+
+
+@pytest.mark.slow
+def test_an_export_killed_in_the_middle_leaves_the_previous_export_intact(run_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = str(tmp_path / "export")
+    args = [sys.executable, "-m", "tfvae.cli.main", "export", "--run-dir", run_dir, "--out", out, "--tflite"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    assert subprocess.run(args, capture_output=True, env=env, timeout=300).returncode == 0
+    assert manifest_holds(out)
+    before = {name: os.path.getmtime(os.path.join(out, name)) for name in os.listdir(out)}
+
+    process = subprocess.Popen([*args, "--overwrite"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 240
+    while not any(".tmp-" in name for name in os.listdir(tmp_path)):  # the new export is being written
+        assert process.poll() is None and time.monotonic() < deadline, "the export never started writing"
+        time.sleep(0.01)
+    time.sleep(0.5)  # in the middle of writing it
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+    assert manifest_holds(out), "the previous export was damaged"
+    assert {name: os.path.getmtime(os.path.join(out, name)) for name in os.listdir(out)} == before
