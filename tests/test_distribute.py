@@ -207,3 +207,14 @@ def test_multi_worker_without_a_cluster_is_a_clear_error(data_dir, tmp_path):
                        env={"TF_CONFIG": ""})
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("Error: --strategy multi_worker needs TF_CONFIG")
+
+
+def test_xla_with_several_cpu_replicas_is_refused_up_front(data_dir, tmp_path):
+    result = run_tfvae("train", *TINY, "--data-dir", data_dir, "--run-dir", str(tmp_path / "r"),
+                       "--strategy", "mirrored", "--cpu-devices", "2", "--jit-compile")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: --jit-compile cannot run with 2 replicas on CPUs (XLA has no cross-device collectives on CPU); "
+        "drop --jit-compile or train on GPUs"
+    )
+    assert not (tmp_path / "r").exists() or not os.listdir(tmp_path / "r")

@@ -18,7 +18,7 @@ import tensorflow as tf
 from tfvae.config import Config
 from tfvae.errors import ConfigError
 
-__all__ = ["configure_devices", "make_strategy", "is_chief", "cluster_from_env"]
+__all__ = ["configure_devices", "make_strategy", "check_strategy", "is_chief", "cluster_from_env"]
 
 
 def cluster_from_env() -> dict | None:
@@ -79,6 +79,19 @@ def make_strategy(config: Config) -> tf.distribute.Strategy:
             raise ConfigError("--strategy multi_worker needs TF_CONFIG naming a cluster of two or more tasks")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ConfigError(f"unknown --strategy {name!r}")
+
+
+def check_strategy(config: Config, strategy: tf.distribute.Strategy) -> None:
+    """Refuse combinations TensorFlow cannot run, before any work is spent.
+
+    XLA on CPU has no cross-device collectives (TensorFlow says so only at the
+    first step, deep in a traceback), so --jit-compile needs one replica or GPUs.
+    """
+    if config.jit_compile and strategy.num_replicas_in_sync > 1 and not tf.config.list_physical_devices("GPU"):
+        raise ConfigError(
+            f"--jit-compile cannot run with {strategy.num_replicas_in_sync} replicas on CPUs "
+            "(XLA has no cross-device collectives on CPU); drop --jit-compile or train on GPUs"
+        )
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -23,7 +23,7 @@ from tfvae import plots
 from tfvae.callbacks import HistoryCSV, SampleGrids, StopOnNonFinite, TrainingCheckpoint
 from tfvae.config import Config
 from tfvae.data import load_splits, make_dataset, make_training_dataset, steps_per_epoch
-from tfvae.distribute import configure_devices, is_chief, make_strategy
+from tfvae.distribute import check_strategy, configure_devices, is_chief, make_strategy
 from tfvae.errors import ConfigError, TrainingDiverged
 from tfvae.io import atomic_write_text
 from tfvae.models import build_vae
@@ -104,6 +104,7 @@ def train_and_evaluate(config: Config, run_dir: str, *, overwrite: bool = False,
     """
     configure_devices(config)
     strategy = make_strategy(config)
+    check_strategy(config, strategy)
     chief = is_chief(strategy)
     # Only the chief writes the run; other workers write into a scratch directory they delete.
     work_dir = run_dir if chief else tempfile.mkdtemp(prefix="tfvae-worker-")
