@@ -12,6 +12,8 @@ Sections, each in its own process (so that each peak memory is its own, read wit
 - evaluate: `tfvae.evaluate` with K importance samples on test images, seconds and images/s;
 - profile: where a training epoch goes: the matrix products alone, the networks forward and backward, + Adam,
   the full VAE train step, each run for one epoch's steps inside one graph call;
+- strategies: seconds per `tfvae train` epoch under each strategy (one device, 2 logical CPU devices, 2 worker
+  processes on 127.0.0.1), with and without --jit-compile;
 - sample: `python -m tfvae.export.benchmark` on an export (TFLite decode latency, `tfvae sample` wall time).
 
 The floors: FLOPs counted from the layer shapes (dense layers only: the element-wise work is not counted), over
@@ -242,6 +244,50 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def section_strategies(args) -> dict:
+    """Seconds per `tfvae train` epoch (mean of epochs 2 to --epochs) under each strategy, with and without XLA."""
+    import socket
+
+    from tfvae.runs import TIMING_FILE, read_history
+
+    def train(run_dir, options, env=None):
+        command = [sys.executable, "-m", "tfvae.cli.main", "train", "--epochs", str(args.epochs), "--verbose", "0",
+                   "--run-dir", run_dir, *options]
+        if args.data_dir:
+            command += ["--data-dir", args.data_dir]
+        return subprocess.Popen(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    results = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for jit in ("--no-jit-compile", "--jit-compile"):
+            for name in ("default", "mirrored", "multi_worker"):
+                run_dir = os.path.join(scratch, name + jit)
+                if name == "multi_worker":
+                    sockets = [socket.socket() for _ in range(2)]
+                    for s in sockets:
+                        s.bind(("127.0.0.1", 0))
+                    cluster = {"worker": [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]}
+                    for s in sockets:
+                        s.close()
+                    processes = [
+                        train(run_dir, ["--strategy", "multi_worker", jit],
+                              {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
+                        for i in range(2)
+                    ]
+                else:
+                    options = ["--strategy", "mirrored", "--cpu-devices", "2"] if name == "mirrored" else []
+                    processes = [train(run_dir, options + [jit])]
+                errors = [p.communicate()[1] for p in processes]
+                rows = read_history(run_dir, TIMING_FILE) if all(p.returncode == 0 for p in processes) else []
+                key = f"{name} {jit}"
+                if rows:
+                    results[key] = statistics.mean(r["seconds"] for r in rows[1:]) if len(rows) > 1 else rows[0]["seconds"]
+                else:
+                    results[key] = (errors[0].strip().splitlines() or ["failed"])[-1]
+    return results
+
+
 def section_sample(args) -> dict:
     command = [sys.executable, "-m", "tfvae.export.benchmark", args.export_dir, "--json"]
     if args.edge_tfvae:
@@ -254,6 +300,7 @@ SECTIONS = {
     "matmul": section_matmul,
     "train": section_train,
     "profile": section_profile,
+    "strategies": section_strategies,
     "evaluate": section_evaluate,
     "sample": section_sample,
 }
@@ -304,6 +351,9 @@ def _table(results: dict) -> str:
         )
     for name, seconds in results.get("profile", {}).get("seconds_per_epoch", {}).items():
         lines.append(f"| profile: {name.replace('_', ' ')} (s/epoch) | {seconds:.3f} |")
+    for name, value in results.get("strategies", {}).items():
+        if name != "peak_rss_mb":
+            lines.append(f"| strategy {name} (s/epoch) | {value if isinstance(value, str) else f'{value:.2f}'} |")
     if "sample" in results:
         lines.append(f"| sample (see export benchmark) | `{json.dumps(results['sample'])[:300]}` |")
     return "\n".join(lines)
