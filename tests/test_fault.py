@@ -66,3 +66,27 @@ def test_xla_and_plain_graphs_train_the_same_model(data_dir, tmp_path):
     plain = train.train_and_evaluate(tiny(data_dir, epochs=1, steps_per_execution=1), str(tmp_path / "plain"), verbose=0)
     for key in ("train_elbo", "val_elbo", "test_elbo"):
         assert fast[key] == pytest.approx(plain[key], rel=1e-3), key  # XLA rounds differently, not more
+
+
+def test_mixed_float16_with_a_gpu_trains_with_loss_scaling(data_dir, monkeypatch):
+    """The GPU path, run on the CPU (TensorFlow computes float16 there too) by pretending a GPU is visible."""
+    import tf_keras as tfk
+
+    from tfvae import distribute
+    from tfvae.data import make_training_dataset
+
+    real = tf.config.list_physical_devices
+    monkeypatch.setattr(distribute.tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else real(kind))
+    config = tiny(data_dir, mixed_precision=True)
+    try:
+        distribute.configure_devices(config)
+        assert tfk.mixed_precision.global_policy().name == "mixed_float16"
+        vae = train.compile_vae(config, tf.distribute.get_strategy())
+        assert isinstance(vae.optimizer, tfk.mixed_precision.LossScaleOptimizer)
+        images = (np.random.default_rng(0).random((256, 28, 28, 1)) < 0.13).astype(np.uint8)
+        history = vae.fit(make_training_dataset(images, 64, seed=0, epochs=3), epochs=3, steps_per_epoch=4, verbose=0)
+        assert all(np.isfinite(history.history["elbo"])) and history.history["elbo"][-1] > history.history["elbo"][0]
+        assert all(w.dtype == np.float32 for w in vae.get_weights())
+        assert vae.encoder.layers[1].compute_dtype == "float16" and vae(tf.zeros([1, 28, 28, 1])).dtype == tf.float32
+    finally:
+        tfk.mixed_precision.set_global_policy("float32")
