@@ -53,6 +53,7 @@ __all__ = [
     "load_splits",
     "make_dataset",
     "make_training_dataset",
+    "binarize",
     "steps_per_epoch",
 ]
 
@@ -413,13 +414,13 @@ def _dynamic_splits(dataset: str, train: np.ndarray, test: np.ndarray, seed: int
     validation_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     return Splits(
         train=train[:sizes["train"]],
-        validation=_binarize(train[sizes["train"]:], validation_rng),
-        test=_binarize(test.reshape((-1,) + IMAGE_SHAPE), test_rng),
+        validation=binarize(train[sizes["train"]:], validation_rng),
+        test=binarize(test.reshape((-1,) + IMAGE_SHAPE), test_rng),
         dynamic=True,
     )
 
 
-def _binarize(intensities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def binarize(intensities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """x ~ Bernoulli(intensity / 255), elementwise, as uint8 in {0, 1}."""
     p_x = intensities.astype(np.float32) / _MAX_INTENSITY
     return (rng.random(intensities.shape, dtype=np.float32) < p_x).astype(np.uint8)

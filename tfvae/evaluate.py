@@ -49,7 +49,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from tfvae.config import Config
-from tfvae.data import load_splits
+from tfvae.data import binarize, load_splits
 from tfvae.errors import ConfigError
 from tfvae.kl import kl_standard_normal
 from tfvae.runs import load_vae
@@ -258,9 +258,7 @@ def split_images(config: Config, split: str, data_dir: Optional[str] = None) -> 
     images = getattr(splits, split)
     if split == "train" and splits.dynamic:
         # SeedSequence(seed).spawn(2) gives load_splits' validation and test streams; this is the third child.
-        rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(3)[2])
-        p_x = images.astype(np.float32) / np.iinfo(np.uint8).max  # (N, 28, 28, 1) Bernoulli means
-        images = (rng.random(images.shape, dtype=np.float32) < p_x).astype(np.uint8)
+        images = binarize(images, np.random.default_rng(np.random.SeedSequence(config.seed).spawn(3)[2]))
     return images
 
 
