@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tfvae.config import Config
 from tfvae.errors import ConfigError, ModelFileError
 from tfvae.export import layout
 from tfvae.export.sampler import Samples, interpolation_latents, open_decoder, prior_latents, sample, write_samples
