@@ -123,7 +123,7 @@ class KLDivergenceLoss(tfk.layers.Layer):
     def call(self, q_z):
         p_z = standard_normal_prior(self.latent_dim, dtype=q_z.dtype)
         rate = tfd.kl_divergence(q_z, p_z)  # (B,), analytic for two MVNDiag
-        self.add_loss(tf.reduce_mean(rate))
+        self.add_loss(_batch_mean(rate))
         return q_z
 
     def get_config(self):
@@ -181,33 +181,40 @@ class VAE(tfk.Model):
         return self.p_x_given_z(logits)
 
     def _posterior_noise(self, batch_size, training):
-        """eps for this replica's slice of the global batch, a pure function of (seed, step, position).
+        """eps for this replica's rows of the global batch, a pure function of (seed, step, position).
 
-        Every replica draws the noise of the whole global batch, (replicas * B, D),
-        and keeps its own rows, so that training on N replicas sees exactly the
-        noise that training on one device would.
+        Every replica draws the noise of the whole global batch, (global B, D),
+        and keeps the rows of its own images, so that training on N replicas
+        sees exactly the noise that training on one device would, however the
+        global batch is split (the last one may give a replica fewer images, or none).
         """
-        context = tf.distribute.get_replica_context()
-        replicas = context.num_replicas_in_sync if context is not None else 1
-        replica = context.replica_id_in_sync_group if context is not None else 0
         optimizer = getattr(self, "optimizer", None)
         step = tf.cast(optimizer.iterations, tf.int64) if optimizer is not None else tf.constant(0, tf.int64)
         seed = tf.random.experimental.stateless_fold_in(tf.constant([self.seed, 0], tf.int64), step)
         seed = tf.random.experimental.stateless_fold_in(seed, 1 if training else 0)
-        eps = tf.random.stateless_normal([batch_size * replicas, self.latent_dim], seed=seed)
-        return eps[replica * batch_size : (replica + 1) * batch_size]
+        offset, global_batch_size = _global_position(batch_size)
+        eps = tf.random.stateless_normal([global_batch_size, self.latent_dim], seed=seed)
+        return eps[offset : offset + batch_size]
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None):
-        """Negative ELBO per image: mean distortion + rate, scaled for the replicas."""
+        """Negative ELBO per image, averaged over the global batch whatever its split across replicas.
+
+        Gradients are summed over replicas, so a replica holding B_local of the
+        B_global images contributes (its mean) * B_local / B_global: the sum over
+        its images divided by the global batch size. A replica with no images
+        contributes 0 (never NaN).
+        """
         distortion = -y_pred.log_prob(tf.cast(y, tf.float32))  # (B,)
         rate = tf.add_n(self.losses)  # scalar: the batch mean, added by KLDivergenceLoss
-        batch_size = tf.cast(tf.shape(distortion)[0], tf.float32)
+        batch_size = tf.shape(distortion)[0]
         self.distortion_tracker.update_state(distortion)
-        self.rate_tracker.update_state(rate, sample_weight=batch_size)
+        self.rate_tracker.update_state(rate, sample_weight=tf.cast(batch_size, tf.float32))
         self.elbo_tracker.update_state(-(distortion + rate))
-        loss = tf.reduce_mean(distortion) + rate
-        # Gradients are summed over replicas, so each replica contributes loss / replicas.
-        return loss / tf.distribute.get_strategy().num_replicas_in_sync
+        loss = _batch_mean(distortion) + rate
+        if _replicas() > 1:
+            _, global_batch_size = _global_position(batch_size)
+            loss *= tf.cast(batch_size, tf.float32) / tf.cast(global_batch_size, tf.float32)
+        return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight):
         return {m.name: m.result() for m in self.metrics}
@@ -238,6 +245,31 @@ class VAE(tfk.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         return cls(**config)
+
+
+def _batch_mean(values):
+    """The mean of (B,) `values`, and 0 for an empty batch (a replica left without images)."""
+    return tf.math.divide_no_nan(tf.reduce_sum(values), tf.cast(tf.shape(values)[0], values.dtype))
+
+
+def _replicas() -> int:
+    context = tf.distribute.get_replica_context()
+    return context.num_replicas_in_sync if context is not None else 1
+
+
+def _global_position(batch_size):
+    """(offset of this replica's first image in the global batch, global batch size).
+
+    Replicas hold consecutive slices of the global batch, in replica order (how
+    tf.distribute splits a batch, also when the last one is uneven); the
+    slices' sizes are gathered from every replica. One device: (0, batch_size).
+    """
+    if _replicas() == 1:
+        return 0, batch_size
+    context = tf.distribute.get_replica_context()
+    sizes = context.all_gather(tf.reshape(tf.cast(batch_size, tf.int32), [1]), axis=0)  # (replicas,)
+    offset = tf.reduce_sum(sizes[: context.replica_id_in_sync_group])
+    return offset, tf.reduce_sum(sizes)
 
 
 def build_vae(config: Config) -> VAE:
