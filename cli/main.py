@@ -85,7 +85,7 @@ class TfvaeGroup(click.Group):
         return name, command, rest
 
     def invoke(self, ctx):
-        debug = "--debug" in sys.argv[1:]
+        debug = ctx.params.get("debug", False)
         signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             return super().invoke(ctx)
@@ -107,11 +107,22 @@ class TfvaeGroup(click.Group):
             click.echo(f"Error: {e.strerror or e}{where} (--debug shows where)", err=True)
             ctx.exit(EXIT_ERROR)
         except KeyboardInterrupt:
-            click.echo("Interrupted: partial work is kept; run the same command again to resume.", err=True)
+            click.echo(f"Interrupted{_after_interruption(ctx)}", err=True)
             ctx.exit(EXIT_SIGINT)
         except _Terminated:
-            click.echo("Terminated: partial work is kept; run the same command again to resume.", err=True)
+            click.echo(f"Terminated{_after_interruption(ctx)}", err=True)
             ctx.exit(EXIT_SIGTERM)
+
+
+# ctx.meta key under which a command names the exact command that resumes its work.
+RESUME_COMMAND = "tfvae.resume_command"
+
+
+def _after_interruption(ctx) -> str:
+    resume = ctx.meta.get(RESUME_COMMAND)
+    if resume:
+        return f": partial work is kept; to resume, run: {resume}"
+    return ": nothing was written (outputs are replaced only when complete)."
 
 
 @click.group(cls=TfvaeGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

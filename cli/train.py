@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
+
 import click
+from click.core import ParameterSource
 
 from tfvae.config import ARCHITECTURE_NAMES, DATASETS, STRATEGIES, Config
 
@@ -10,7 +13,8 @@ _DEFAULTS = Config()
 
 
 @click.command()
-@click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True, help="Passes over the training set.")
+@click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True,
+              help="Passes over the training set; a larger value trains a finished run further.")
 @click.option("--latent-dim", type=int, default=_DEFAULTS.latent_dim, show_default=True, help="D, the dimension of z.")
 @click.option("--hidden-units", type=int, default=_DEFAULTS.hidden_units, show_default=True, help="Width of each hidden layer.")
 @click.option("--architecture", type=click.Choice(ARCHITECTURE_NAMES), default=_DEFAULTS.architecture, show_default=True)
@@ -32,7 +36,8 @@ _DEFAULTS = Config()
 @click.option("--limit", type=int, default=None, help="Train on the first N training images only (smoke runs).")
 @click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True, help="Seeds weights, shuffling and sampling.")
 @click.option("--run-dir", type=click.Path(), default=None, help="Where the run is written [default: a new folder under runs/].")
-@click.option("--overwrite", is_flag=True, help="Replace a finished run in --run-dir.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the run in --run-dir (its checkpoints, history, plots and export).")
 @click.option("--strategy", type=click.Choice(STRATEGIES), default=_DEFAULTS.strategy, show_default=True,
               help="tf.distribute strategy (auto: multi_worker with TF_CONFIG, mirrored with several devices).")
 @click.option("--cpu-devices", type=int, default=_DEFAULTS.cpu_devices, show_default=True,
@@ -51,16 +56,47 @@ def train(run_dir, overwrite, verbose, data_dir, **options):
     The run holds config.json, history.csv (ELBO, rate and distortion per epoch),
     checkpoints, TensorBoard logs, elbo.png, sample grids before / halfway / after
     training, reconstructions.png and, with --latent-dim 2, manifold.png.
-    An interrupted run resumes when the same command is run again with its --run-dir.
+
+    An interrupted run resumes from its last completed epoch when trained again
+    with the same --run-dir (the command is printed when training starts); the
+    device and precision options may change on resume, the model, data and
+    optimisation options may not. One process at a time trains a run.
     """
+    from tfvae.cli.main import RESUME_COMMAND
     from tfvae.runs import default_run_dir
     from tfvae.train import train_and_evaluate
 
     config = Config(data_dir=data_dir, **options)
+    run_dir = run_dir or default_run_dir()
+    ctx = click.get_current_context()
+    ctx.meta[RESUME_COMMAND] = resume_command(ctx, run_dir)
     train_and_evaluate(
         config,
-        run_dir or default_run_dir(),
+        run_dir,
         overwrite=overwrite,
         verbose="auto" if verbose is None else verbose,
         log=lambda message: click.echo(message, err=True),
+        resume_command=ctx.meta[RESUME_COMMAND],
     )
+
+
+def resume_command(ctx: click.Context, run_dir: str) -> str:
+    """The command that resumes this run: the options given on the command line, --run-dir, never --overwrite.
+
+    Options that came from defaults or the environment (TFVAE_DATA_DIR) are
+    left out: they come back the same way.
+    """
+    words = ctx.command_path.split()
+    for param in ctx.command.params:
+        if param.name in ("run_dir", "overwrite") or ctx.get_parameter_source(param.name) != ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name]
+        long_names = [o for o in param.opts if o.startswith("--")] or param.opts
+        if getattr(param, "is_flag", False):
+            if value:
+                words.append(long_names[0])
+            elif param.secondary_opts:
+                words.append(param.secondary_opts[0])
+        else:
+            words += [long_names[0], str(value)]
+    return shlex.join(words + ["--run-dir", run_dir])

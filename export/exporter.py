@@ -1,8 +1,9 @@
 """`export_run`: a trained run -> SavedModel, TFLite files and manifest.json, written all or nothing.
 
-Everything is written into a temporary directory beside OUT and renamed into
-place at the end, so a crash never leaves half an export; an existing export
-is replaced (with `overwrite`) only once the new one is complete.
+Everything is written into a staging directory beside OUT and published in one
+step (`tfvae.io.atomic_directory`), so a crash never leaves half an export and
+OUT always holds either the old export or the new one; an existing export is
+replaced (with `overwrite`) only once the new one is complete.
 
     SavedModel      VAESignatures: decode z -> probs, logits; encode x -> loc, scale
     TFLite          converted from the SavedModel's signatures, builtin ops only (no Flex delegate)
@@ -18,12 +19,9 @@ True
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 
 import numpy as np
@@ -34,7 +32,7 @@ from tfvae.errors import ConfigError, RunError
 from tfvae.export import layout
 from tfvae.export.litert import TFLiteDecoder, TFLiteEncoder
 from tfvae.export.savedmodel import KerasDecoder, SavedModelDecoder, save_signatures
-from tfvae.io import atomic_write_text
+from tfvae.io import atomic_directory, atomic_write_text
 from tfvae.runs import load_vae
 
 __all__ = [
@@ -136,19 +134,12 @@ def export_run(
             raise ConfigError(f"{flag} must be a positive integer, got {value!r}")
     out = out or os.path.join(run_dir, layout.DEFAULT_EXPORT_DIR)
     _check_target(out, overwrite)  # before any slow work
-    config, vae = load_vae(run_dir)
+    config, vae = load_vae(run_dir, log=log)
     images = _eval_subset(config, data_dir, eval_images) if quantize else None  # missing data fails now, not later
 
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.tmp-", dir=parent)
-    try:
-        _make_readable(staging)
+    with atomic_directory(out) as staging:
         manifest = _write_export(staging, run_dir, config, vae, tflite, quantize, images, importance_samples, log)
-        _publish(staging, out, overwrite)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        _check_target(out, overwrite)  # again: something may have appeared at `out` meanwhile
     log(f"exported {run_dir} to {out}")
     return manifest
 
@@ -217,7 +208,6 @@ def _write_export(directory, run_dir, config, vae, tflite, quantize, images, imp
     manifest["files"] = _file_digests(directory)
     manifest_path = os.path.join(directory, layout.MANIFEST_FILE)
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
-    _make_readable(manifest_path)
     return manifest
 
 
@@ -317,7 +307,7 @@ def _write_bytes(path: str, data: bytes) -> None:
 
 
 def _file_digests(directory: str) -> dict:
-    """{relative path: {"bytes", "sha256"}} for every file under `directory`, sorted; fsyncs each file."""
+    """{relative path: {"bytes", "sha256"}} for every file under `directory`, sorted."""
     digests = {}
     for root, dirs, files in os.walk(directory):
         dirs.sort()
@@ -327,17 +317,9 @@ def _file_digests(directory: str) -> dict:
             with open(path, "rb") as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     sha256.update(block)
-                os.fsync(f.fileno())  # on disk before the rename publishes it
             relative = os.path.relpath(path, directory).replace(os.sep, "/")
             digests[relative] = {"bytes": os.path.getsize(path), "sha256": sha256.hexdigest()}
     return dict(sorted(digests.items()))
-
-
-def _make_readable(path: str) -> None:
-    """The mode a plain mkdir / open would give: mkdtemp and mkstemp create 0700 / 0600."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~umask)
 
 
 def _check_target(out: str, overwrite: bool) -> None:
@@ -350,22 +332,3 @@ def _check_target(out: str, overwrite: bool) -> None:
         raise RunError(f"{out} is not empty and is not a tfvae export; choose a new or empty --out")
     if not overwrite:
         raise RunError(f"{out} already holds an export; pass --overwrite to replace it, or choose another --out")
-
-
-def _publish(staging: str, out: str, overwrite: bool) -> None:
-    """Rename the finished `staging` directory to `out`; an old export is moved aside first, then deleted."""
-    _check_target(out, overwrite)  # again: something may have appeared at `out` meanwhile
-    if os.path.isdir(out) and not os.listdir(out):
-        os.rmdir(out)
-    if not os.path.exists(out):
-        os.rename(staging, out)
-        return
-    previous = staging + ".previous"
-    os.rename(out, previous)
-    try:
-        os.rename(staging, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.rename(previous, out)  # put the old export back
-        raise
-    shutil.rmtree(previous, ignore_errors=True)

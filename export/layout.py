@@ -16,6 +16,8 @@ Signatures (batch size N is dynamic, D is the latent dimension):
 
 from __future__ import annotations
 
+from tfvae.runs import EXPORT_DIR
+
 __all__ = [
     "DECODE",
     "ENCODE",
@@ -63,4 +65,4 @@ QUANTIZATIONS = tuple(QUANTIZED_DECODER_FILES)
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1  # format of manifest.json
 
-DEFAULT_EXPORT_DIR = "export"  # `tfvae export` writes to RUN_DIR/export unless --out is given
+DEFAULT_EXPORT_DIR = EXPORT_DIR  # `tfvae export` writes to RUN_DIR/export unless --out is given

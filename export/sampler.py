@@ -192,7 +192,6 @@ def write_png(images: np.ndarray, path: str, columns: int | None = None) -> None
     pixels = np.round(np.clip(canvas, 0.0, 1.0) * 255.0).astype(np.uint8)
     with atomic_path(path, suffix=".png") as tmp:
         Image.fromarray(pixels).save(tmp, format="PNG")  # uint8 (H, W) is 8-bit grey, mode "L"
-        _make_readable(tmp)
 
 
 def write_samples(samples: Samples, png_path: str, npy_path: str | None = None) -> None:
@@ -202,11 +201,3 @@ def write_samples(samples: Samples, png_path: str, npy_path: str | None = None) 
         with atomic_path(npy_path, suffix=".npy") as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, samples.images)
-            _make_readable(tmp)
-
-
-def _make_readable(path: str) -> None:
-    """The mode a plain open() would give: atomic_path's temporary file is created 0600 by mkstemp."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)

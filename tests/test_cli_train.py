@@ -33,7 +33,10 @@ def test_train_writes_a_run_and_refuses_to_overwrite_it(data_dir, tmp_path, monk
 
     again = runner.invoke(cli, ["train", *TINY, "--data-dir", data_dir, "--run-dir", "r", "--verbose", "0"])
     assert again.exit_code == 1
-    assert one_line_error(again) == "Error: r holds a finished run; pass --overwrite to replace it, or choose another --run-dir"
+    assert one_line_error(again) == (
+        "Error: r holds a finished run of 1 epoch; pass --epochs larger than 1 to train it further, "
+        "--overwrite to replace it, or choose another --run-dir"
+    )
 
 
 def test_default_run_dir_is_a_new_folder_under_runs(data_dir, tmp_path, monkeypatch):

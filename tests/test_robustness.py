@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from tfvae.cli.main import cli
 from tfvae.config import Config
-from tfvae.runs import prepare_run_dir
+from tfvae.runs import ensure_run_dir, plan_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,7 +59,8 @@ def test_a_folder_that_is_not_a_run(command, tmp_path):
 
 @pytest.mark.parametrize("command", ["evaluate", "export"])
 def test_a_run_that_never_finished_an_epoch(command, tmp_path):
-    prepare_run_dir(str(tmp_path / "run"), Config(latent_dim=2))
+    ensure_run_dir(str(tmp_path / "run"))
+    plan_run(str(tmp_path / "run"), Config(latent_dim=2))
     fails_with([command, "--run-dir", str(tmp_path / "run")], "never finished an epoch")
 
 

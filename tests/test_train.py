@@ -64,7 +64,7 @@ def test_config_json_round_trips_and_restores_the_model(finished_run):
 def test_a_finished_run_is_never_overwritten_silently(finished_run):
     config, run_dir, _ = finished_run
     before = open(os.path.join(run_dir, "history.csv")).read()
-    with pytest.raises(RunError, match="holds a finished run; pass --overwrite"):
+    with pytest.raises(RunError, match="holds a finished run of 2 epochs; pass --epochs larger than 2 to train it further, --overwrite"):
         train_and_evaluate(config, run_dir, verbose=0, log=lambda m: None)
     assert open(os.path.join(run_dir, "history.csv")).read() == before
 

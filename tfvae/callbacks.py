@@ -11,7 +11,7 @@ import tensorflow as tf
 import tf_keras as tfk
 
 from tfvae import plots
-from tfvae.runs import HISTORY_FILE, TIMING_FILE, read_history, write_history
+from tfvae.runs import CHECKPOINT_NAME, HISTORY_FILE, TIMING_FILE, read_history, write_history
 
 __all__ = ["HistoryCSV", "TrainingCheckpoint", "SampleGrids", "StopOnNonFinite"]
 
@@ -68,7 +68,7 @@ class TrainingCheckpoint(tfk.callbacks.Callback):
     def __init__(self, checkpoint: tf.train.Checkpoint, epoch: tf.Variable, directory: str, max_to_keep: int = 3):
         super().__init__()
         self.epoch = epoch
-        self.manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep, checkpoint_name="epoch")
+        self.manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep, checkpoint_name=CHECKPOINT_NAME)
 
     def on_epoch_end(self, epoch, logs=None):
         if _finite(logs):

@@ -22,6 +22,7 @@ __all__ = [
     "ARCHITECTURE_NAMES",
     "STRATEGIES",
     "IMAGE_SHAPE",
+    "EXECUTION_FIELDS",
     "load_config",
     "save_config",
 ]
@@ -35,6 +36,11 @@ IMAGE_SHAPE = (28, 28, 1)
 DATASETS = ("binarized_mnist", "mnist", "fashion_mnist")
 ARCHITECTURE_NAMES = ("mlp",)  # keys of tfvae.models.ARCHITECTURES
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+
+
+def _execution(default):
+    """A field that says how a run is computed (devices, precision, where the files are), not what it is."""
+    return dataclasses.field(default=default, metadata={"execution": True})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,22 +60,24 @@ class Config:
 
     # --- data ---
     dataset: str = "binarized_mnist"  # one of DATASETS
-    data_dir: Optional[str] = None  # local files laid out like shared/data; None: TFVAE_DATA_DIR, then TFDS
+    # Where the local files were read from (absolute); None: TFVAE_DATA_DIR, then TFDS. An execution
+    # setting: a run resumed on another machine reads its data from wherever that machine keeps it.
+    data_dir: Optional[str] = _execution(None)
     limit: Optional[int] = None  # train on the first `limit` training images only (smoke runs)
 
     # --- optimisation ---
-    epochs: int = 40  # passes over the training set
+    epochs: int = 40  # passes over the training set; may grow when a run is trained further
     batch_size: int = 128  # global batch size, split across replicas
     learning_rate: float = 1e-3  # Adam step size
     seed: int = 0  # seeds weights, shuffling, binarisation and the fixed z of the sample grids
 
-    # --- execution ---
-    strategy: str = "auto"  # tf.distribute strategy, one of STRATEGIES
-    cpu_devices: int = 1  # split the CPU into this many logical devices (mirrored training without a GPU)
-    mixed_precision: bool = False  # mixed_float16 on GPU, mixed_bfloat16 on CPU; distributions stay float32
-    jit_compile: bool = False  # compile the train step with XLA (on CPU its compile time outweighs its gain: BENCHMARKS.md)
-    steps_per_execution: int = 16  # train steps per call into the graph: less Python per step, same numbers
-    deterministic: bool = True  # enable TF op determinism, so equal seeds give equal histories
+    # --- execution: how the run is computed, not what; free to change when a run resumes ---
+    strategy: str = _execution("auto")  # tf.distribute strategy, one of STRATEGIES
+    cpu_devices: int = _execution(1)  # split the CPU into this many logical devices (mirrored training without a GPU)
+    mixed_precision: bool = _execution(False)  # mixed_float16 on GPU, mixed_bfloat16 on CPU; distributions stay float32
+    jit_compile: bool = _execution(False)  # compile the train step with XLA (on CPU its compile time outweighs its gain)
+    steps_per_execution: int = _execution(16)  # train steps per call into the graph: less Python per step, same numbers
+    deterministic: bool = _execution(True)  # enable TF op determinism, so equal seeds give equal histories
 
     version: int = CONFIG_VERSION  # format of this file
 
@@ -109,6 +117,23 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def run_differences(self, other: "Config") -> list:
+        """The fields that define the run (model, data, optimisation) on which `other` differs, as
+        "--flag old -> new" strings. Execution settings, `epochs` and `version` are not compared."""
+        return [
+            f"{_flag(name)} {getattr(self, name)!r} -> {getattr(other, name)!r}"
+            for name in _RUN_FIELDS
+            if getattr(self, name) != getattr(other, name)
+        ]
+
+    def execution_differences(self, other: "Config") -> list:
+        """The execution settings on which `other` differs, as "--flag old -> new" strings."""
+        return [
+            f"{_flag(name)} {getattr(self, name)!r} -> {getattr(other, name)!r}"
+            for name in EXECUTION_FIELDS
+            if getattr(self, name) != getattr(other, name)
+        ]
+
     @classmethod
     def from_dict(cls, values: dict) -> "Config":
         """Build a config from parsed JSON, refusing unknown or missing-version fields."""
@@ -121,6 +146,14 @@ class Config:
         if "version" not in values:
             raise ConfigError("config.json has no 'version' field; it was not written by tfvae")
         return cls(**values)
+
+
+# How a run is computed: may change when a run resumes, on another machine or with other devices.
+EXECUTION_FIELDS = tuple(f.name for f in dataclasses.fields(Config) if f.metadata.get("execution"))
+# What a run is: a resumed run must agree on all of these. `epochs` may grow; `version` is checked on load.
+_RUN_FIELDS = tuple(
+    f.name for f in dataclasses.fields(Config) if f.name not in EXECUTION_FIELDS + ("epochs", "version")
+)
 
 
 def save_config(config: Config, path: str) -> None:

@@ -8,7 +8,8 @@ x in {0, 1}^(28*28*1):
 - `mnist` and `fashion_mnist`: *dynamic* binarization. The training images keep
   their grey intensities and the pipeline draws x ~ Bernoulli(intensity / 255)
   afresh every epoch; validation (the last 10,000 training images) and test are
-  binarized once, with a fixed seed, so that scores are comparable across runs.
+  binarized once, with `EVALUATION_SEED`, part of the dataset's definition: every
+  run, whatever its `--seed`, is scored on the same binary images.
 
 Where the files come from, first match wins: the `data_dir` argument (CLI
 `--data-dir`), the `TFVAE_DATA_DIR` environment variable, then TensorFlow
@@ -46,6 +47,8 @@ __all__ = [
     "DATA_DIR_ENV",
     "CACHE_DIR_ENV",
     "SPLIT_SIZES",
+    "EVALUATION_SEED",
+    "evaluation_seeds",
     "FASHION_MNIST_SYSTEM_DIR",
     "Splits",
     "read_idx",
@@ -62,6 +65,11 @@ CACHE_DIR_ENV = "TFVAE_CACHE_DIR"  # where parsed files are kept as .npy; defaul
 
 # Where the Debian package dataset-fashion-mnist installs the four IDX files.
 FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
+
+# Seeds the one-off binarization of the evaluation splits (and of the training split when it is
+# evaluated) of the dynamic datasets: numpy.random.SeedSequence(EVALUATION_SEED).spawn(3) gives the
+# validation, test and train streams. Part of the datasets' definition, never a run's --seed.
+EVALUATION_SEED = 0
 
 # Images per split, checked on every load. For the IDX datasets the training
 # file holds train + validation (60,000) and the t10k file holds test.
@@ -322,15 +330,13 @@ def _is_idx_images(array: np.ndarray) -> bool:
 # --------------------------------------------------------------------------- splits
 
 
-def load_splits(dataset: str = "binarized_mnist", data_dir: Optional[str] = None, seed: int = 0) -> Splits:
+def load_splits(dataset: str = "binarized_mnist", data_dir: Optional[str] = None) -> Splits:
     """Load the train, validation and test images of `dataset`.
 
     Args:
         dataset: one of `tfvae.config.DATASETS`.
         data_dir: a directory laid out like shared/data (`binarized_mnist/`,
             `mnist/`, `fashion_mnist/`). None: `$TFVAE_DATA_DIR`, then TFDS.
-        seed: seeds the one-off binarization of the validation and test images
-            of the dynamic datasets; static datasets ignore it.
 
     Returns:
         `Splits` of uint8 arrays shaped (N, 28, 28, 1).
@@ -353,8 +359,8 @@ def load_splits(dataset: str = "binarized_mnist", data_dir: Optional[str] = None
     # mnist, fashion_mnist: IDX files, dynamic binarization.
     directories = _idx_directories(dataset, data_dir)
     if directories:
-        return _dynamic_splits(dataset, seed=seed, **_read_idx_splits(dataset, directories))
-    return _dynamic_splits(dataset, seed=seed, **_load_tfds(dataset, ("train", "test")))
+        return _dynamic_splits(dataset, **_read_idx_splits(dataset, directories))
+    return _dynamic_splits(dataset, **_load_tfds(dataset, ("train", "test")))
 
 
 def _read_amat_splits(data_dir: str) -> dict:
@@ -398,26 +404,29 @@ def _static_splits(dataset: str, train: np.ndarray, validation: np.ndarray, test
     return Splits(**{split: array.reshape((-1,) + IMAGE_SHAPE) for split, array in arrays.items()}, dynamic=False)
 
 
-def _dynamic_splits(dataset: str, train: np.ndarray, test: np.ndarray, seed: int) -> Splits:
-    """Split intensities into train / validation and binarize validation and test once.
+def _dynamic_splits(dataset: str, train: np.ndarray, test: np.ndarray) -> Splits:
+    """Split intensities into train / validation and binarize validation and test once, with EVALUATION_SEED.
 
     Args:
         train: the 60,000 training images (any shape with 784 values each), 0..255.
         test: the 10,000 test images, 0..255.
-        seed: numpy seed for the one-off binarization.
     """
     sizes = SPLIT_SIZES[dataset]
     _check_size(dataset, "train + validation", train, sizes["train"] + sizes["validation"])
     _check_size(dataset, "test", test, sizes["test"])
     train = train.reshape((-1,) + IMAGE_SHAPE)  # (60000, 28, 28, 1)
-    # Independent streams for validation and test, both fixed by `seed`.
-    validation_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    validation_rng, test_rng = (np.random.default_rng(s) for s in evaluation_seeds()[:2])
     return Splits(
         train=train[:sizes["train"]],
         validation=binarize(train[sizes["train"]:], validation_rng),
         test=binarize(test.reshape((-1,) + IMAGE_SHAPE), test_rng),
         dynamic=True,
     )
+
+
+def evaluation_seeds() -> list:
+    """The seeds of the one-off binarizations of the validation, test and train splits, in that order."""
+    return np.random.SeedSequence(EVALUATION_SEED).spawn(3)
 
 
 def binarize(intensities: np.ndarray, rng: np.random.Generator) -> np.ndarray:

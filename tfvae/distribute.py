@@ -13,12 +13,24 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from tfvae.config import Config
 from tfvae.errors import ConfigError
 
-__all__ = ["configure_devices", "make_strategy", "check_strategy", "is_chief", "cluster_from_env"]
+__all__ = [
+    "configure_devices",
+    "make_strategy",
+    "check_strategy",
+    "is_chief",
+    "is_multi_worker",
+    "cluster_from_env",
+    "agree",
+]
+
+# `agree` sends each worker's word as a fixed-size int32 row: kind, number, message length, message bytes.
+_MESSAGE_BYTES = 2048
 
 
 def cluster_from_env() -> dict | None:
@@ -101,3 +113,36 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     task_type, task_id = resolver.task_type, resolver.task_id
     return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def is_multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """True when the run is computed by several processes that must act on one decision."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def agree(strategy: tf.distribute.Strategy, kind: int, number: int, message: str = "") -> list:
+    """Every worker's (kind, number, message), gathered on every worker in replica order.
+
+    A collective: each worker of a MultiWorkerMirroredStrategy calls it once
+    with its own word (the chief its decision, a worker that failed its error),
+    and all of them return the same list, so that every worker acts on the
+    chief's decision or stops with the same error instead of waiting forever
+    in a later collective.
+    """
+    encoded = message.encode("utf-8")[:_MESSAGE_BYTES]
+    row = np.zeros(3 + _MESSAGE_BYTES, np.int32)
+    row[:3] = kind, number, len(encoded)
+    row[3 : 3 + len(encoded)] = np.frombuffer(encoded, np.uint8)
+
+    @tf.function
+    def gather(value):
+        def replica_fn(v):
+            return tf.distribute.get_replica_context().all_gather(v[tf.newaxis], axis=0)
+
+        return strategy.run(replica_fn, args=(value,))
+
+    rows = strategy.experimental_local_results(gather(tf.constant(row)))[0].numpy()  # (replicas, 3 + bytes)
+    return [
+        (int(r[0]), int(r[1]), bytes(r[3 : 3 + r[2]].astype(np.uint8)).decode("utf-8", "replace"))
+        for r in rows
+    ]

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import time
 from typing import Callable, Optional
@@ -49,7 +50,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from tfvae.config import Config
-from tfvae.data import binarize, load_splits
+from tfvae.data import DATA_DIR_ENV, binarize, evaluation_seeds, load_splits
 from tfvae.errors import ConfigError
 from tfvae.kl import kl_standard_normal
 from tfvae.runs import load_vae
@@ -250,15 +251,18 @@ def evaluate_run(
 def split_images(config: Config, split: str, data_dir: Optional[str] = None) -> np.ndarray:
     """The binary images (N, 28, 28, 1) uint8 of one split of a run's dataset.
 
-    The training split of a dynamically binarized dataset holds intensities; it
-    is binarized once, with a stream fixed by the run's seed and independent of
-    the ones `load_splits` uses for validation and test.
+    The data come from `data_dir`, else $TFVAE_DATA_DIR, else the run's own
+    data directory if it exists on this machine, else TFDS. The training split
+    of a dynamically binarized dataset holds intensities; it is binarized once,
+    with the dataset's fixed evaluation stream (`tfvae.data.evaluation_seeds`),
+    so every run is scored on the same images.
     """
-    splits = load_splits(config.dataset, data_dir or config.data_dir, seed=config.seed)
+    if data_dir is None and not os.environ.get(DATA_DIR_ENV) and config.data_dir and os.path.isdir(config.data_dir):
+        data_dir = config.data_dir
+    splits = load_splits(config.dataset, data_dir)
     images = getattr(splits, split)
     if split == "train" and splits.dynamic:
-        # SeedSequence(seed).spawn(2) gives load_splits' validation and test streams; this is the third child.
-        images = binarize(images, np.random.default_rng(np.random.SeedSequence(config.seed).spawn(3)[2]))
+        images = binarize(images, np.random.default_rng(evaluation_seeds()[2]))
     return images
 
 

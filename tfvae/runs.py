@@ -15,14 +15,17 @@ A run directory holds:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
+import re
 import shutil
+import sys
 import time
 
 from tfvae.config import Config, load_config, save_config
 from tfvae.errors import RunError
-from tfvae.io import atomic_write_text
+from tfvae.io import FileLock, LockHeld, atomic_write_text, lock_holder
 
 __all__ = [
     "CONFIG_FILE",
@@ -30,13 +33,21 @@ __all__ = [
     "TIMING_FILE",
     "SUMMARY_FILE",
     "CHECKPOINT_DIR",
+    "EXPORT_DIR",
+    "LOCK_FILE",
     "HISTORY_COLUMNS",
+    "RunPlan",
     "default_run_dir",
-    "prepare_run_dir",
+    "ensure_run_dir",
+    "lock_run",
+    "plan_run",
     "open_run",
     "read_history",
     "write_history",
+    "checkpoint_path",
+    "checkpoint_epochs",
     "latest_checkpoint",
+    "newest_readable_checkpoint",
     "load_vae",
 ]
 
@@ -45,7 +56,11 @@ HISTORY_FILE = "history.csv"
 TIMING_FILE = "timing.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_NAME = "epoch"  # checkpoints/epoch-N holds the state after N completed epochs
 LOG_DIR = "logs"
+EXPORT_DIR = "export"  # where `tfvae export` writes by default (tfvae.export.layout.DEFAULT_EXPORT_DIR)
+EXPORT_MANIFEST = "manifest.json"  # marks a folder as a tfvae export
+LOCK_FILE = ".tfvae.lock"  # held by the one process training the run
 
 # history.csv, in nats per image; elbo = -(rate + distortion).
 HISTORY_COLUMNS = (
@@ -61,6 +76,16 @@ TIMING_COLUMNS = ("epoch", "seconds")
 
 # What `--overwrite` may delete: only what tfvae itself writes into a run directory.
 _RUN_ENTRIES = (CONFIG_FILE, HISTORY_FILE, TIMING_FILE, SUMMARY_FILE, CHECKPOINT_DIR, LOG_DIR)
+_HIDDEN_PREFIX = ".tfvae"  # the lock and the write probe: not part of a run's contents
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """What `tfvae train` does with a run directory, decided once (by the chief) before training."""
+
+    config: Config  # the config the run trains with, as saved in config.json
+    epoch: int  # completed epochs to restore; 0 for a new run
+    action: str  # "new", "resume" or "extend" (a finished run trained further)
 
 
 def default_run_dir(root: str = "runs") -> str:
@@ -73,73 +98,135 @@ def default_run_dir(root: str = "runs") -> str:
     return path
 
 
-def prepare_run_dir(run_dir: str, config: Config, overwrite: bool = False) -> bool:
-    """Make `run_dir` ready for training `config`; return True when resuming an unfinished run.
+def ensure_run_dir(run_dir: str) -> bool:
+    """Create `run_dir` if needed and check that it can be written; True if it was created.
 
-    - a new or empty directory: created, config written;
-    - an unfinished run with the same config: resumed (nothing deleted);
-    - a finished run, or an unfinished one with another config: refused unless `overwrite`;
-    - a non-empty directory that is not a tfvae run: always refused (nothing of the user's is deleted).
-
-    Raises:
-      RunError: with what was wrong and what to do.
+    Called before any data is read, so that an unwritable place fails at once,
+    not after hours of training.
     """
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise RunError(f"--run-dir {run_dir} is a file, not a directory")
-    entries = os.listdir(run_dir) if os.path.isdir(run_dir) else []
-    resume = False
-    if entries:
-        if CONFIG_FILE not in entries:
-            raise RunError(f"{run_dir} is not empty and is not a tfvae run; choose a new or empty --run-dir")
-        finished = SUMMARY_FILE in entries
-        try:
-            same_config = load_config(os.path.join(run_dir, CONFIG_FILE)) == config
-        except Exception:  # an unreadable config is never "the same"
-            same_config = False
-        if overwrite:
-            _clear_run(run_dir)
-        elif finished:
-            raise RunError(
-                f"{run_dir} holds a finished run; pass --overwrite to replace it, or choose another --run-dir"
-            )
-        elif not same_config:
-            raise RunError(
-                f"{run_dir} holds an unfinished run with a different config; resume it with the same options, "
-                "pass --overwrite to start afresh, or choose another --run-dir"
-            )
-        else:
-            resume = True
-    _check_writable(run_dir)
-    if not resume:
-        save_config(config, os.path.join(run_dir, CONFIG_FILE))
-    return resume
+    created = not os.path.exists(run_dir)
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        probe = os.path.join(run_dir, _HIDDEN_PREFIX + "-write-test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise RunError(f"cannot write to run directory {run_dir}: {e.strerror or e}") from None
+    return created
+
+
+def lock_run(run_dir: str) -> FileLock:
+    """The run's exclusive lock, held while training; a second trainer is refused with the holder's name."""
+    lock = FileLock(os.path.join(run_dir, LOCK_FILE), "tfvae train")
+    try:
+        return lock.acquire()
+    except LockHeld as e:
+        raise RunError(f"{run_dir} is being trained by another process ({e.holder}); "
+                       "wait for it to finish, or stop it and run this command again") from None
+    except OSError as e:
+        raise RunError(f"cannot lock run directory {run_dir}: {e.strerror or e}") from None
+
+
+def plan_run(run_dir: str, config: Config, *, overwrite: bool = False, log=print) -> RunPlan:
+    """Decide what training `config` in `run_dir` means, and write config.json for it.
+
+    - an empty directory, or a run that never completed an epoch: a new run;
+    - an unfinished run of the same model, data and optimisation: resumed from
+      its newest readable checkpoint (a damaged newer one is named in a warning);
+      execution settings (devices, strategy, precision, data directory) may
+      differ, and what changed is reported in one line;
+    - a finished run and a larger `--epochs`: trained further;
+    - with `overwrite`: whatever tfvae wrote there (and the run's export) is removed first.
+
+    The caller holds the run's lock. Nothing of the user's (a folder that is
+    not a tfvae run) is ever deleted.
+
+    Raises:
+      RunError: a folder that is not a run, a different run without
+        `overwrite`, a finished run without more epochs, or checkpoints that
+        are all damaged.
+    """
+    entries = _run_entries(run_dir)
+    if entries and CONFIG_FILE not in entries:
+        raise RunError(f"{run_dir} is not empty and is not a tfvae run; choose a new or empty --run-dir")
+    if entries and overwrite:
+        _clear_run(run_dir, log)
+        entries = []
+    if not entries or not checkpoint_epochs(run_dir):  # nothing trained: whatever is there is replaced
+        if entries:
+            _clear_run(run_dir, log=lambda message: None)
+        return _save_plan(run_dir, RunPlan(config, 0, "new"))
+
+    try:
+        saved = load_config(os.path.join(run_dir, CONFIG_FILE))
+    except Exception as e:
+        raise RunError(f"{run_dir} holds a run whose {e}; pass --overwrite to start afresh") from None
+    differences = saved.run_differences(config)
+    if differences:
+        raise RunError(
+            f"{run_dir} holds another run ({'; '.join(differences)}); resume it with its own options, "
+            "pass --overwrite to replace it, or choose another --run-dir"
+        )
+    epoch, _ = newest_readable_checkpoint(run_dir, log=log, resuming=True)
+    finished = SUMMARY_FILE in entries
+    if config.epochs < epoch or (finished and config.epochs == epoch):
+        what = "a finished run of" if finished else "a run that has completed"
+        raise RunError(
+            f"{run_dir} holds {what} {epoch} epoch{'s' if epoch != 1 else ''}; "
+            f"pass --epochs larger than {epoch} to train it further, "
+            "--overwrite to replace it, or choose another --run-dir"
+        )
+    changed = saved.execution_differences(config)
+    if changed:
+        log(f"resuming with other execution settings: {'; '.join(changed)}")
+    plan = _save_plan(run_dir, RunPlan(config, epoch, "extend" if finished else "resume"))
+    if finished:
+        log(f"training the finished run in {run_dir} further: epochs {saved.epochs} -> {config.epochs}")
+        os.remove(os.path.join(run_dir, SUMMARY_FILE))  # after config.json: a crash between leaves a resumable run
+    return plan
+
+
+def _save_plan(run_dir: str, plan: RunPlan) -> RunPlan:
+    save_config(plan.config, os.path.join(run_dir, CONFIG_FILE))
+    return plan
 
 
 def open_run(run_dir: str, require_checkpoint: bool = True) -> Config:
-    """Check that `run_dir` is a tfvae run (with at least one epoch's checkpoint) and return its config."""
+    """Check that `run_dir` is a tfvae run that is not being trained (with at least one epoch) and return its config."""
     if not os.path.isdir(run_dir):
         raise RunError(f"run directory {run_dir} does not exist")
     if not os.path.isfile(os.path.join(run_dir, CONFIG_FILE)):
         raise RunError(f"{run_dir} is not a tfvae run: it has no {CONFIG_FILE}")
+    holder = lock_holder(os.path.join(run_dir, LOCK_FILE))
+    if holder is not None:
+        raise RunError(f"{run_dir} is being trained right now ({holder}); its checkpoints are still being "
+                       "written: try again when training has finished (or has been stopped)")
     config = load_config(os.path.join(run_dir, CONFIG_FILE))
-    if require_checkpoint and latest_checkpoint(run_dir) is None:
+    if require_checkpoint and not checkpoint_epochs(run_dir):
         raise RunError(f"{run_dir} has no checkpoint: the run never finished an epoch; train it first")
     return config
 
 
-def load_vae(run_dir: str):
-    """The trained model of a run: (config, VAE with the newest epoch's weights).
+def load_vae(run_dir: str, log=None):
+    """The trained model of a run: (config, VAE with the newest readable epoch's weights).
+
+    A damaged newest checkpoint (a full disk, a copy cut short) is named in a
+    one-line warning on `log` (default: stderr) and the previous one is used.
 
     Raises:
-      RunError: not a run, no checkpoint yet, or a checkpoint that does not fit config.json.
+      RunError: not a run, being trained, no checkpoint yet, every checkpoint
+        damaged, or a checkpoint that does not fit config.json.
     """
     config = open_run(run_dir)
     import tensorflow as tf
 
     from tfvae.models import build_vae
 
+    _, path = newest_readable_checkpoint(run_dir, log=log or _warn)
     vae = build_vae(config)
-    path = latest_checkpoint(run_dir)
     try:
         tf.train.Checkpoint(model=vae).read(path).assert_existing_objects_matched().expect_partial()
     except (ValueError, AssertionError, tf.errors.OpError) as e:
@@ -150,11 +237,83 @@ def load_vae(run_dir: str):
     return config, vae
 
 
+# --------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_path(run_dir: str, epoch: int) -> str:
+    """The path prefix of the checkpoint saved after `epoch` completed epochs."""
+    return os.path.join(run_dir, CHECKPOINT_DIR, f"{CHECKPOINT_NAME}-{epoch}")
+
+
+def checkpoint_epochs(run_dir: str) -> list:
+    """Epochs that have a checkpoint in `run_dir` (readable or not), newest first.
+
+    Read from the files themselves, not from TensorFlow's `checkpoint` index,
+    which a crash or a full disk can leave stale or empty.
+    """
+    directory = os.path.join(run_dir, CHECKPOINT_DIR)
+    if not os.path.isdir(directory):
+        return []
+    pattern = re.compile(re.escape(CHECKPOINT_NAME) + r"-(\d+)\.index$")
+    return sorted((int(m.group(1)) for m in map(pattern.match, os.listdir(directory)) if m), reverse=True)
+
+
 def latest_checkpoint(run_dir: str):
-    """Path prefix of the newest epoch checkpoint in `run_dir`, or None."""
+    """Path prefix of the newest checkpoint in `run_dir` (not checked for damage), or None."""
+    epochs = checkpoint_epochs(run_dir)
+    return checkpoint_path(run_dir, epochs[0]) if epochs else None
+
+
+def newest_readable_checkpoint(run_dir: str, *, log=None, resuming: bool = False):
+    """(epoch, path prefix) of the newest checkpoint whose every tensor can be read.
+
+    A damaged checkpoint (truncated, missing a shard, garbage) is skipped with
+    a one-line warning naming it and the epoch used instead.
+
+    Raises:
+      RunError: the run has checkpoints but none can be read.
+    """
+    log = log or _warn
+    damaged = []
+    for epoch in checkpoint_epochs(run_dir):
+        path = checkpoint_path(run_dir, epoch)
+        reason = _unreadable(path)
+        if reason is None:
+            if damaged:
+                what = "resuming from" if resuming else "using"
+                log(f"warning: checkpoint {damaged[0][0]} is damaged ({damaged[0][1]}); "
+                    f"{what} epoch {epoch}, the newest readable one")
+            return epoch, path
+        damaged.append((_shard_name(path), reason))
+    if not damaged:
+        raise RunError(f"{run_dir} has no checkpoint: the run never finished an epoch; train it first")
+    raise RunError(f"no checkpoint of {run_dir} can be read (newest: {damaged[0][0]}: {damaged[0][1]}); "
+                   "the run cannot be restored: train it again with --overwrite")
+
+
+def _unreadable(path: str):
+    """None if every tensor of the checkpoint at `path` reads back, else a short reason."""
     import tensorflow as tf
 
-    return tf.train.latest_checkpoint(os.path.join(run_dir, CHECKPOINT_DIR))
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_dtype_map():
+            reader.get_tensor(name)
+    except Exception as e:  # truncation, a missing shard and garbage raise many types (IndexError, DataLossError, ...)
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return message[:120]
+    return None
+
+
+def _shard_name(path: str) -> str:
+    """The data file of a checkpoint: what a user would inspect or delete."""
+    directory = os.path.dirname(path)
+    shards = sorted(n for n in os.listdir(directory) if n.startswith(os.path.basename(path) + ".data-"))
+    return os.path.join(directory, shards[0]) if shards else path + ".index"
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def read_history(run_dir: str, name: str = HISTORY_FILE) -> list:
@@ -180,20 +339,23 @@ def write_history(run_dir: str, rows: list, name: str = HISTORY_FILE) -> None:
     atomic_write_text(os.path.join(run_dir, name), out.getvalue())
 
 
-def _clear_run(run_dir: str) -> None:
+def _run_entries(run_dir: str) -> list:
+    """What the directory holds, less tfvae's lock and write probe."""
+    if not os.path.isdir(run_dir):
+        return []
+    return [name for name in os.listdir(run_dir) if not name.startswith(_HIDDEN_PREFIX)]
+
+
+def _clear_run(run_dir: str, log) -> None:
+    """Remove what tfvae wrote into `run_dir`: the run's files and plots, and the run's export."""
+    from tfvae.io import recover_directory
+
+    export = os.path.join(run_dir, EXPORT_DIR)
+    recover_directory(export)  # an export interrupted between its two renames
     for name in os.listdir(run_dir):
         path = os.path.join(run_dir, name)
-        if name in _RUN_ENTRIES or name.endswith(".png"):
+        if name in _RUN_ENTRIES or name.endswith(".png") or name.startswith(f".{EXPORT_DIR}."):
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-
-
-def _check_writable(run_dir: str) -> None:
-    """Fail now, not after hours of training, if `run_dir` cannot be written."""
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-        probe = os.path.join(run_dir, ".tfvae-write-test")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as e:
-        raise RunError(f"cannot write to run directory {run_dir}: {e.strerror or e}") from None
+    if os.path.isfile(os.path.join(export, EXPORT_MANIFEST)):
+        shutil.rmtree(export)
+        log(f"removed the old export in {export}: it was made from the run that --overwrite replaces")

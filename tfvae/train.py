@@ -8,6 +8,7 @@ Example (a smoke run on local files):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,11 +24,23 @@ from tfvae import plots
 from tfvae.callbacks import HistoryCSV, SampleGrids, StopOnNonFinite, TrainingCheckpoint
 from tfvae.config import Config
 from tfvae.data import load_splits, make_dataset, make_training_dataset, steps_per_epoch
-from tfvae.distribute import check_strategy, configure_devices, is_chief, make_strategy
-from tfvae.errors import ConfigError, TrainingDiverged
+from tfvae.distribute import agree, check_strategy, configure_devices, is_chief, is_multi_worker, make_strategy
+from tfvae.errors import ConfigError, TfvaeError, TrainingDiverged
 from tfvae.io import atomic_write_text
 from tfvae.models import build_vae
-from tfvae.runs import CHECKPOINT_DIR, LOG_DIR, SUMMARY_FILE, TIMING_FILE, latest_checkpoint, prepare_run_dir, read_history
+from tfvae.runs import (
+    CHECKPOINT_DIR,
+    LOG_DIR,
+    SUMMARY_FILE,
+    TIMING_FILE,
+    RunPlan,
+    checkpoint_epochs,
+    checkpoint_path,
+    ensure_run_dir,
+    lock_run,
+    plan_run,
+    read_history,
+)
 
 __all__ = ["train_and_evaluate", "training_images", "compile_vae", "training_checkpoint", "SAMPLE_GRID_SIZE"]
 
@@ -80,55 +93,115 @@ def training_checkpoint(vae, epoch: tf.Variable) -> tf.train.Checkpoint:
     return tf.train.Checkpoint(model=vae, optimizer=vae.optimizer, epoch=epoch)
 
 
-def train_and_evaluate(config: Config, run_dir: str, *, overwrite: bool = False, verbose="auto", log=print) -> dict:
+def train_and_evaluate(
+    config: Config, run_dir: str, *, overwrite: bool = False, verbose="auto", log=print, resume_command: str = ""
+) -> dict:
     """Train the VAE of `config`, writing config, history, checkpoints, logs and plots to `run_dir`.
 
-    An unfinished run with the same config is resumed from its last completed
-    epoch, and continues exactly as if it had never stopped: the data of each
-    epoch and the posterior noise of each step are functions of the seed. A
-    finished run is refused unless `overwrite`.
+    Options and data are checked before anything is written. An unfinished
+    run of the same model, data and optimisation is resumed from its newest
+    readable checkpoint, and continues exactly as if it had never stopped: the
+    data of each epoch and the posterior noise of each step are functions of
+    the seed. A finished run trains further when `config.epochs` is larger, and
+    is refused otherwise unless `overwrite`. One process at a time trains a
+    run (a lock in `run_dir`); under a multi-worker strategy the chief decides
+    and every worker acts on its decision, or stops with its error.
 
     Args:
       config: the run's configuration.
       run_dir: where the run lives.
-      overwrite: replace a finished (or differently configured) run in `run_dir`.
+      overwrite: replace the run in `run_dir` (its export too).
       verbose: Keras' progress display: "auto", 0, 1 or 2.
       log: where one-line status messages go.
+      resume_command: the command that resumes this run, shown when training starts.
 
     Returns:
       The final figures (also written to summary.json): ELBO, rate and
       distortion for train, validation and test, in nats per image.
 
     Raises:
-      TfvaeError: bad options or data, an unusable run directory, or a loss that became NaN.
+      TfvaeError: bad options or data, an unusable or busy run directory, or a loss that became NaN.
     """
     configure_devices(config)
     strategy = make_strategy(config)
     check_strategy(config, strategy)
+    if config.data_dir is not None:
+        config = config.replace(data_dir=os.path.abspath(config.data_dir))  # the same folder from any working directory
     chief = is_chief(strategy)
-    # Only the chief writes the run; other workers write into a scratch directory they delete.
-    work_dir = run_dir if chief else tempfile.mkdtemp(prefix="tfvae-worker-")
-    resume = prepare_run_dir(work_dir, config, overwrite=overwrite)
+    with contextlib.ExitStack() as held:
+        plan, splits, images = _prepare(config, run_dir, overwrite, strategy, chief, held, log)
+        # Only the chief writes the run; other workers write into a scratch directory they delete.
+        work_dir = run_dir if chief else tempfile.mkdtemp(prefix="tfvae-worker-")
+        try:
+            return _train(plan, splits, images, strategy, chief, run_dir, work_dir, verbose, log, resume_command)
+        finally:
+            if not chief:
+                shutil.rmtree(work_dir, ignore_errors=True)
+
+
+# Words of `agree`: what each worker says after preparing.
+_READY, _PLAN, _FAILED = 0, 1, 2
+
+
+def _prepare(config, run_dir, overwrite, strategy, chief, held, log):
+    """Check options and data, then (chief) lock the run and decide: (RunPlan, splits, training images).
+
+    Under a multi-worker strategy every worker checks its own options and data,
+    then all of them exchange what they found: the chief's plan, or the first
+    error, which every worker raises.
+    """
+    plan = error = None
+    created = False
+    try:
+        if chief:
+            created = ensure_run_dir(run_dir)  # an unwritable place fails before any data is read
+            held.callback(lock_run(run_dir).release)
+        splits = load_splits(config.dataset, config.data_dir)
+        images = training_images(config, splits)
+        if chief:
+            plan = plan_run(run_dir, config, overwrite=overwrite, log=log)
+    except TfvaeError as e:
+        error = e
+    if is_multi_worker(strategy):
+        if error is not None:
+            word = (_FAILED, 0, str(error))
+        elif chief:
+            word = (_PLAN, plan.epoch, plan.action)
+        else:
+            word = (_READY, 0, "")
+        words = agree(strategy, *word)
+        failures = [message for kind, _, message in words if kind == _FAILED]
+        if failures and error is None:
+            error = TfvaeError(failures[0] if chief else f"the chief or another worker stopped: {failures[0]}")
+        if error is None:
+            (epoch, action), = {(number, message) for kind, number, message in words if kind == _PLAN}
+            plan = RunPlan(config, epoch, action)
+    if error is not None:
+        held.close()  # releases the lock
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(run_dir)  # nothing was written: leave nothing behind
+        raise error
+    return plan, splits, images
+
+
+def _train(plan, splits, images, strategy, chief, run_dir, work_dir, verbose, log, resume_command) -> dict:
+    config = plan.config
     tfk.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-
-    splits = load_splits(config.dataset, config.data_dir, seed=config.seed)
-    images = training_images(config, splits)
     vae = compile_vae(config, strategy)
 
-    # Resume: every worker restores the chief's latest checkpoint; each saves into its own work_dir.
+    # Resume: every worker restores the chief's checkpoint of the agreed epoch; each saves into its own work_dir.
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     checkpoint = training_checkpoint(vae, epoch)
-    if resume or not chief:
-        path = latest_checkpoint(run_dir)
-        if path is not None:
-            checkpoint.read(path).assert_existing_objects_matched()
+    if plan.epoch:
+        checkpoint.read(checkpoint_path(run_dir, plan.epoch)).assert_existing_objects_matched()
     first_epoch = int(epoch.numpy())
-    if resume:
+    if plan.action == "resume":
         log(f"resuming the unfinished run in {run_dir} after epoch {first_epoch}")
-    elif chief:
-        log(f"training into {run_dir} (interrupted? run the same command again to resume)")
+    elif chief and plan.action == "new":
+        log(f"training into {run_dir}" + (f" (if interrupted, resume with: {resume_command})" if resume_command else ""))
 
     train_ds = make_training_dataset(
         images, config.batch_size, seed=config.seed, epochs=config.epochs, first_epoch=first_epoch, dynamic=splits.dynamic
@@ -157,16 +230,16 @@ def train_and_evaluate(config: Config, run_dir: str, *, overwrite: bool = False,
         )
 
     if stop_on_non_finite.bad_epoch is not None:
-        kept = latest_checkpoint(run_dir)
+        kept = checkpoint_epochs(run_dir)
         raise TrainingDiverged(
             f"the loss became NaN or infinite in epoch {stop_on_non_finite.bad_epoch}; "
-            + (f"the last good checkpoint is kept ({kept})" if kept else "no epoch finished with a finite loss")
+            + (f"the last good checkpoint is kept ({checkpoint_path(run_dir, kept[0])})" if kept
+               else "no epoch finished with a finite loss")
             + "; try a lower --learning-rate"
         )
     # Every worker evaluates (under a multi-worker strategy evaluate is collective); only the chief writes.
     test = vae.evaluate(make_dataset(splits.test, config.batch_size, training=False), return_dict=True, verbose=0)
     if not chief:
-        shutil.rmtree(work_dir, ignore_errors=True)
         return {}
     return _finish(config, vae, splits, test, run_dir, log)
 
