@@ -254,6 +254,7 @@ class Page {
     });
     temperature.addEventListener("change", () => this.schedule(async () => {
       this.temperature = Number(temperature.value);
+      element("temperature-value").textContent = this.temperature.toFixed(2);
       await this.draw(false);
     }));
     element("new-samples").addEventListener("click", () => this.schedule(async () => {
