@@ -400,6 +400,7 @@ def test_the_page_says_so_when_webassembly_is_unavailable(server):
     ("missing", "could not fetch decoder.tflite: HTTP 404"),
     ("encoder", "decoder.tflite is not a tfvae decoder: it has no 'decode' signature (it has: encode)"),
     ("not tflite", "decoder.tflite is not a TFLite model"),
+    ("dynamic batch", "decoder.tflite is not this export's web decoder: it takes z [-1,2] float32, expected z [64,2]"),
 ])
 def test_the_page_says_so_when_the_model_fails_to_load(browser, exported, site, tmp_path, damage, message):
     copy = str(tmp_path / "web")
@@ -409,6 +410,8 @@ def test_the_page_says_so_when_the_model_fails_to_load(browser, exported, site, 
         os.remove(model)
     elif damage == "encoder":
         shutil.copyfile(os.path.join(exported[0], "encoder.tflite"), model)
+    elif damage == "dynamic batch":  # the --tflite decoder, which LiteRT.js would refuse at run time
+        shutil.copyfile(os.path.join(exported[0], "decoder.tflite"), model)
     else:
         with open(model, "wb") as f:
             f.write(b"<html>not a model</html>")
@@ -416,6 +419,12 @@ def test_the_page_says_so_when_the_model_fails_to_load(browser, exported, site, 
         attributes = web_browser.open_page(browser, base + "index.html")
     assert attributes["status"] == "error" and message in attributes["error"], attributes
     assert message in browser.find_element("id", "error").text
+
+
+@pytest.mark.browser
+def test_a_page_opened_as_a_file_says_to_serve_it(browser, site):
+    attributes = web_browser.open_page(browser, "file://" + os.path.join(site, "index.html"))
+    assert attributes["status"] == "error" and "must be served over HTTP" in attributes["error"], attributes
 
 
 @pytest.mark.browser
