@@ -353,13 +353,18 @@ def _file_digests(directory: str) -> dict:
 
 
 def _check_writable(out: str) -> None:
-    """One line naming `out` if the export cannot be written beside it, before any slow work (not a temp name later)."""
-    parent = os.path.dirname(os.path.abspath(out))
-    if os.path.exists(parent) and not os.path.isdir(parent):
-        raise WriteError(f"cannot write to --out {out}: {parent} is a file")
+    """One line naming `out` if the export cannot be written there, before any slow work; creates nothing.
+
+    The probe goes to the nearest folder that exists on the way to `out`, which is where the
+    export's parent folders and its temporary directory would be made.
+    """
+    existing = os.path.dirname(os.path.abspath(out))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise WriteError(f"cannot write to --out {out}: {existing} is a file")
     try:
-        os.makedirs(parent, exist_ok=True)
-        tempfile.TemporaryDirectory(prefix=f".{os.path.basename(os.path.abspath(out))}.probe-", dir=parent).cleanup()
+        tempfile.TemporaryDirectory(prefix=".tfvae-probe-", dir=existing).cleanup()
     except OSError as e:
         raise WriteError(f"cannot write to --out {out}: {e.strerror or e}") from None
 
