@@ -33,9 +33,12 @@ setup(
     python_requires=">=3.10",
     packages=["tfvae", "tfvae.cli", "tfvae.export"],
     package_dir={"tfvae": "tfvae", "tfvae.cli": "cli", "tfvae.export": "export"},
+    # The web page of `tfvae export --web` and the LiteRT.js runtime vendored for it (tfvae.export.litertjs).
+    package_data={"tfvae.export": ["web_assets/*", "web_assets/litertjs/*", "web_assets/litertjs/*/*"]},
     install_requires=EDGE_REQUIRES + TRAIN_REQUIRES,
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "scipy>=1.11"],
+        # selenium drives Debian's chromium (apt-get install chromium chromium-driver) in tests/test_web.py.
+        "test": ["pytest>=8", "hypothesis>=6.100", "scipy>=1.11", "selenium>=4.20"],
     },
     entry_points={"console_scripts": ["tfvae = tfvae.cli.main:main"]},
 )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from tfvae.export.layout import WEB_MODELS  # names only: no TensorFlow
+
 # Kept in step with tfvae.export.exporter (which imports TensorFlow, so it is not imported here).
 _EVAL_IMAGES = 500
 _IMPORTANCE_SAMPLES = 200
@@ -22,6 +24,10 @@ _IMPORTANCE_SAMPLES = 200
     "decoder_int8.tflite (dynamic-range int8 weights).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing export (only once the new one is complete).")
+@click.option("--web", is_flag=True,
+              help="Also write OUT/web: a static page that samples from the decoder in the browser (LiteRT.js).")
+@click.option("--web-model", type=click.Choice(WEB_MODELS), default=None,
+              help="The decoder the page starts with (both are in OUT/web) [default: float32]; needs --web.")
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
@@ -32,13 +38,14 @@ _IMPORTANCE_SAMPLES = 200
               help="The quantization cost is measured on N test images drawn at random (fixed seed).")
 @click.option("--importance-samples", type=int, default=_IMPORTANCE_SAMPLES, show_default=True,
               help="K, samples of z per image for the log-likelihood in the quantization cost.")
-def export(run_dir, out, tflite, quantize, overwrite, data_dir, eval_images, importance_samples):
+def export(run_dir, out, tflite, quantize, overwrite, web, web_model, data_dir, eval_images, importance_samples):
     """Export a trained run's decoder and encoder as a SavedModel and, with --tflite, TFLite files.
 
     \b
     OUT/saved_model/          signatures decode (z -> probs, logits) and encode (x -> loc, scale)
     OUT/decoder.tflite        with --tflite; also encoder.tflite
     OUT/decoder_float16.tflite, OUT/decoder_int8.tflite   with --quantize
+    OUT/web/                  with --web: the page; serve it with python -m http.server -d OUT/web
     OUT/manifest.json         shapes, sizes, sha256, parity with Keras, quantization cost
 
     The export is written to a temporary directory and renamed into place, so a
@@ -52,6 +59,8 @@ def export(run_dir, out, tflite, quantize, overwrite, data_dir, eval_images, imp
         tflite=tflite,
         quantize=quantize,
         overwrite=overwrite,
+        web=web,
+        web_model=web_model,
         data_dir=data_dir,
         eval_images=eval_images,
         importance_samples=importance_samples,

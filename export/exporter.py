@@ -10,6 +10,7 @@ replaced (with `overwrite`) only once the new one is complete.
     quantized       decoder_float16.tflite (float16 weights), decoder_int8.tflite (dynamic-range int8 weights)
     manifest.json   shapes; each file's size and sha256; each file's parity with the Keras model on a
                     fixed batch of z; each TFLite decoder's change in test ELBO and log p(x) on a subset
+    web/            with `web`: a static page that samples in the browser (tfvae.export.web)
 
 Example:
 >>> manifest = export_run("runs/x", tflite=True, quantize=("float16", "int8"))  # doctest: +SKIP
@@ -22,16 +23,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import time
 
 import numpy as np
 import tensorflow as tf
 
 from tfvae import __version__
-from tfvae.errors import ConfigError, RunError
+from tfvae.errors import ConfigError, RunError, WriteError
 from tfvae.export import layout
 from tfvae.export.litert import TFLiteDecoder, TFLiteEncoder
 from tfvae.export.savedmodel import KerasDecoder, SavedModelDecoder, save_signatures
+from tfvae.export.web import parse_web_model, write_site
 from tfvae.io import atomic_directory, atomic_write_text
 from tfvae.runs import load_vae
 
@@ -103,6 +106,8 @@ def export_run(
     tflite: bool = False,
     quantize=(),
     overwrite: bool = False,
+    web: bool = False,
+    web_model: str | None = None,
     data_dir: str | None = None,
     eval_images: int = DEFAULT_EVAL_IMAGES,
     importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
@@ -116,6 +121,8 @@ def export_run(
       tflite: also write decoder.tflite and encoder.tflite.
       quantize: quantized decoders to write too, a subset of ("float16", "int8"); needs `tflite`.
       overwrite: replace an existing export in `out` (only once the new one is complete).
+      web: also write OUT/web, a static page that samples from the decoder in the browser.
+      web_model: the decoder that page starts with, one of layout.WEB_MODELS; None: float32. Needs `web`.
       data_dir: where the test images are, for the quantization cost; None: the run's config,
         then $TFVAE_DATA_DIR, then TFDS.
       eval_images: this many test images, drawn at random with a fixed seed, measure the quantization cost.
@@ -129,26 +136,34 @@ def export_run(
     quantize = parse_quantize(quantize)
     if quantize and not tflite:
         raise ConfigError("--quantize writes quantized TFLite decoders: add --tflite")
+    web_model = parse_web_model(web, web_model)  # None: no page
     for flag, value in (("--eval-images", eval_images), ("--importance-samples", importance_samples)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{flag} must be a positive integer, got {value!r}")
     out = out or os.path.join(run_dir, layout.DEFAULT_EXPORT_DIR)
     _check_target(out, overwrite)  # before any slow work
+    _check_writable(out)
     config, vae = load_vae(run_dir, log=log)
     images = _eval_subset(config, data_dir, eval_images) if quantize else None  # missing data fails now, not later
 
     with atomic_directory(out) as staging:
-        manifest = _write_export(staging, run_dir, config, vae, tflite, quantize, images, importance_samples, log)
+        manifest = _write_export(
+            staging, run_dir, config, vae, tflite, quantize, images, importance_samples, log, web_model
+        )
         _check_target(out, overwrite)  # again: something may have appeared at `out` meanwhile
     log(f"exported {run_dir} to {out}")
+    if web_model:
+        log(f"serve the page with: python -m http.server -d {os.path.join(out, layout.WEB_DIR)} 8000")
     return manifest
 
 
 # --------------------------------------------------------------------------- the export's contents
 
 
-def _write_export(directory, run_dir, config, vae, tflite, quantize, images, importance_samples, log) -> dict:
-    """Write the SavedModel, the TFLite files and manifest.json into `directory`; return the manifest."""
+def _write_export(
+    directory, run_dir, config, vae, tflite, quantize, images, importance_samples, log, web_model=None
+) -> dict:
+    """Write the SavedModel, the TFLite files, OUT/web (unless `web_model` is None) and manifest.json; return the manifest."""
     saved_model_dir = os.path.join(directory, layout.SAVED_MODEL_DIR)
     save_signatures(vae, saved_model_dir)
     log(f"wrote {layout.SAVED_MODEL_DIR}/ (signatures {layout.DECODE}, {layout.ENCODE})")
@@ -191,6 +206,9 @@ def _write_export(directory, run_dir, config, vae, tflite, quantize, images, imp
             "max_abs_diff_scale": float(np.max(np.abs(tflite_scale - scale))),
         }
         log(f"wrote {layout.ENCODER_FILE} ({os.path.getsize(path):,} bytes)")
+    if web_model:
+        web_entry, web_parity = write_site(directory, vae, config, z, probs, web_model, log)
+        parity.update(web_parity)
 
     manifest = {
         "version": layout.MANIFEST_VERSION,
@@ -203,6 +221,8 @@ def _write_export(directory, run_dir, config, vae, tflite, quantize, images, imp
         "files": {},
         "parity": parity,
     }
+    if web_model:
+        manifest["web"] = web_entry
     if quantize:
         manifest["quantization"] = _quantization_cost(keras, decoders, images, importance_samples, config, log)
     manifest["files"] = _file_digests(directory)
@@ -320,6 +340,23 @@ def _file_digests(directory: str) -> dict:
             relative = os.path.relpath(path, directory).replace(os.sep, "/")
             digests[relative] = {"bytes": os.path.getsize(path), "sha256": sha256.hexdigest()}
     return dict(sorted(digests.items()))
+
+
+def _check_writable(out: str) -> None:
+    """One line naming `out` if the export cannot be written there, before any slow work; creates nothing.
+
+    The probe goes to the nearest folder that exists on the way to `out`, which is where the
+    export's parent folders and its temporary directory would be made.
+    """
+    existing = os.path.dirname(os.path.abspath(out))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise WriteError(f"cannot write to --out {out}: {existing} is a file")
+    try:
+        tempfile.TemporaryDirectory(prefix=".tfvae-probe-", dir=existing).cleanup()
+    except OSError as e:
+        raise WriteError(f"cannot write to --out {out}: {e.strerror or e}") from None
 
 
 def _check_target(out: str, overwrite: bool) -> None:

@@ -6,9 +6,15 @@
       encoder.tflite            `encode`, float32               (with --tflite)
       decoder_float16.tflite    `decode`, float16 weights       (with --quantize float16)
       decoder_int8.tflite       `decode`, int8 dynamic-range    (with --quantize int8)
+      web/                      a static page that samples in the browser with LiteRT.js  (with --web)
+        index.html, tfvae.js, random.js, style.css   the page (plain ES modules, no bundler)
+        tfvae.json              what the page needs: D, the batch, the prior, the decoders
+        decoder.tflite          `decode`, float32, batch fixed at WEB_BATCH
+        decoder_int8.tflite     `decode`, int8 dynamic-range, batch fixed at WEB_BATCH
+        litertjs/               the LiteRT.js runtime, its WebAssembly builds and its LICENSE
       manifest.json             shapes, file sizes and sha256, parity and quantization cost; written last
 
-Signatures (batch size N is dynamic, D is the latent dimension):
+Signatures (batch size N is dynamic, except in web/ where it is WEB_BATCH; D is the latent dimension):
 
     decode:  z (N, D) float32                        -> probs, logits (N, 28, 28, 1) float32
     encode:  x (N, 28, 28, 1) float32 in {0, 1}      -> loc, scale (N, D) float32
@@ -37,6 +43,13 @@ __all__ = [
     "MANIFEST_FILE",
     "MANIFEST_VERSION",
     "DEFAULT_EXPORT_DIR",
+    "WEB_DIR",
+    "WEB_BATCH",
+    "WEB_MODEL_FILES",
+    "WEB_MODELS",
+    "WEB_CONFIG_FILE",
+    "WEB_PAGE_FILES",
+    "WEB_RUNTIME_DIR",
 ]
 
 # Signature keys, the same in the SavedModel and in each .tflite file.
@@ -66,3 +79,17 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1  # format of manifest.json
 
 DEFAULT_EXPORT_DIR = EXPORT_DIR  # `tfvae export` writes to RUN_DIR/export unless --out is given
+
+# The web page (`tfvae export --web`), inside OUT/WEB_DIR.
+WEB_DIR = "web"
+# LiteRT.js refuses an input whose batch dimension is dynamic, so the web decoders take exactly this many z:
+# the page's 8 x 8 grid. The interpolation strip and the manifold are padded to it.
+WEB_BATCH = 64
+WEB_MODEL_FILES = {
+    "float32": "decoder.tflite",
+    "int8": "decoder_int8.tflite",  # dynamic-range: int8 weights, float32 activations
+}
+WEB_MODELS = tuple(WEB_MODEL_FILES)
+WEB_CONFIG_FILE = "tfvae.json"  # read by the page: latent_dim, batch, prior, decoders
+WEB_PAGE_FILES = ("index.html", "tfvae.js", "random.js", "style.css")
+WEB_RUNTIME_DIR = "litertjs"

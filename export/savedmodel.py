@@ -33,21 +33,24 @@ class VAESignatures(tf.Module):
 
     Args:
       vae: a built `tfvae.models.VAE`.
+      batch_size: None for a dynamic batch dimension (N); an integer fixes it, for runtimes that refuse a
+        dynamic one (LiteRT.js).
     """
 
-    def __init__(self, vae):
+    def __init__(self, vae, batch_size: int | None = None):
         super().__init__(name="tfvae")
         self.latent_dim = int(vae.latent_dim)
         self.image_shape = tuple(vae.image_shape)
+        self.batch_size = batch_size
         # Bound methods are not tracked: only the variables below are saved, not the Keras model.
         self._decode_logits = vae.decode_logits
         self._encode_params = vae.encode_params
         self.model_variables = list(vae.encoder.variables) + list(vae.decoder.variables)
         self.decode = tf.function(
-            self._decode, input_signature=[tf.TensorSpec([None, self.latent_dim], tf.float32, name=layout.Z)]
+            self._decode, input_signature=[tf.TensorSpec([batch_size, self.latent_dim], tf.float32, name=layout.Z)]
         )
         self.encode = tf.function(
-            self._encode, input_signature=[tf.TensorSpec([None, *self.image_shape], tf.float32, name=layout.X)]
+            self._encode, input_signature=[tf.TensorSpec([batch_size, *self.image_shape], tf.float32, name=layout.X)]
         )
 
     def _decode(self, z):
@@ -66,9 +69,9 @@ class VAESignatures(tf.Module):
         }
 
 
-def save_signatures(vae, path: str) -> None:
-    """Write the SavedModel of `vae` with the signatures `decode` and `encode` to `path`."""
-    module = VAESignatures(vae)
+def save_signatures(vae, path: str, batch_size: int | None = None) -> None:
+    """Write the SavedModel of `vae` with the signatures `decode` and `encode` to `path`; see `VAESignatures`."""
+    module = VAESignatures(vae, batch_size)
     tf.saved_model.save(module, path, signatures=module.signatures())
 
 

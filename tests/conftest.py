@@ -7,6 +7,7 @@ import pytest
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds; deselect with -m 'not slow'")
+    config.addinivalue_line("markers", "browser: drives headless Chromium (tests/test_web.py); deselect with -m 'not browser'")
 
 
 @pytest.fixture(scope="session")

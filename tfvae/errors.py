@@ -13,6 +13,7 @@ __all__ = [
     "ModelFileError",
     "TrainingDiverged",
     "WriteError",
+    "InstallError",
 ]
 
 
@@ -42,3 +43,7 @@ class TrainingDiverged(TfvaeError):
 
 class WriteError(TfvaeError):
     """An output file or folder cannot be written (permissions, a full disk, a file in the way)."""
+
+
+class InstallError(TfvaeError):
+    """tfvae's own files (package data such as the vendored web runtime) are missing or damaged: reinstall."""

@@ -1,0 +1,206 @@
+"""`write_site`: OUT/web, a static page that samples from the decoder in the browser with LiteRT.js.
+
+The page is plain files: the HTML, two ES modules and a style sheet from
+`web_assets/`, the vendored LiteRT.js runtime (`tfvae.export.litertjs`), the
+decoders and `tfvae.json`, which tells the page the latent dimension, the
+batch, the prior and the decoders. Any static file server serves it (no
+special headers), and it fetches nothing from anywhere else.
+
+LiteRT.js refuses an input whose batch dimension is dynamic, so the web
+decoders are converted afresh from the Keras model with the batch fixed at
+`layout.WEB_BATCH` (the page's 8 x 8 grid); the page pads the interpolation
+strip and the manifold to it. The LiteRT interpreter in Python resizes such a
+model to any batch, so `tfvae sample --model OUT/web/decoder.tflite` runs it too.
+
+    web/decoder.tflite        decode: z (64, D) -> probs, logits (64, 28, 28, 1), float32
+    web/decoder_int8.tflite   the same with dynamic-range int8 weights
+    web/tfvae.json            {"latent_dim", "batch", "prior", "models", "default_model", "grid", "manifold", ...}
+
+Example:
+>>> entry, parity = write_site("OUT", vae, config, z, probs, "int8", print)  # doctest: +SKIP
+>>> entry["models"]["int8"]["inputs"]  # doctest: +SKIP
+{'z': [64, 20]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from tfvae import __version__
+from tfvae.errors import ConfigError, InstallError, ModelFileError
+from tfvae.export import layout, litertjs
+from tfvae.export.litert import TFLiteDecoder
+
+__all__ = [
+    "DEFAULT_WEB_MODEL",
+    "GRID_COLUMNS",
+    "INTERPOLATION_STEPS",
+    "MANIFOLD_SIDE",
+    "MANIFOLD_EPS",
+    "PAGE_CONFIG_VERSION",
+    "parse_web_model",
+    "check_web_decoder",
+    "write_site",
+]
+
+DEFAULT_WEB_MODEL = "float32"  # the decoder the page starts with; the other is one click away
+GRID_COLUMNS = 8  # the grid is WEB_BATCH = 64 samples, 8 x 8
+INTERPOLATION_STEPS = 10  # images in the strip between two samples
+MANIFOLD_SIDE = 20  # with D = 2: the 20 x 20 grid of manifold.png (tfvae.plots.manifold_latents)
+MANIFOLD_EPS = 0.05  # its probabilities run from eps to 1 - eps
+PAGE_CONFIG_VERSION = 1  # format of tfvae.json
+
+_DESCRIPTIONS = {
+    "float32": "float32 weights",
+    "int8": "int8 dynamic-range weights, float32 activations",
+}
+
+
+def parse_web_model(web: bool, web_model: str | None) -> str | None:
+    """The decoder the page starts with, or None when no page is written.
+
+    Raises:
+      ConfigError: `web_model` without `web`, or a name not in layout.WEB_MODELS.
+    """
+    if web_model is not None and not web:
+        raise ConfigError("--web-model chooses the decoder the web page starts with: add --web")
+    if not web:
+        return None
+    web_model = web_model or DEFAULT_WEB_MODEL
+    if web_model not in layout.WEB_MODELS:
+        raise ConfigError(f"unknown --web-model {web_model!r}; choose one of: {', '.join(layout.WEB_MODELS)}")
+    return web_model
+
+
+def check_web_decoder(path: str, batch: int, latent_dim: int) -> dict:
+    """Refuse unless `path` is a tfvae decoder taking exactly `batch` latents of size `latent_dim`; return its shapes.
+
+    Returns:
+      {"inputs": {"z": [batch, D]}, "outputs": {"logits": [batch, 28, 28, 1], "probs": [...]}}, read from the file.
+
+    Raises:
+      ModelFileError: not a tfvae decoder (an encoder, say), another D, or a batch that is not fixed at `batch`.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    TFLiteDecoder(path)  # the signature, names, dtypes and image shape, with the sampler's messages
+    runner = Interpreter(model_path=path).get_signature_runner(layout.DECODE)
+
+    def shapes(details):
+        return {name: [int(n) for n in details[name]["shape_signature"]] for name in sorted(details)}
+
+    found = {"inputs": shapes(runner.get_input_details()), "outputs": shapes(runner.get_output_details())}
+    if found["inputs"][layout.Z] != [batch, latent_dim]:
+        raise ModelFileError(
+            f"{path} is not a web decoder: input 'z' has shape {found['inputs'][layout.Z]}, expected "
+            f"[{batch}, {latent_dim}] (LiteRT.js needs a fixed batch)"
+        )
+    return found
+
+
+def _copy_assets(site: str) -> None:
+    """The page and the vendored runtime into `site`, after checking the runtime against litertjs.json."""
+    try:
+        expected = litertjs.runtime_info()["files"]
+    except (OSError, ValueError) as e:
+        raise InstallError(f"the LiteRT.js runtime of this tfvae install is unreadable ({e}); reinstall tfvae") from None
+    for relative, sha256 in expected.items():
+        path = os.path.join(litertjs.RUNTIME_DIR, relative)
+        if not os.path.isfile(path) or _sha256(path) != sha256:
+            raise InstallError(f"the LiteRT.js runtime of this tfvae install is damaged or incomplete ({path}); reinstall tfvae")
+    for name in layout.WEB_PAGE_FILES:
+        shutil.copyfile(os.path.join(litertjs.ASSETS_DIR, name), os.path.join(site, name))
+    # copyfile, not copy2: the files get the mode a plain open() gives, not the install's.
+    shutil.copytree(litertjs.RUNTIME_DIR, os.path.join(site, layout.WEB_RUNTIME_DIR), copy_function=shutil.copyfile,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _page_config(config, default_model: str, runtime: dict) -> dict:
+    """tfvae.json: everything the page reads, and nothing it does not (no paths from this machine)."""
+    return {
+        "version": PAGE_CONFIG_VERSION,
+        "tfvae_version": __version__,
+        "latent_dim": config.latent_dim,
+        "image_shape": list(config.image_shape),
+        "batch": layout.WEB_BATCH,
+        # The prior has no parameters to ship: p(z) = N(0, I_D), written out so the page can refuse another.
+        "prior": {"family": "normal", "loc": 0.0, "scale": 1.0},
+        "models": {
+            name: {"file": file, "description": _DESCRIPTIONS[name]} for name, file in layout.WEB_MODEL_FILES.items()
+        },
+        "default_model": default_model,
+        "grid": {"columns": GRID_COLUMNS},
+        "interpolation": {"steps": INTERPOLATION_STEPS},
+        "manifold": {"side": MANIFOLD_SIDE, "eps": MANIFOLD_EPS} if config.latent_dim == 2 else None,
+        "runtime": {"package": litertjs.CORE, "version": runtime[litertjs.CORE]["version"], "accelerator": "wasm"},
+    }
+
+
+def write_site(directory, vae, config, z, reference_probs, default_model, log) -> tuple:
+    """Write DIRECTORY/web: the page, the runtime, fixed-batch float32 and int8 decoders, and tfvae.json.
+
+    Args:
+      directory: the export being written (the staging directory).
+      vae: the run's Keras model.
+      config: the run's config.
+      z: (n, D) float32 latents on which each web decoder is compared with the Keras model.
+      reference_probs: (n, 28, 28, 1) the Keras model's Bernoulli means at `z`.
+      default_model: the decoder the page starts with, one of layout.WEB_MODELS.
+      log: where one-line progress messages go.
+
+    Returns:
+      (the manifest's "web" entry, {"web/<file>": {"max_abs_diff_probs"}} for the manifest's parity).
+    """
+    from tfvae.export import exporter  # exporter imports this module: resolved at call time
+    from tfvae.export.savedmodel import save_signatures
+
+    if default_model not in layout.WEB_MODELS:
+        raise ConfigError(f"unknown --web-model {default_model!r}; choose one of: {', '.join(layout.WEB_MODELS)}")
+    site = os.path.join(directory, layout.WEB_DIR)
+    os.makedirs(site)
+    _copy_assets(site)
+    runtime = litertjs.runtime_info()["packages"]
+
+    models, parity = {}, {}
+    with tempfile.TemporaryDirectory(prefix="tfvae-web-") as scratch:
+        saved_model_dir = os.path.join(scratch, layout.SAVED_MODEL_DIR)
+        save_signatures(vae, saved_model_dir, batch_size=layout.WEB_BATCH)
+        for name, file in layout.WEB_MODEL_FILES.items():
+            path = os.path.join(site, file)
+            with open(path, "wb") as f:
+                f.write(exporter.convert_signature(saved_model_dir, layout.DECODE, name))
+            shapes = check_web_decoder(path, layout.WEB_BATCH, config.latent_dim)
+            probs = TFLiteDecoder(path).decode(z)[layout.PROBS]  # the interpreter resizes to len(z)
+            relative = f"{layout.WEB_DIR}/{file}"
+            parity[relative] = {"max_abs_diff_probs": float(np.max(np.abs(probs - reference_probs)))}
+            models[name] = {"file": relative, "quantization": name, **shapes}
+            log(f"wrote {relative} ({os.path.getsize(path):,} bytes, batch {layout.WEB_BATCH}, "
+                f"max |probs - Keras| {parity[relative]['max_abs_diff_probs']:.2e})")
+
+    page_config = _page_config(config, default_model, runtime)
+    with open(os.path.join(site, layout.WEB_CONFIG_FILE), "w", encoding="utf-8") as f:
+        f.write(json.dumps(page_config, indent=2) + "\n")
+    log(f"wrote {layout.WEB_DIR}/ (the page, LiteRT.js {page_config['runtime']['version']}, starting with {default_model})")
+    entry = {
+        "directory": layout.WEB_DIR,
+        "batch": layout.WEB_BATCH,
+        "default_model": default_model,
+        "models": models,
+        "runtime": {name: package["version"] for name, package in runtime.items()} | {"accelerator": "wasm"},
+        "page_config": f"{layout.WEB_DIR}/{layout.WEB_CONFIG_FILE}",
+    }
+    return entry, parity

@@ -1,0 +1,313 @@
+// The tfvae page: samples from a VAE decoder in the browser, with LiteRT.js on WebAssembly (the CPU).
+//
+//   z ~ N(0, T^2 I_D)   seeded (random.js)            (64, D)    the grid; T is the temperature
+//   p = decoder(z)      decoder.tflite in LiteRT.js   (64, 28, 28, 1)  the Bernoulli means, drawn as grey levels
+//
+// Contract for tests and for pages that embed this one: once the first grid is drawn, <body> carries
+//   data-tfvae-status="ready", data-tfvae-samples (images in the grid), data-tfvae-mean (the mean of all
+//   their pixel probabilities), data-tfvae-model, data-tfvae-seed, data-tfvae-temperature, data-tfvae-ready-ms;
+// the status is "busy" while a later grid is being drawn, and on failure it is "error" with data-tfvae-error.
+// The URL's query (?model=int8&seed=7&t=0.8) sets the starting state and follows every change, so a
+// reload draws the same grid.
+
+import {Tensor, loadAndCompile, loadLiteRt, supportsFeature} from "@litertjs/core";
+import {interpolationLatents, manifoldLatents, priorLatents} from "./random.js";
+
+const CONFIG_FILE = "tfvae.json";
+const RUNTIME_WASM_DIR = "./litertjs/wasm/";
+const TFLITE_IDENTIFIER = "TFL3"; // bytes 4..8 of every .tflite file
+
+const body = document.body;
+const element = (id) => document.getElementById(id);
+
+/** Shows `message` in the page and in the contract's attributes; nothing else runs after it. */
+function fail(message) {
+  body.dataset.tfvaeStatus = "error";
+  body.dataset.tfvaeError = message;
+  const box = element("error");
+  box.textContent = message;
+  box.hidden = false;
+  element("status").textContent = "The decoder is not running.";
+  element("app").hidden = true;
+}
+
+/** One problem with a clear message for the page, as opposed to a bug. */
+class PageError extends Error {}
+
+async function fetchOk(url) {
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (error) {
+    throw new PageError(`could not fetch ${url}: ${error.message}`);
+  }
+  if (!response.ok) throw new PageError(`could not fetch ${url}: HTTP ${response.status} ${response.statusText}`);
+  return response;
+}
+
+/** A compiled decoder with a fixed batch: decode(z) runs it as often as z needs, padding the last batch. */
+class Decoder {
+  constructor(name, file, compiled, batch, latentDim, pixels) {
+    Object.assign(this, {name, file, compiled, batch, latentDim, pixels});
+  }
+
+  static async load(name, file, config) {
+    const bytes = new Uint8Array(await (await fetchOk(file)).arrayBuffer());
+    const identifier = String.fromCharCode(...bytes.subarray(4, 8));
+    if (identifier !== TFLITE_IDENTIFIER) {
+      throw new PageError(`${file} is not a TFLite model (no ${TFLITE_IDENTIFIER} identifier)`);
+    }
+    let compiled;
+    try {
+      compiled = await loadAndCompile(bytes, {accelerator: "wasm"});
+    } catch (error) {
+      throw new PageError(`LiteRT.js could not load ${file}: ${error.message || error}`);
+    }
+    const pixels = config.image_shape.reduce((a, b) => a * b, 1);
+    Decoder.check(file, compiled, config.batch, config.latent_dim, [config.batch, ...config.image_shape]);
+    return new Decoder(name, file, compiled, config.batch, config.latent_dim, pixels);
+  }
+
+  /** Refuses a model that is not this export's web decoder (an encoder, another D, a dynamic batch). */
+  static check(file, compiled, batch, latentDim, imageShape) {
+    const signatures = Object.keys(compiled.signatures);
+    const describe = (details) => details.map((d) => `${d.name} [${Array.from(d.shape)}] ${d.dtype}`).join(", ");
+    const inputs = compiled.signatures.decode ? compiled.signatures.decode.getInputDetails() : [];
+    const outputs = compiled.signatures.decode ? compiled.signatures.decode.getOutputDetails() : [];
+    const same = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
+    const probs = outputs.find((d) => d.name === "probs");
+    if (!compiled.signatures.decode) {
+      throw new PageError(`${file} is not a tfvae decoder: it has no 'decode' signature (it has: ${signatures.join(", ")})`);
+    }
+    if (inputs.length !== 1 || inputs[0].name !== "z" || inputs[0].dtype !== "float32" ||
+        !same(Array.from(inputs[0].shape), [batch, latentDim])) {
+      throw new PageError(`${file} is not this export's web decoder: it takes ${describe(inputs)}, ` +
+        `expected z [${batch},${latentDim}] float32`);
+    }
+    if (!probs || !same(Array.from(probs.shape), imageShape)) {
+      throw new PageError(`${file} is not this export's web decoder: it returns ${describe(outputs)}, ` +
+        `expected probs [${imageShape}]`);
+    }
+  }
+
+  /** z: (n * D) float32 -> the Bernoulli means, (n * pixels) float32. */
+  async decode(z) {
+    const n = z.length / this.latentDim;
+    const probs = new Float32Array(n * this.pixels);
+    for (let start = 0; start < n; start += this.batch) {
+      const count = Math.min(this.batch, n - start);
+      const padded = new Float32Array(this.batch * this.latentDim); // the rest stays 0: decoded, then dropped
+      padded.set(z.subarray(start * this.latentDim, (start + count) * this.latentDim));
+      const input = new Tensor(padded, [this.batch, this.latentDim]);
+      const outputs = await this.compiled.run("decode", {z: input});
+      try {
+        probs.set(outputs.probs.toTypedArray().subarray(0, count * this.pixels), start * this.pixels);
+      } finally {
+        input.delete(); // LiteRT.js tensors live in WebAssembly memory until deleted
+        for (const tensor of Object.values(outputs)) tensor.delete();
+      }
+    }
+    return probs;
+  }
+}
+
+/** Draws n images of (height, width) Bernoulli means on `canvas`, `columns` to a row; white is p = 1. */
+function drawImages(canvas, probs, n, columns, height, width) {
+  const rows = Math.ceil(n / columns);
+  canvas.width = columns * width;
+  canvas.height = rows * height;
+  const context = canvas.getContext("2d");
+  const image = context.createImageData(canvas.width, canvas.height);
+  for (let k = 0; k < n; k++) {
+    const top = Math.floor(k / columns) * height;
+    const left = (k % columns) * width;
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const level = Math.round(255 * Math.min(1, Math.max(0, probs[(k * height + y) * width + x])));
+        const at = 4 * ((top + y) * canvas.width + left + x);
+        image.data[at] = image.data[at + 1] = image.data[at + 2] = level;
+        image.data[at + 3] = 255;
+      }
+    }
+  }
+  context.putImageData(image, 0, 0);
+}
+
+function mean(values) {
+  let sum = 0;
+  for (const value of values) sum += value;
+  return sum / values.length;
+}
+
+/** The page's state, its controls and the three pictures. */
+class Page {
+  constructor(config, runtime) {
+    this.config = config;
+    this.runtime = runtime;
+    this.decoders = {};
+    this.queue = Promise.resolve(); // one drawing at a time, in the order asked
+    this.ends = [0, 1]; // the interpolation strip runs from grid sample ends[0] to ends[1]
+    this.nextEnd = 0;
+    const query = new URLSearchParams(location.search);
+    this.model = query.get("model") || config.default_model;
+    this.seed = Number(query.get("seed") || 0);
+    this.temperature = Number(query.get("t") || 1);
+    if (!(this.model in config.models)) {
+      throw new PageError(`unknown model '${this.model}' in the address; choose one of: ${Object.keys(config.models).join(", ")}`);
+    }
+    if (!Number.isInteger(this.seed) || this.seed < 0 || this.seed >= 2 ** 32) {
+      throw new PageError(`the seed in the address must be an integer from 0 to 4294967295, got '${query.get("seed")}'`);
+    }
+    if (!(this.temperature > 0 && this.temperature <= 10)) {
+      throw new PageError(`the temperature in the address must be a number in (0, 10], got '${query.get("t")}'`);
+    }
+  }
+
+  async decoder(name) {
+    if (!this.decoders[name]) this.decoders[name] = await Decoder.load(name, this.config.models[name].file, this.config);
+    return this.decoders[name];
+  }
+
+  get columns() {
+    return this.config.grid.columns;
+  }
+
+  /** Draws everything for the current state; `all` also redraws the manifold (a new model). */
+  async draw(all) {
+    const {batch, latent_dim: latentDim, image_shape: [height, width]} = this.config;
+    const decoder = await this.decoder(this.model);
+    this.z = priorLatents(this.seed, batch, latentDim, this.temperature);
+    const probs = await decoder.decode(this.z);
+    drawImages(element("grid"), probs, batch, this.columns, height, width);
+    await this.drawStrip(decoder);
+    if (all && this.config.manifold) {
+      const {side, eps} = this.config.manifold;
+      drawImages(element("manifold"), await decoder.decode(manifoldLatents(side, eps)), side * side, side, height, width);
+    }
+    Object.assign(body.dataset, {
+      tfvaeSamples: String(batch),
+      tfvaeMean: String(mean(probs)),
+      tfvaeModel: this.model,
+      tfvaeSeed: String(this.seed),
+      tfvaeTemperature: String(this.temperature),
+    });
+    const model = this.config.models[this.model];
+    element("status").textContent =
+      `Running ${model.file} (${model.description}) with LiteRT.js ${this.runtime.version} on ${this.runtime.build}. ` +
+      `D = ${latentDim}.`;
+    history.replaceState(null, "", `?model=${this.model}&seed=${this.seed}&t=${this.temperature}`);
+  }
+
+  async drawStrip(decoder) {
+    const {latent_dim: latentDim, image_shape: [height, width], interpolation: {steps}} = this.config;
+    const [a, b] = this.ends;
+    const za = this.z.subarray(a * latentDim, (a + 1) * latentDim);
+    const zb = this.z.subarray(b * latentDim, (b + 1) * latentDim);
+    drawImages(element("strip"), await decoder.decode(interpolationLatents(za, zb, steps)), steps, steps, height, width);
+    const where = (k) => `${k + 1} (row ${Math.floor(k / this.columns) + 1}, column ${(k % this.columns) + 1})`;
+    element("strip-caption").textContent = `From sample ${where(a)} to sample ${where(b)} of the grid, ` +
+      `in ${steps} steps along the straight line between their z. Click two samples in the grid to choose others.`;
+  }
+
+  /** Runs `work` after the drawings already asked for; the page is "busy" meanwhile and "ready" after. */
+  schedule(work) {
+    this.queue = this.queue.then(async () => {
+      if (body.dataset.tfvaeStatus === "error") return; // a failure is final: its message stays
+      body.dataset.tfvaeStatus = "busy";
+      await work();
+      body.dataset.tfvaeReadyMs ??= String(Math.round(performance.now())); // the first grid: time since navigation
+      body.dataset.tfvaeStatus = "ready";
+    }).catch((error) => fail(error instanceof PageError ? error.message : `unexpected error: ${error.stack || error}`));
+    return this.queue;
+  }
+
+  bindControls() {
+    const models = element("model");
+    for (const [name, model] of Object.entries(this.config.models)) {
+      models.add(new Option(`${name}: ${model.file}`, name, false, name === this.model));
+    }
+    const seed = element("seed");
+    const temperature = element("temperature");
+    seed.value = String(this.seed);
+    temperature.value = String(this.temperature);
+    element("temperature-value").textContent = this.temperature.toFixed(2);
+
+    models.addEventListener("change", () => this.schedule(async () => {
+      this.model = models.value;
+      await this.draw(true);
+    }));
+    seed.addEventListener("change", () => {
+      const value = Number(seed.value);
+      if (!Number.isInteger(value) || value < 0 || value >= 2 ** 32) {
+        seed.value = String(this.seed); // keep the grid that is shown, and say why
+        element("seed-note").textContent = "The seed is an integer from 0 to 4294967295.";
+        return;
+      }
+      element("seed-note").textContent = "";
+      this.schedule(async () => {
+        this.seed = value;
+        await this.draw(false);
+      });
+    });
+    temperature.addEventListener("input", () => {
+      element("temperature-value").textContent = Number(temperature.value).toFixed(2);
+    });
+    temperature.addEventListener("change", () => this.schedule(async () => {
+      this.temperature = Number(temperature.value);
+      element("temperature-value").textContent = this.temperature.toFixed(2);
+      await this.draw(false);
+    }));
+    element("new-samples").addEventListener("click", () => this.schedule(async () => {
+      this.seed = (this.seed + 1) % 2 ** 32;
+      seed.value = String(this.seed);
+      await this.draw(false);
+    }));
+    element("grid").addEventListener("click", (event) => {
+      const canvas = event.currentTarget;
+      const [height, width] = this.config.image_shape;
+      const x = Math.floor((event.offsetX / canvas.clientWidth) * canvas.width / width);
+      const y = Math.floor((event.offsetY / canvas.clientHeight) * canvas.height / height);
+      const k = y * this.columns + x;
+      if (k < 0 || k >= this.config.batch) return;
+      this.ends[this.nextEnd] = k;
+      this.nextEnd = 1 - this.nextEnd;
+      this.schedule(async () => this.drawStrip(await this.decoder(this.model)));
+    });
+  }
+}
+
+async function main() {
+  if (location.protocol === "file:") {
+    throw new PageError("this page must be served over HTTP, not opened as a file: " +
+      "run `python -m http.server` in its folder and open http://127.0.0.1:8000/");
+  }
+  if (typeof WebAssembly !== "object" || typeof WebAssembly.instantiate !== "function") {
+    throw new PageError("this browser has no WebAssembly (or it is turned off), " +
+      "and the decoder runs in WebAssembly: open the page in a browser with WebAssembly enabled");
+  }
+  const config = await (await fetchOk(CONFIG_FILE)).json();
+  if (config.prior.family !== "normal" || config.prior.loc !== 0 || config.prior.scale !== 1) {
+    throw new PageError(`this page samples the standard normal prior only; ${CONFIG_FILE} names ${JSON.stringify(config.prior)}`);
+  }
+  const page = new Page(config, {});
+  try {
+    await loadLiteRt(RUNTIME_WASM_DIR);
+  } catch (error) {
+    throw new PageError(`LiteRT.js could not start: ${error.message || error}`);
+  }
+  page.runtime = {
+    version: config.runtime.version,
+    build: (await supportsFeature("relaxedSimd")) ? "WebAssembly with relaxed SIMD (CPU)" : "WebAssembly (CPU, compatible build)",
+  };
+  if (config.manifold) {
+    element("manifold-section").hidden = false;
+    element("manifold-caption").textContent = `Decoder means on a ${config.manifold.side} x ${config.manifold.side} ` +
+      `grid of z at the normal quantile of probabilities from ${config.manifold.eps} to ${1 - config.manifold.eps} ` +
+      "(z1 left to right, z2 top to bottom from high to low), as manifold.png shows it.";
+  }
+  page.bindControls();
+  element("app").hidden = false;
+  await page.schedule(() => page.draw(true));
+}
+
+main().catch((error) => fail(error instanceof PageError ? error.message : `unexpected error: ${error.stack || error}`));
