@@ -48,8 +48,9 @@ def export(run_dir, out, tflite, quantize, overwrite, web, web_model, data_dir, 
     OUT/web/                  with --web: the page; serve it with python -m http.server -d OUT/web
     OUT/manifest.json         shapes, sizes, sha256, parity with Keras, quantization cost
 
-    The export is written to a temporary directory and renamed into place, so a
-    crash never leaves half of one. Then: tfvae sample --model OUT/decoder.tflite
+    The export is built in a staging folder beside OUT and swapped into place in one
+    step, so OUT always holds a whole export, the old one or the new one.
+    Then: tfvae sample --model OUT/decoder.tflite
     """
     from tfvae.export.exporter import export_run
 
