@@ -35,6 +35,14 @@ def pytest_configure(config):
     )
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test that reads the real files says so with @pytest.mark.realdata, so `-m realdata` selects them all."""
+    unmarked = [item.nodeid for item in items
+                if "data_dir" in getattr(item, "fixturenames", ()) and item.get_closest_marker("realdata") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that use the data_dir fixture must be marked realdata: " + ", ".join(unmarked))
+
+
 def running_under_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
