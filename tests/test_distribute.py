@@ -161,7 +161,7 @@ def test_ctrl_c_and_sigterm_exit_conventionally_and_resume(reference, synthetic_
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == code, stderr
-    assert "run the same command again to resume" in stderr and "Traceback" not in stderr
+    assert "to resume, run:" in stderr and "--run-dir" in stderr and "Traceback" not in stderr
     result = run_tfvae(*args)
     assert result.returncode == 0, result.stderr
     assert (run_dir / "history.csv").read_text() == (reference / "history.csv").read_text()
