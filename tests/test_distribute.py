@@ -40,7 +40,7 @@ def run_tfvae(*args, env=None, timeout=300):
     )
 
 
-def wait_for(condition, process, what, timeout=240):
+def wait_for(condition, process, what, timeout=600):
     """Polls until `condition()` holds; fails if the child ends first or `timeout` seconds pass."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -53,7 +53,7 @@ def wait_for(condition, process, what, timeout=240):
     pytest.fail(f"no {what} within {timeout} s")
 
 
-def wait_for_rows(run_dir, rows, process, timeout=240):
+def wait_for_rows(run_dir, rows, process, timeout=600):
     wait_for(lambda: len(read_history(str(run_dir))) >= rows, process, f"{rows} history rows", timeout)
 
 
