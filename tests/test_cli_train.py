@@ -23,15 +23,15 @@ def test_help_explains_the_options():
         assert option in result.output
 
 
-def test_train_writes_a_run_and_refuses_to_overwrite_it(data_dir, tmp_path, monkeypatch):
+def test_train_writes_a_run_and_refuses_to_overwrite_it(synthetic_data_dir, tmp_path, monkeypatch):
     runner = CliRunner()
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(cli, ["train", *TINY, "--data-dir", data_dir, "--run-dir", "r", "--verbose", "0"])
+    result = runner.invoke(cli, ["train", *TINY, "--data-dir", synthetic_data_dir, "--run-dir", "r", "--verbose", "0"])
     assert result.exit_code == 0, result.output
     assert {"config.json", "history.csv", "summary.json", "elbo.png", "manifold.png"} <= set(os.listdir("r"))
     assert "ELBO train" in result.stderr
 
-    again = runner.invoke(cli, ["train", *TINY, "--data-dir", data_dir, "--run-dir", "r", "--verbose", "0"])
+    again = runner.invoke(cli, ["train", *TINY, "--data-dir", synthetic_data_dir, "--run-dir", "r", "--verbose", "0"])
     assert again.exit_code == 1
     assert one_line_error(again) == (
         "Error: r holds a finished run of 1 epoch; pass --epochs larger than 1 to train it further, "
@@ -39,10 +39,10 @@ def test_train_writes_a_run_and_refuses_to_overwrite_it(data_dir, tmp_path, monk
     )
 
 
-def test_default_run_dir_is_a_new_folder_under_runs(data_dir, tmp_path, monkeypatch):
+def test_default_run_dir_is_a_new_folder_under_runs(synthetic_data_dir, tmp_path, monkeypatch):
     runner = CliRunner()
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(cli, ["train", *TINY, "--data-dir", data_dir, "--verbose", "0"])
+    result = runner.invoke(cli, ["train", *TINY, "--data-dir", synthetic_data_dir, "--verbose", "0"])
     assert result.exit_code == 0, result.output
     (run,) = os.listdir("runs")
     assert os.path.isfile(os.path.join("runs", run, "summary.json"))
@@ -57,10 +57,10 @@ def test_default_run_dir_is_a_new_folder_under_runs(data_dir, tmp_path, monkeypa
         (["--limit", "999999"], "Error: --limit 999999 is larger than the 50000 training images"),
     ],
 )
-def test_bad_options_give_one_line_and_exit_1(data_dir, tmp_path, monkeypatch, args, message):
+def test_bad_options_give_one_line_and_exit_1(synthetic_data_dir, tmp_path, monkeypatch, args, message):
     runner = CliRunner()
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(cli, ["train", "--data-dir", data_dir, "--run-dir", "r", *args])
+    result = runner.invoke(cli, ["train", "--data-dir", synthetic_data_dir, "--run-dir", "r", *args])
     assert result.exit_code == 1
     assert one_line_error(result) == message
 

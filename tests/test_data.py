@@ -1,8 +1,8 @@
 """Tests for tfvae.data: the IDX and .amat readers, split loading, the cache and the tf.data pipeline.
 
 Most tests write tiny synthetic files into `tmp_path` and shrink `SPLIT_SIZES`;
-the `data_dir` tests read the real files at $TFVAE_DATA_DIR and are skipped
-without it.
+the `realdata` tests read the real files at $TFVAE_DATA_DIR (the `data_dir`
+fixture) and check them against their published sizes, checksums and statistics.
 """
 
 import gzip
@@ -655,6 +655,7 @@ def test_make_dataset_training_shuffles_every_epoch_deterministically():
     first = epochs(data.make_dataset(STATIC, batch_size=8, training=True, seed=1))
     again = epochs(data.make_dataset(STATIC, batch_size=8, training=True, seed=1))
     other = epochs(data.make_dataset(STATIC, batch_size=8, training=True, seed=2))
+    assert len(first) == len(again) == 2
     for (a, _), (b, _) in zip(first, again):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(first[0][0], first[1][0])  # a new order each epoch
@@ -669,6 +670,7 @@ def test_make_dataset_training_shuffles_every_epoch_deterministically():
 def test_make_dataset_dynamic_binarizes_afresh_each_epoch_reproducibly():
     first = epochs(data.make_dataset(INTENSITIES, batch_size=8, training=True, seed=7, dynamic=True))
     again = epochs(data.make_dataset(INTENSITIES, batch_size=8, training=True, seed=7, dynamic=True))
+    assert len(first) == len(again) == 2
     for (a, a_target), (b, _) in zip(first, again):
         np.testing.assert_array_equal(a, b)  # same seed, same epochs
         np.testing.assert_array_equal(a, a_target)  # target is the binarized input itself
@@ -724,6 +726,7 @@ def test_importing_tfvae_data_does_not_import_tensorflow():
 # --------------------------------------------------------------------------- real data ($TFVAE_DATA_DIR)
 
 
+@pytest.mark.realdata
 def test_real_binarized_mnist_and_cache_hit(data_dir, parse_count):
     start = time.monotonic()
     splits = data.load_splits("binarized_mnist", data_dir=data_dir)
@@ -740,9 +743,59 @@ def test_real_binarized_mnist_and_cache_hit(data_dir, parse_count):
     assert cold < 10 and warm < 5, (cold, warm)
 
 
+@pytest.mark.realdata
 def test_real_mnist_dynamic_splits(data_dir):
     splits = data.load_splits("mnist", data_dir=data_dir)
     assert splits.dynamic and splits.train.shape == (50_000,) + IMAGE_SHAPE and splits.train.max() == 255
     assert splits.validation.shape == (10_000,) + IMAGE_SHAPE and splits.validation.max() == 1
     # Test pixels: mean intensity 33.79 / 255, so about 0.1325 of the binarized pixels are on.
     assert splits.test.mean() == pytest.approx(33.791224 / 255, abs=1e-3)
+
+
+# Published checksums of the uncompressed files (shared/data/README.md): the sha256 that TensorFlow Datasets
+# registers for Larochelle's .amat files, and the canonical md5 of the MNIST IDX files.
+BINARIZED_MNIST_SHA256 = {
+    "train": "ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d",
+    "valid": "1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2",
+    "test": "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c",
+}
+MNIST_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", sorted(BINARIZED_MNIST_SHA256))
+def test_real_amat_files_read_back_to_their_published_checksum(data_dir, name):
+    """read_amat returns exactly the file: written back as .amat text, its bits hash to the published sha256."""
+    import hashlib
+
+    bits = data.read_amat(os.path.join(data_dir, "binarized_mnist", f"binarized_mnist_{name}.amat.gz"))
+    assert hashlib.sha256(amat_bytes(bits)).hexdigest() == BINARIZED_MNIST_SHA256[name]
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", sorted(MNIST_MD5))
+def test_real_idx_files_read_back_to_their_published_checksum(data_dir, name):
+    """read_idx returns exactly the file: with its IDX header put back, the array hashes to the canonical md5."""
+    import hashlib
+
+    array = data.read_idx(os.path.join(data_dir, "mnist", f"{name}.gz"))
+    assert hashlib.md5(idx_bytes(array)).hexdigest() == MNIST_MD5[name]
+
+
+# --------------------------------------------------------------------------- the tests' own synthetic data
+
+
+def test_the_synthetic_data_dir_loads_like_the_real_one(synthetic_data_dir):
+    """The session's stand-in for shared/data (conftest): full split sizes, binary, digit-like sparsity."""
+    splits = data.load_splits("binarized_mnist", data_dir=synthetic_data_dir)
+    assert not splits.dynamic
+    for split, size in data.SPLIT_SIZES["binarized_mnist"].items():
+        images = getattr(splits, split)
+        assert images.shape == (size,) + IMAGE_SHAPE and images.dtype == np.uint8 and images.max() == 1, split
+        assert 0.08 < images.mean() < 0.2, split  # binarized MNIST: 0.13
+    assert len(np.unique(splits.test[:1000].reshape(1000, -1), axis=0)) == 1000  # no two images alike

@@ -11,8 +11,8 @@ times, so that importance sampling is not trivially exact and the ELBO sits
 KL(q || p(z|x)) ~ 0.7 nats below log p(x).
 
 Runs for `evaluate_run` and the CLI are built by hand (a config and one
-checkpoint of an untrained tiny VAE) with fake splits, so nothing here needs
-the real data except the test marked with the `data_dir` fixture.
+checkpoint of an untrained tiny VAE) with fake splits; one test reads the
+session's synthetic data directory. Nothing here needs the real data.
 """
 
 import hashlib
@@ -240,8 +240,12 @@ def test_train_split_of_a_dynamic_dataset_is_binarized_once(monkeypatch):
     splits = Splits(train=intensities, validation=binary, test=binary, dynamic=True)
     monkeypatch.setattr(ev, "load_splits", lambda *args, **kwargs: splits)
     first = ev.split_images(Config(dataset="mnist"), "train")
-    assert set(np.unique(first)) <= {0, 1}
-    np.testing.assert_array_equal(first, ev.split_images(Config(dataset="mnist"), "train"))
+    assert first.shape == intensities.shape and set(np.unique(first)) <= {0, 1}
+    # x ~ Bernoulli(intensity / 255): black stays 0, white becomes 1, and on average E[x] = intensity / 255.
+    assert (first[intensities == 0] == 0).all() and (first[intensities == 255] == 1).all()
+    assert first.mean() == pytest.approx(intensities.mean() / 255, abs=0.03)
+    assert first[intensities < 64].mean() < 0.25 < 0.75 < first[intensities >= 192].mean()
+    np.testing.assert_array_equal(first, ev.split_images(Config(dataset="mnist"), "train"))  # once: a fixed seed
 
 
 # --------------------------------------------------------------------------- runs and the command line
@@ -292,13 +296,14 @@ def test_evaluate_run_leaves_weights_and_run_unchanged(run_dir, fake_data, monke
     assert (evaluation.split, evaluation.examples, evaluation.importance_samples) == ("validation", 10, 30)
     assert evaluation.log_likelihood > evaluation.elbo
     (vae, before), = loaded
+    assert len(vae.get_weights()) == len(before)
     for after, weights in zip(vae.get_weights(), before):
         np.testing.assert_array_equal(after, weights)
     assert _digest(run_dir) == files
 
 
-def test_evaluate_run_on_real_data(run_dir, data_dir):
-    evaluation = ev.evaluate_run(run_dir, importance_samples=10, limit=20, data_dir=data_dir, progress=False)
+def test_evaluate_run_reads_the_split_from_a_data_dir(run_dir, synthetic_data_dir):
+    evaluation = ev.evaluate_run(run_dir, importance_samples=10, limit=20, data_dir=synthetic_data_dir, progress=False)
     assert evaluation.examples == 20 and np.isfinite(evaluation.log_likelihood)
 
 

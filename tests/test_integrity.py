@@ -108,9 +108,9 @@ def test_one_two_and_three_replicas_agree_for_every_remainder():
 
 
 @pytest.mark.slow
-def test_the_issue_command_with_one_image_in_the_last_batch_trains_like_one_device(data_dir, tmp_path):
+def test_the_issue_command_with_one_image_in_the_last_batch_trains_like_one_device(synthetic_data_dir, tmp_path):
     args = ["train", "--epochs", "2", "--limit", "1025", "--batch-size", "128", "--hidden-units", "16",
-            "--verbose", "0", "--data-dir", data_dir]
+            "--verbose", "0", "--data-dir", synthetic_data_dir]
     mirrored = run_tfvae(*args, "--strategy", "mirrored", "--cpu-devices", "2", "--run-dir", str(tmp_path / "m"))
     assert mirrored.returncode == 0, mirrored.stderr
     single = run_tfvae(*args, "--run-dir", str(tmp_path / "s"))
@@ -122,14 +122,14 @@ def test_the_issue_command_with_one_image_in_the_last_batch_trains_like_one_devi
 
 
 @pytest.mark.parametrize("bad", [["--data-dir", "no-such-data"], ["--limit", "1000000"]])
-def test_bad_inputs_write_nothing_and_the_corrected_command_starts_afresh(bad, data_dir, tmp_path, monkeypatch):
+def test_bad_inputs_write_nothing_and_the_corrected_command_starts_afresh(bad, synthetic_data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     tiny = ["train", "--epochs", "1", "--limit", "64", "--batch-size", "32", "--latent-dim", "2",
             "--hidden-units", "8", "--verbose", "0", "--run-dir", "run"]
-    result = CliRunner().invoke(cli, [*tiny, "--data-dir", data_dir, *bad])
+    result = CliRunner().invoke(cli, [*tiny, "--data-dir", synthetic_data_dir, *bad])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert not os.path.exists("run"), os.listdir("run")
-    result = CliRunner().invoke(cli, [*tiny, "--data-dir", data_dir])
+    result = CliRunner().invoke(cli, [*tiny, "--data-dir", synthetic_data_dir])
     assert result.exit_code == 0, result.output
     assert len(read_history("run")) == 1
 
@@ -149,28 +149,28 @@ def test_a_run_that_never_completed_an_epoch_is_replaced_by_a_new_one(tmp_path):
 # --------------------------------------------------------------------------- resuming and re-running
 
 
-def test_resume_elsewhere_with_other_devices_and_more_epochs_equals_one_straight_run(data_dir, tmp_path):
+def test_resume_elsewhere_with_other_devices_and_more_epochs_equals_one_straight_run(synthetic_data_dir, tmp_path):
     """Trained 1 epoch from one working directory with a relative --data-dir, then finished with more epochs from
     another directory, other execution settings and the data from the environment: the history of a straight run."""
     tiny = ["--limit", "256", "--batch-size", "64", "--latent-dim", "2", "--hidden-units", "16", "--verbose", "0"]
     first_cwd, second_cwd = tmp_path / "machine-a", tmp_path / "machine-b"
     first_cwd.mkdir(), second_cwd.mkdir()
     run_dir = str(tmp_path / "shared" / "run")
-    relative = os.path.relpath(data_dir, first_cwd)
+    relative = os.path.relpath(synthetic_data_dir, first_cwd)
     first = run_tfvae("train", *tiny, "--epochs", "1", "--data-dir", relative, "--run-dir", run_dir, cwd=first_cwd,
                       env={"TFVAE_DATA_DIR": ""})
     assert first.returncode == 0, first.stderr
-    assert load_config(os.path.join(run_dir, "config.json")).data_dir == data_dir  # absolute: means the same anywhere
+    assert load_config(os.path.join(run_dir, "config.json")).data_dir == synthetic_data_dir  # absolute: means the same anywhere
 
     more = run_tfvae("train", *tiny, "--epochs", "3", "--steps-per-execution", "4", "--no-deterministic",
-                     "--run-dir", run_dir, cwd=second_cwd, env={"TFVAE_DATA_DIR": data_dir})
+                     "--run-dir", run_dir, cwd=second_cwd, env={"TFVAE_DATA_DIR": synthetic_data_dir})
     assert more.returncode == 0, more.stderr
     assert ("resuming with other execution settings: --steps-per-execution 16 -> 4; --deterministic True -> False"
             in more.stderr)
     assert "training the finished run in" in more.stderr and "epochs 1 -> 3" in more.stderr
 
     straight = run_tfvae("train", *tiny, "--epochs", "3", "--run-dir", str(tmp_path / "straight"),
-                         env={"TFVAE_DATA_DIR": data_dir})
+                         env={"TFVAE_DATA_DIR": synthetic_data_dir})
     assert straight.returncode == 0, straight.stderr
     same_history(read_history(run_dir), read_history(str(tmp_path / "straight")))
 
@@ -198,18 +198,18 @@ def test_the_resume_command_names_the_run_dir_and_the_options_given(tmp_path):
     )
 
 
-def test_the_default_run_dir_is_printed_with_the_command_that_resumes_it(data_dir, tmp_path, monkeypatch):
+def test_the_default_run_dir_is_printed_with_the_command_that_resumes_it(synthetic_data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["train", "--epochs", "1", "--limit", "64", "--batch-size", "32",
                                       "--latent-dim", "2", "--hidden-units", "8", "--verbose", "0",
-                                      "--data-dir", data_dir], prog_name="tfvae")
+                                      "--data-dir", synthetic_data_dir], prog_name="tfvae")
     assert result.exit_code == 0, result.output
     (run,) = os.listdir("runs")
     assert (f"(if interrupted, resume with: tfvae train --epochs 1 --latent-dim 2 --hidden-units 8 --batch-size 32 "
-            f"--data-dir {data_dir} --limit 64 --verbose 0 --run-dir runs/{run})") in result.stderr
+            f"--data-dir {synthetic_data_dir} --limit 64 --verbose 0 --run-dir runs/{run})") in result.stderr
 
 
-def test_overwrite_removes_the_old_runs_export(tiny_run, data_dir, tmp_path):
+def test_overwrite_removes_the_old_runs_export(tiny_run, tmp_path):
     config, _, _ = tiny_run
     run_dir = copy_run(tiny_run, tmp_path)
     export = os.path.join(run_dir, "export")
@@ -359,11 +359,11 @@ def free_ports(n):
 
 
 @pytest.mark.slow
-def test_workers_stop_with_the_chiefs_error_instead_of_hanging(tiny_run, data_dir, tmp_path):
+def test_workers_stop_with_the_chiefs_error_instead_of_hanging(tiny_run, synthetic_data_dir, tmp_path):
     run_dir = copy_run(tiny_run, tmp_path)  # finished after 2 epochs: training it to 2 epochs again is refused
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     args = [sys.executable, "-m", "tfvae.cli.main", "train", "--epochs", "2", "--limit", "256", "--batch-size", "64",
-            "--latent-dim", "2", "--hidden-units", "16", "--verbose", "0", "--data-dir", data_dir, "--run-dir", run_dir]
+            "--latent-dim", "2", "--hidden-units", "16", "--verbose", "0", "--data-dir", synthetic_data_dir, "--run-dir", run_dir]
     workers = [
         subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                          env={**ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})

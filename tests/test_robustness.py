@@ -160,26 +160,48 @@ def manifest_holds(export_dir):
     return True
 
 
+# `tfvae ARGS`, parked in the middle of writing an export: the SavedModel and decoder.tflite are in the
+# temporary directory and the encoder is being converted. It writes MARKER, then waits to be killed.
+PARKED_EXPORT = """
+import sys, threading
+from tfvae.export import exporter
+from tfvae.cli.main import cli
+
+marker, args = sys.argv[1], sys.argv[2:]
+convert = exporter.convert_signature
+
+def parking_convert(saved_model_dir, key, *rest, **kwargs):
+    if key == "encode":
+        open(marker, "w").close()
+        threading.Event().wait()  # until killed
+    return convert(saved_model_dir, key, *rest, **kwargs)
+
+exporter.convert_signature = parking_convert
+cli(args, prog_name="tfvae")
+"""
+
+
 @pytest.mark.slow
-def test_an_export_killed_in_the_middle_leaves_the_previous_export_intact(run_dir, tmp_path):
+def test_an_export_killed_in_the_middle_leaves_the_previous_export_intact(run_dir, tmp_path, start_child):
     import signal
     import subprocess
     import sys
     import time
 
-    out = str(tmp_path / "export")
-    args = [sys.executable, "-m", "tfvae.cli.main", "export", "--run-dir", run_dir, "--out", out, "--tflite"]
+    out, marker = str(tmp_path / "export"), tmp_path / "parked"
+    args = ["export", "--run-dir", run_dir, "--out", out, "--tflite"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    assert subprocess.run(args, capture_output=True, env=env, timeout=300).returncode == 0
+    assert subprocess.run([sys.executable, "-m", "tfvae.cli.main", *args], capture_output=True, env=env,
+                          timeout=300).returncode == 0
     assert manifest_holds(out)
     before = {name: os.path.getmtime(os.path.join(out, name)) for name in os.listdir(out)}
 
-    process = subprocess.Popen([*args, "--overwrite"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 240
-    while not any(".tmp-" in name for name in os.listdir(tmp_path)):  # the new export is being written
-        assert process.poll() is None and time.monotonic() < deadline, "the export never started writing"
+    process = start_child([sys.executable, "-c", PARKED_EXPORT, str(marker), *args, "--overwrite"])
+    deadline = time.monotonic() + 600  # a safety net only: a loaded machine can be slow
+    while not marker.exists():  # the new export is half written
+        assert process.poll() is None, f"the export ended before it parked: {process.stderr.read()}"
+        assert time.monotonic() < deadline, "the export never parked"
         time.sleep(0.01)
-    time.sleep(0.5)  # in the middle of writing it
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
 

@@ -1,4 +1,4 @@
-"""train_and_evaluate on a tiny model and a few hundred real images: what a run directory holds."""
+"""train_and_evaluate on a tiny model and a few hundred synthetic images: what a run directory holds."""
 
 import csv
 import os
@@ -59,6 +59,19 @@ def test_config_json_round_trips_and_restores_the_model(finished_run):
     assert load_config(os.path.join(run_dir, "config.json")) == config
     restored_config, vae = load_vae(run_dir)
     assert restored_config == config and vae.latent_dim == 2
+    # The weights are those of the newest checkpoint, read back here by name: not a fresh initialisation.
+    import numpy as np
+    import tensorflow as tf
+
+    checkpoints = os.path.join(run_dir, "checkpoints")
+    assert tf.train.latest_checkpoint(checkpoints).endswith("epoch-2")
+    reader = tf.train.load_checkpoint(checkpoints)
+    saved = [reader.get_tensor(name) for name, _ in tf.train.list_variables(checkpoints)
+             if name.startswith("model/") and "OPTIMIZER_SLOT" not in name]
+    weights = [w.numpy() for w in vae.trainable_weights]
+    assert len(weights) == 8  # kernel and bias of the four Dense layers
+    for weight in weights:
+        assert any(np.shape(t) == weight.shape and np.array_equal(t, weight) for t in saved), weight.shape
 
 
 def test_a_finished_run_is_never_overwritten_silently(finished_run):
@@ -69,18 +82,18 @@ def test_a_finished_run_is_never_overwritten_silently(finished_run):
     assert open(os.path.join(run_dir, "history.csv")).read() == before
 
 
-def test_overwrite_replaces_a_finished_run(data_dir, tmp_path):
+def test_overwrite_replaces_a_finished_run(synthetic_data_dir, tmp_path):
     run_dir = str(tmp_path / "run")
-    train_and_evaluate(tiny(data_dir, epochs=1), run_dir, verbose=0, log=lambda m: None)
-    train_and_evaluate(tiny(data_dir, epochs=1, seed=3), run_dir, overwrite=True, verbose=0, log=lambda m: None)
+    train_and_evaluate(tiny(synthetic_data_dir, epochs=1), run_dir, verbose=0, log=lambda m: None)
+    train_and_evaluate(tiny(synthetic_data_dir, epochs=1, seed=3), run_dir, overwrite=True, verbose=0, log=lambda m: None)
     assert load_config(os.path.join(run_dir, "config.json")).seed == 3
     assert len(read_history(run_dir)) == 1
 
 
-def test_a_folder_that_is_not_a_run_is_refused_even_with_overwrite(data_dir, tmp_path):
+def test_a_folder_that_is_not_a_run_is_refused_even_with_overwrite(synthetic_data_dir, tmp_path):
     (tmp_path / "thesis.tex").write_text("precious")
     with pytest.raises(RunError, match="not a tfvae run"):
-        train_and_evaluate(tiny(data_dir), str(tmp_path), overwrite=True, verbose=0)
+        train_and_evaluate(tiny(synthetic_data_dir), str(tmp_path), overwrite=True, verbose=0)
     assert (tmp_path / "thesis.tex").read_text() == "precious"
 
 
@@ -88,6 +101,6 @@ def test_a_folder_that_is_not_a_run_is_refused_even_with_overwrite(data_dir, tmp
     "changes, message",
     [({"limit": 10**6}, "--limit 1000000 is larger than the 50000"), ({"limit": 32, "batch_size": 64}, "--batch-size 64 is larger")],
 )
-def test_sizes_that_cannot_work_are_refused(data_dir, tmp_path, changes, message):
+def test_sizes_that_cannot_work_are_refused(synthetic_data_dir, tmp_path, changes, message):
     with pytest.raises(ConfigError, match=message):
-        train_and_evaluate(tiny(data_dir, **changes), str(tmp_path / "run"), verbose=0)
+        train_and_evaluate(tiny(synthetic_data_dir, **changes), str(tmp_path / "run"), verbose=0)
