@@ -19,7 +19,7 @@ import click
 # TensorFlow's C++ start-up chatter hides the output users need; set before any TF import.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tfvae import __version__  # noqa: E402  (light: no TensorFlow)
+from tfvae import __version__, interrupts  # noqa: E402  (light: no TensorFlow)
 from tfvae.errors import TfvaeError  # noqa: E402
 
 EXIT_ERROR = 1
@@ -86,7 +86,7 @@ class TfvaeGroup(click.Group):
 
     def invoke(self, ctx):
         debug = ctx.params.get("debug", False)
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        interrupts.install()
         try:
             return super().invoke(ctx)
         except click.UsageError as e:  # a bad option of a command: one line, exit 2 as click does
@@ -109,7 +109,7 @@ class TfvaeGroup(click.Group):
         except KeyboardInterrupt:
             click.echo(f"Interrupted{_after_interruption(ctx)}", err=True)
             ctx.exit(EXIT_SIGINT)
-        except _Terminated:
+        except interrupts.Terminated:
             click.echo(f"Terminated{_after_interruption(ctx)}", err=True)
             ctx.exit(EXIT_SIGTERM)
 

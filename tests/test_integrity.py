@@ -436,3 +436,32 @@ def test_without_an_atomic_exchange_the_fallback_still_publishes(tmp_path, monke
         with atomic_directory(target) as staging:
             open(os.path.join(staging, "model"), "w").write(version)
     assert open(os.path.join(target, "model")).read() == "v2" and os.listdir(tmp_path) == ["export"]
+
+
+# --------------------------------------------------------------------------- signals
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed KeyboardInterrupt
+def test_a_ctrl_c_swallowed_by_a_finalizer_is_raised_again_after_the_next_graph_call():
+    import weakref
+
+    from tfvae import interrupts
+    from tfvae.callbacks import RaiseLostSignals
+
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    interrupts.install()
+    try:
+        class Resource:
+            pass
+
+        resource = Resource()
+        # The handler raises KeyboardInterrupt inside the weakref callback, where Python only prints it.
+        ref = weakref.ref(resource, lambda _: signal.raise_signal(signal.SIGINT))
+        del resource
+        assert ref() is None  # the callback ran, and the KeyboardInterrupt did not reach this frame
+        with pytest.raises(KeyboardInterrupt):
+            RaiseLostSignals().on_train_batch_end(0)
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+        interrupts._pending.clear()

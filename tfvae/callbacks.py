@@ -10,10 +10,10 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as tfk
 
-from tfvae import plots
+from tfvae import interrupts, plots
 from tfvae.runs import CHECKPOINT_NAME, HISTORY_FILE, TIMING_FILE, read_history, write_history
 
-__all__ = ["HistoryCSV", "TrainingCheckpoint", "SampleGrids", "StopOnNonFinite"]
+__all__ = ["HistoryCSV", "TrainingCheckpoint", "SampleGrids", "StopOnNonFinite", "RaiseLostSignals"]
 
 
 def _finite(logs) -> bool:
@@ -118,3 +118,22 @@ class StopOnNonFinite(tfk.callbacks.Callback):
         if self.bad_epoch is None and not _finite(logs):
             self.bad_epoch = epoch + 1
             self.model.stop_training = True
+
+
+class RaiseLostSignals(tfk.callbacks.Callback):
+    """Raises a Ctrl-C or SIGTERM again after each graph call, in case Python swallowed its first raise.
+
+    See `tfvae.interrupts`. With `_supports_tf_logs` Keras passes the logs as
+    tensors and adds no device-to-host copy per batch: the check is a list lookup.
+    """
+
+    _supports_tf_logs = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        interrupts.raise_pending()
+
+    def on_test_batch_end(self, batch, logs=None):
+        interrupts.raise_pending()
+
+    def on_epoch_end(self, epoch, logs=None):
+        interrupts.raise_pending()

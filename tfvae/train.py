@@ -21,7 +21,7 @@ import tensorflow as tf
 import tf_keras as tfk
 
 from tfvae import plots
-from tfvae.callbacks import HistoryCSV, SampleGrids, StopOnNonFinite, TrainingCheckpoint
+from tfvae.callbacks import HistoryCSV, RaiseLostSignals, SampleGrids, StopOnNonFinite, TrainingCheckpoint
 from tfvae.config import Config
 from tfvae.data import load_splits, make_dataset, make_training_dataset, steps_per_epoch
 from tfvae.distribute import agree, check_strategy, configure_devices, is_chief, is_multi_worker, make_strategy
@@ -217,6 +217,7 @@ def _train(plan, splits, images, strategy, chief, run_dir, work_dir, verbose, lo
         SampleGrids(work_dir, z_fixed.astype(np.float32), config.epochs),
         tfk.callbacks.TensorBoard(os.path.join(work_dir, LOG_DIR), profile_batch=0),
         TrainingCheckpoint(checkpoint, epoch, os.path.join(work_dir, CHECKPOINT_DIR)),
+        RaiseLostSignals(),  # last: an epoch that has ended is kept before a lost Ctrl-C is raised again
     ]
     if first_epoch < config.epochs:
         vae.fit(
