@@ -6,7 +6,9 @@ A run directory holds:
     history.csv           one row per completed epoch (HISTORY_COLUMNS); identical for equal seeds
     timing.csv            seconds per epoch (kept apart so that history.csv is reproducible)
     checkpoints/          after each epoch: weights, optimizer state and epoch (the last few kept);
-                          evaluate / export restore the weights, a resumed train all of it
+                          evaluate / export restore the weights, a resumed train all of it;
+                          with keep_best, checkpoints/best holds the best validation epoch's weights,
+                          which evaluate / export use
     logs/                 TensorBoard
     summary.json          final train / validation / test figures, written last: the run is finished
     *.png                 elbo.png, samples_epoch_NNN.png, reconstructions.png, manifold.png (D = 2)
@@ -45,6 +47,7 @@ HISTORY_FILE = "history.csv"
 TIMING_FILE = "timing.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
+BEST_DIR = "best"  # inside CHECKPOINT_DIR: the best validation epoch's weights (keep_best)
 LOG_DIR = "logs"
 
 # history.csv, in nats per image; elbo = -(rate + distortion).
@@ -57,6 +60,8 @@ HISTORY_COLUMNS = (
     "train_distortion",
     "val_distortion",
 )
+# Objectives other than the plain ELBO (iwae, K > 1, warm-up) add their own value, train and validation.
+OBJECTIVE_COLUMNS = ("train_objective", "val_objective")
 TIMING_COLUMNS = ("epoch", "seconds")
 
 # What `--overwrite` may delete: only what tfvae itself writes into a run directory.
@@ -139,7 +144,7 @@ def load_vae(run_dir: str):
     from tfvae.models import build_vae
 
     vae = build_vae(config)
-    path = latest_checkpoint(run_dir)
+    path = (config.keep_best and best_checkpoint(run_dir)) or latest_checkpoint(run_dir)
     try:
         tf.train.Checkpoint(model=vae).read(path).assert_existing_objects_matched().expect_partial()
     except (ValueError, AssertionError, tf.errors.OpError) as e:
@@ -157,6 +162,13 @@ def latest_checkpoint(run_dir: str):
     return tf.train.latest_checkpoint(os.path.join(run_dir, CHECKPOINT_DIR))
 
 
+def best_checkpoint(run_dir: str):
+    """Path prefix of the best-validation checkpoint (runs with keep_best), or None."""
+    import tensorflow as tf
+
+    return tf.train.latest_checkpoint(os.path.join(run_dir, CHECKPOINT_DIR, BEST_DIR))
+
+
 def read_history(run_dir: str, name: str = HISTORY_FILE) -> list:
     """The rows of history.csv (or timing.csv) as dicts of floats, epoch as int; [] if there is none yet."""
     path = os.path.join(run_dir, name)
@@ -172,6 +184,8 @@ def read_history(run_dir: str, name: str = HISTORY_FILE) -> list:
 def write_history(run_dir: str, rows: list, name: str = HISTORY_FILE) -> None:
     """Rewrite history.csv (or timing.csv) atomically with `rows`: each epoch once, in order."""
     columns = HISTORY_COLUMNS if name == HISTORY_FILE else TIMING_COLUMNS
+    if name == HISTORY_FILE and any("train_objective" in row for row in rows):
+        columns += OBJECTIVE_COLUMNS
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
