@@ -135,3 +135,16 @@ def test_warmup_lowers_the_objective_not_the_reported_elbo(x):
     assert loss == pytest.approx(metrics["distortion"], rel=1e-6)  # beta = 0: the rate is not in the objective
     assert metrics["elbo"] == pytest.approx(-(metrics["distortion"] + metrics["rate"]), rel=1e-6)
     assert metrics["objective"] == pytest.approx(-loss, rel=1e-6)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"warmup_epochs": -1}, "--warmup-epochs must be a non-negative integer"),
+    ({"train_samples": 0}, "--train-samples must be a positive integer"),
+    ({"objective": "vimco"}, "unknown --objective 'vimco'; choose one of: elbo, iwae"),
+    ({"architecture": "resnet"}, "unknown --architecture 'resnet'; choose one of: mlp, conv"),
+])
+def test_config_refuses_what_the_registries_do_not_have(changes, message):
+    from tfvae.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        Config(**changes)
