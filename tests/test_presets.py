@@ -66,12 +66,13 @@ def test_cli_preset_with_an_override_writes_the_expanded_values(captured):
 
 
 def test_cli_flag_equal_to_the_default_still_overrides_the_preset(captured):
-    """--objective elbo is the Config default, but given explicitly it beats the preset's iwae."""
+    """--architecture mlp is the Config default, but given explicitly it beats the preset's conv."""
+    assert PRESETS["best"]["architecture"] != "mlp"
     runner = CliRunner()
     with runner.isolated_filesystem():
-        result = runner.invoke(cli, ["train", "--preset", "best", "--objective", "elbo", "--run-dir", "r"])
+        result = runner.invoke(cli, ["train", "--preset", "best", "--architecture", "mlp", "--run-dir", "r"])
         assert result.exit_code == 0, result.output
-        assert captured[0].objective == "elbo" and captured[0].train_samples == PRESETS["best"]["train_samples"]
+        assert captured[0].architecture == "mlp" and captured[0].latent_dim == PRESETS["best"]["latent_dim"]
 
 
 def test_cli_unknown_preset_is_a_usage_error():

@@ -55,11 +55,13 @@ def iwae_loss(distortion, log_q_over_p, rate, kl_weight):
       rate: scalar, the closed-form KL averaged over the batch (the control variate's mean).
       kl_weight: scalar weight of the rate inside the log weights (1 outside warm-up).
     """
+    # log w_k + beta mean_j log_q_over_p_j: the control variate's sample mean moved inside the log-sum-exp
+    # (logsumexp(a + c) = logsumexp(a) + c), so that at K = 1 the sampled rate cancels exactly, not to round-off.
     centred = log_q_over_p - tf.reduce_mean(log_q_over_p, axis=0)  # (K, B); exactly 0 when K = 1
-    log_w = -distortion - kl_weight * centred  # (K, B): log w_k + beta (mean_k log q/p - log q/p_k ...)
+    log_w = -distortion - kl_weight * centred  # (K, B)
     samples = tf.cast(tf.shape(log_w)[0], log_w.dtype)
     bound = tf.reduce_logsumexp(log_w, axis=0) - tf.math.log(samples)  # (B,)
-    return -batch_mean(bound) + kl_weight * rate
+    return -batch_mean(bound) + kl_weight * rate  # ... - beta KL, the control variate's mean
 
 
 def kl_weight(epoch: int, warmup_epochs: int) -> float:
