@@ -50,29 +50,26 @@ def captured(monkeypatch):
     return configs
 
 
-def test_cli_preset_with_an_override_writes_the_expanded_values(captured):
-    runner = CliRunner()
-    with runner.isolated_filesystem():
-        result = runner.invoke(cli, ["train", "--preset", "best", "--epochs", "2", "--run-dir", "r"])
-        assert result.exit_code == 0, result.output
-        (config,) = captured
-        assert config == expand_preset("best", epochs=2, data_dir=config.data_dir)
-        with open("r/config.json") as f:
-            written = json.load(f)
-        assert "preset" not in written  # the values, not the name: a later change to the preset cannot move the run
-        assert {k: written[k] for k in PRESETS["best"] if k != "epochs"} == \
-            {k: v for k, v in PRESETS["best"].items() if k != "epochs"}
-        assert written["epochs"] == 2
+def test_cli_preset_with_an_override_writes_the_expanded_values(captured, tmp_path):
+    result = CliRunner().invoke(cli, ["train", "--preset", "best", "--epochs", "2", "--run-dir", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    (config,) = captured
+    assert config == expand_preset("best", epochs=2, data_dir=config.data_dir)
+    with open(tmp_path / "r" / "config.json") as f:
+        written = json.load(f)
+    assert "preset" not in written  # the values, not the name: a later change to the preset cannot move the run
+    assert {k: written[k] for k in PRESETS["best"] if k != "epochs"} == \
+        {k: v for k, v in PRESETS["best"].items() if k != "epochs"}
+    assert written["epochs"] == 2
 
 
-def test_cli_flag_equal_to_the_default_still_overrides_the_preset(captured):
+def test_cli_flag_equal_to_the_default_still_overrides_the_preset(captured, tmp_path):
     """--architecture mlp is the Config default, but given explicitly it beats the preset's conv."""
     assert PRESETS["best"]["architecture"] != "mlp"
-    runner = CliRunner()
-    with runner.isolated_filesystem():
-        result = runner.invoke(cli, ["train", "--preset", "best", "--architecture", "mlp", "--run-dir", "r"])
-        assert result.exit_code == 0, result.output
-        assert captured[0].architecture == "mlp" and captured[0].latent_dim == PRESETS["best"]["latent_dim"]
+    args = ["train", "--preset", "best", "--architecture", "mlp", "--run-dir", str(tmp_path / "r")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert captured[0].architecture == "mlp" and captured[0].latent_dim == PRESETS["best"]["latent_dim"]
 
 
 def test_cli_unknown_preset_is_a_usage_error():
