@@ -7,17 +7,33 @@ import shlex
 import click
 from click.core import ParameterSource
 
-from tfvae.config import ARCHITECTURE_NAMES, DATASETS, STRATEGIES, Config
+from tfvae.config import ARCHITECTURE_NAMES, DATASETS, OBJECTIVE_NAMES, STRATEGIES, Config
+from tfvae.presets import PRESETS
 
 _DEFAULTS = Config()
 
 
 @click.command()
+@click.option("--preset", type=click.Choice(tuple(PRESETS)), default="classic", show_default=True,
+              help="A named set of options (see BENCHMARKS.md); options given explicitly override it.")
 @click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True,
               help="Passes over the training set; a larger value trains a finished run further.")
 @click.option("--latent-dim", type=int, default=_DEFAULTS.latent_dim, show_default=True, help="D, the dimension of z.")
 @click.option("--hidden-units", type=int, default=_DEFAULTS.hidden_units, show_default=True, help="Width of each hidden layer.")
-@click.option("--architecture", type=click.Choice(ARCHITECTURE_NAMES), default=_DEFAULTS.architecture, show_default=True)
+@click.option("--hidden-layers", type=int, default=_DEFAULTS.hidden_layers, show_default=True,
+              help="Dense hidden layers in the encoder and in the decoder.")
+@click.option("--architecture", type=click.Choice(ARCHITECTURE_NAMES), default=_DEFAULTS.architecture, show_default=True,
+              help="mlp: dense layers; conv: stride-2 convolutions down, transposed convolutions up.")
+@click.option("--filters", type=int, default=_DEFAULTS.filters, show_default=True,
+              help="conv: channels of the first convolution, doubled at each level.")
+@click.option("--objective", type=click.Choice(OBJECTIVE_NAMES), default=_DEFAULTS.objective, show_default=True,
+              help="elbo: the evidence lower bound; iwae: the importance-weighted bound with --train-samples K.")
+@click.option("--train-samples", type=int, default=_DEFAULTS.train_samples, show_default=True,
+              help="K, samples of z per image in the objective.")
+@click.option("--warmup-epochs", type=int, default=_DEFAULTS.warmup_epochs, show_default=True,
+              help="KL warm-up: the rate's weight rises linearly from 0 to 1 over N epochs.")
+@click.option("--keep-best/--no-keep-best", default=_DEFAULTS.keep_best, show_default=True,
+              help="The run's model is the epoch with the best validation objective, not the last.")
 @click.option("--batch-size", type=int, default=_DEFAULTS.batch_size, show_default=True, help="Global batch size.")
 @click.option("--learning-rate", type=float, default=_DEFAULTS.learning_rate, show_default=True, help="Adam step size.")
 @click.option(
@@ -50,7 +66,8 @@ _DEFAULTS = Config()
 @click.option("--deterministic/--no-deterministic", default=_DEFAULTS.deterministic, show_default=True,
               help="TF op determinism: equal seeds give equal histories.")
 @click.option("--verbose", type=click.IntRange(0, 2), default=None, help="Keras progress: 0 silent, 1 bar, 2 a line per epoch.")
-def train(run_dir, overwrite, verbose, data_dir, **options):
+@click.pass_context
+def train(ctx, preset, run_dir, overwrite, verbose, data_dir, **options):
     """Train the VAE on binarized MNIST and write a run directory.
 
     The run holds config.json, history.csv (ELBO, rate and distortion per epoch),
@@ -63,12 +80,13 @@ def train(run_dir, overwrite, verbose, data_dir, **options):
     optimisation options may not. One process at a time trains a run.
     """
     from tfvae.cli.main import RESUME_COMMAND
+    from tfvae.presets import expand_preset
     from tfvae.runs import default_run_dir
     from tfvae.train import train_and_evaluate
 
-    config = Config(data_dir=data_dir, **options)
+    given = {k: v for k, v in options.items() if ctx.get_parameter_source(k) != ParameterSource.DEFAULT}
+    config = expand_preset(preset, data_dir=data_dir, **given)
     run_dir = run_dir or default_run_dir()
-    ctx = click.get_current_context()
     ctx.meta[RESUME_COMMAND] = resume_command(ctx, run_dir)
     train_and_evaluate(
         config,

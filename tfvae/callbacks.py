@@ -13,7 +13,7 @@ import tf_keras as tfk
 from tfvae import interrupts, plots
 from tfvae.runs import CHECKPOINT_NAME, HISTORY_FILE, TIMING_FILE, read_history, write_history
 
-__all__ = ["HistoryCSV", "TrainingCheckpoint", "SampleGrids", "StopOnNonFinite", "RaiseLostSignals"]
+__all__ = ["HistoryCSV", "TrainingCheckpoint", "SampleGrids", "StopOnNonFinite", "KLWarmup", "BestCheckpoint", "RaiseLostSignals"]
 
 
 def _finite(logs) -> bool:
@@ -46,7 +46,7 @@ class HistoryCSV(tfk.callbacks.Callback):
         if not _finite(logs):
             return
         row = {"epoch": epoch + 1}
-        for key in ("elbo", "rate", "distortion"):
+        for key in ("elbo", "rate", "distortion") + (("objective",) if "objective" in logs else ()):
             row[f"train_{key}"] = float(logs[key])
             row[f"val_{key}"] = float(logs.get(f"val_{key}", float("nan")))
         timing = {"epoch": epoch + 1, "seconds": time.perf_counter() - self._started}
@@ -118,6 +118,80 @@ class StopOnNonFinite(tfk.callbacks.Callback):
         if self.bad_epoch is None and not _finite(logs):
             self.bad_epoch = epoch + 1
             self.model.stop_training = True
+
+
+class KLWarmup(tfk.callbacks.Callback):
+    """Sets the model's `kl_weight` (beta) for each epoch: rising linearly from 0 to 1 over the first N epochs.
+
+    beta depends on the epoch only, so a resumed run continues the schedule
+    exactly. Validation always uses beta = 1: the validation objective is the
+    bound itself, comparable across epochs (and what `BestCheckpoint` watches).
+
+    Args:
+      warmup_epochs: N; 0 leaves beta at 1.
+    """
+
+    def __init__(self, warmup_epochs: int):
+        super().__init__()
+        self.warmup_epochs = warmup_epochs
+        self._beta = 1.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from tfvae.models.objectives import kl_weight
+
+        self._beta = kl_weight(epoch, self.warmup_epochs)
+        self.model.kl_weight.assign(self._beta)
+
+    def on_test_begin(self, logs=None):
+        self.model.kl_weight.assign(1.0)
+
+    def on_test_end(self, logs=None):
+        self.model.kl_weight.assign(self._beta)
+
+    def on_train_end(self, logs=None):
+        self.model.kl_weight.assign(1.0)
+
+
+class BestCheckpoint(tfk.callbacks.Callback):
+    """Keeps the weights of the epoch with the highest validation objective in checkpoints/best.
+
+    The best value and its epoch are saved with the weights, so a resumed run
+    compares against what the interrupted one had already seen.
+
+    Args:
+      directory: where to save (RUN/checkpoints/best).
+      monitor: the validation figure to maximise: "val_objective" if the model
+        reports one, else "val_elbo".
+    """
+
+    def __init__(self, directory: str):
+        super().__init__()
+        self.directory = directory
+        self.best = tf.Variable(-math.inf, dtype=tf.float64, trainable=False, name="best")
+        self.best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_epoch")
+        self._manager = None
+
+    def _checkpoint_manager(self):
+        if self._manager is None:
+            checkpoint = tf.train.Checkpoint(model=self.model, best=self.best, best_epoch=self.best_epoch)
+            self._manager = tf.train.CheckpointManager(checkpoint, self.directory, max_to_keep=1, checkpoint_name="best")
+            if self._manager.latest_checkpoint:  # a resumed run: only the record, not the weights
+                tf.train.Checkpoint(best=self.best, best_epoch=self.best_epoch).read(
+                    self._manager.latest_checkpoint
+                ).expect_partial()
+        return self._manager
+
+    def on_train_begin(self, logs=None):
+        self._checkpoint_manager()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        value = logs.get("val_objective", logs.get("val_elbo"))
+        if value is None or not math.isfinite(float(value)) or float(value) <= float(self.best.numpy()):
+            return
+        self.best.assign(float(value))
+        self.best_epoch.assign(epoch + 1)
+        self._checkpoint_manager().save(checkpoint_number=epoch + 1)
 
 
 class RaiseLostSignals(tfk.callbacks.Callback):

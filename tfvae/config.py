@@ -14,12 +14,14 @@ import os
 from typing import Optional
 
 from tfvae.errors import ConfigError
+from tfvae.models import ARCHITECTURES, OBJECTIVES  # the registries (no TensorFlow)
 
 __all__ = [
     "Config",
     "CONFIG_VERSION",
     "DATASETS",
     "ARCHITECTURE_NAMES",
+    "OBJECTIVE_NAMES",
     "STRATEGIES",
     "IMAGE_SHAPE",
     "EXECUTION_FIELDS",
@@ -34,7 +36,8 @@ CONFIG_VERSION = 1
 IMAGE_SHAPE = (28, 28, 1)
 
 DATASETS = ("binarized_mnist", "mnist", "fashion_mnist")
-ARCHITECTURE_NAMES = ("mlp",)  # keys of tfvae.models.ARCHITECTURES
+ARCHITECTURE_NAMES = tuple(ARCHITECTURES)  # mlp, conv
+OBJECTIVE_NAMES = tuple(OBJECTIVES)  # elbo, iwae
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
 
@@ -57,6 +60,13 @@ class Config:
     architecture: str = "mlp"  # encoder/decoder family, a key of tfvae.models.ARCHITECTURES
     latent_dim: int = 20  # D, the dimension of z
     hidden_units: int = 500  # width of each hidden layer of the encoder and the decoder
+    hidden_layers: int = 1  # dense hidden layers in the encoder and in the decoder (conv: after / before the convolutions)
+    filters: int = 32  # conv: channels of the first convolution, doubled at each stride-2 level (unused by mlp)
+
+    # --- objective ---
+    objective: str = "elbo"  # what training maximises, a key of tfvae.models.OBJECTIVES: elbo or iwae
+    train_samples: int = 1  # K, samples of z per image in the objective (iwae: the bound's K; elbo: averaged)
+    warmup_epochs: int = 0  # KL warm-up: the rate's weight rises linearly from 0 to 1 over this many epochs
 
     # --- data ---
     dataset: str = "binarized_mnist"  # one of DATASETS
@@ -70,6 +80,7 @@ class Config:
     batch_size: int = 128  # global batch size, split across replicas
     learning_rate: float = 1e-3  # Adam step size
     seed: int = 0  # seeds weights, shuffling, binarisation and the fixed z of the sample grids
+    keep_best: bool = False  # the run's model is the epoch with the best validation objective, not the last
 
     # --- execution: how the run is computed, not what; free to change when a run resumes ---
     strategy: str = _execution("auto")  # tf.distribute strategy, one of STRATEGIES
@@ -82,7 +93,8 @@ class Config:
     version: int = CONFIG_VERSION  # format of this file
 
     def __post_init__(self):
-        for name in ("latent_dim", "hidden_units", "epochs", "batch_size", "cpu_devices", "steps_per_execution"):
+        for name in ("latent_dim", "hidden_units", "hidden_layers", "filters", "train_samples", "epochs", "batch_size",
+                     "cpu_devices", "steps_per_execution"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{_flag(name)} must be a positive integer, got {value!r}")
@@ -93,9 +105,12 @@ class Config:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"--seed must be a non-negative integer, got {self.seed!r}")
         _check_choice("dataset", self.dataset, DATASETS)
-        _check_choice("architecture", self.architecture, ARCHITECTURE_NAMES)
+        if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
+            raise ConfigError(f"--warmup-epochs must be a non-negative integer, got {self.warmup_epochs!r}")
+        _check_choice("architecture", self.architecture, tuple(ARCHITECTURES))
+        _check_choice("objective", self.objective, tuple(OBJECTIVES))
         _check_choice("strategy", self.strategy, STRATEGIES)
-        for name in ("mixed_precision", "jit_compile", "deterministic"):
+        for name in ("keep_best", "mixed_precision", "jit_compile", "deterministic"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.data_dir is not None and not isinstance(self.data_dir, str):

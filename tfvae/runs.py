@@ -6,7 +6,9 @@ A run directory holds:
     history.csv           one row per completed epoch (HISTORY_COLUMNS); identical for equal seeds
     timing.csv            seconds per epoch (kept apart so that history.csv is reproducible)
     checkpoints/          after each epoch: weights, optimizer state and epoch (the last few kept);
-                          evaluate / export restore the weights, a resumed train all of it
+                          evaluate / export restore the weights, a resumed train all of it;
+                          with keep_best, checkpoints/best holds the best validation epoch's weights,
+                          which evaluate / export use
     logs/                 TensorBoard
     summary.json          final train / validation / test figures, written last: the run is finished
     *.png                 elbo.png, samples_epoch_NNN.png, reconstructions.png, manifold.png (D = 2)
@@ -57,6 +59,7 @@ TIMING_FILE = "timing.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_NAME = "epoch"  # checkpoints/epoch-N holds the state after N completed epochs
+BEST_DIR = "best"  # inside CHECKPOINT_DIR: the best validation epoch's weights (keep_best)
 LOG_DIR = "logs"
 EXPORT_DIR = "export"  # where `tfvae export` writes by default (tfvae.export.layout.DEFAULT_EXPORT_DIR)
 EXPORT_MANIFEST = "manifest.json"  # marks a folder as a tfvae export
@@ -72,6 +75,8 @@ HISTORY_COLUMNS = (
     "train_distortion",
     "val_distortion",
 )
+# Objectives other than the plain ELBO (iwae, K > 1, warm-up) add their own value, train and validation.
+OBJECTIVE_COLUMNS = ("train_objective", "val_objective")
 TIMING_COLUMNS = ("epoch", "seconds")
 
 # What `--overwrite` may delete: only what tfvae itself writes into a run directory.
@@ -211,7 +216,8 @@ def open_run(run_dir: str, require_checkpoint: bool = True) -> Config:
 
 
 def load_vae(run_dir: str, log=None):
-    """The trained model of a run: (config, VAE with the newest readable epoch's weights).
+    """The trained model of a run: (config, VAE with the best validation epoch's weights with keep_best, else
+    the newest readable epoch's).
 
     A damaged newest checkpoint (a full disk, a copy cut short) is named in a
     one-line warning on `log` (default: stderr) and the previous one is used.
@@ -225,7 +231,13 @@ def load_vae(run_dir: str, log=None):
 
     from tfvae.models import build_vae
 
-    _, path = newest_readable_checkpoint(run_dir, log=log or _warn)
+    path = best_checkpoint(run_dir) if config.keep_best else None  # the run's model: its best validation epoch
+    if path is not None and _unreadable(path) is not None:
+        (log or _warn)(f"warning: the best-epoch checkpoint {_shard_name(path)} is damaged ({_unreadable(path)}); "
+                       "using the newest epoch instead")
+        path = None
+    if path is None:
+        _, path = newest_readable_checkpoint(run_dir, log=log or _warn)
     vae = build_vae(config)
     try:
         tf.train.Checkpoint(model=vae).read(path).assert_existing_objects_matched().expect_partial()
@@ -316,6 +328,13 @@ def _warn(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def best_checkpoint(run_dir: str):
+    """Path prefix of the best-validation checkpoint (runs with keep_best), or None."""
+    import tensorflow as tf
+
+    return tf.train.latest_checkpoint(os.path.join(run_dir, CHECKPOINT_DIR, BEST_DIR))
+
+
 def read_history(run_dir: str, name: str = HISTORY_FILE) -> list:
     """The rows of history.csv (or timing.csv) as dicts of floats, epoch as int; [] if there is none yet."""
     path = os.path.join(run_dir, name)
@@ -331,6 +350,8 @@ def read_history(run_dir: str, name: str = HISTORY_FILE) -> list:
 def write_history(run_dir: str, rows: list, name: str = HISTORY_FILE) -> None:
     """Rewrite history.csv (or timing.csv) atomically with `rows`: each epoch once, in order."""
     columns = HISTORY_COLUMNS if name == HISTORY_FILE else TIMING_COLUMNS
+    if name == HISTORY_FILE and any("train_objective" in row for row in rows):
+        columns += OBJECTIVE_COLUMNS
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

@@ -21,7 +21,7 @@ import tensorflow as tf
 import tf_keras as tfk
 
 from tfvae import plots
-from tfvae.callbacks import HistoryCSV, RaiseLostSignals, SampleGrids, StopOnNonFinite, TrainingCheckpoint
+from tfvae.callbacks import BestCheckpoint, HistoryCSV, KLWarmup, RaiseLostSignals, SampleGrids, StopOnNonFinite, TrainingCheckpoint
 from tfvae.config import Config
 from tfvae.data import load_splits, make_dataset, make_training_dataset, steps_per_epoch
 from tfvae.distribute import agree, check_strategy, configure_devices, is_chief, is_multi_worker, make_strategy
@@ -29,6 +29,7 @@ from tfvae.errors import ConfigError, TfvaeError, TrainingDiverged
 from tfvae.io import atomic_write_text
 from tfvae.models import build_vae
 from tfvae.runs import (
+    BEST_DIR,
     CHECKPOINT_DIR,
     LOG_DIR,
     SUMMARY_FILE,
@@ -39,6 +40,7 @@ from tfvae.runs import (
     ensure_run_dir,
     lock_run,
     plan_run,
+    best_checkpoint,
     read_history,
 )
 
@@ -213,12 +215,15 @@ def _train(plan, splits, images, strategy, chief, run_dir, work_dir, verbose, lo
     # makes the resumed run redo (and rewrite) that epoch rather than lose its row.
     callbacks = [
         stop_on_non_finite,
+        KLWarmup(config.warmup_epochs),
         HistoryCSV(work_dir),
         SampleGrids(work_dir, z_fixed.astype(np.float32), config.epochs),
         tfk.callbacks.TensorBoard(os.path.join(work_dir, LOG_DIR), profile_batch=0),
         TrainingCheckpoint(checkpoint, epoch, os.path.join(work_dir, CHECKPOINT_DIR)),
         RaiseLostSignals(),  # last: an epoch that has ended is kept before a lost Ctrl-C is raised again
     ]
+    if config.keep_best:  # before TrainingCheckpoint: a kill between the two redoes the epoch
+        callbacks.insert(-1, BestCheckpoint(os.path.join(work_dir, CHECKPOINT_DIR, BEST_DIR)))
     if first_epoch < config.epochs:
         vae.fit(
             train_ds,
@@ -238,6 +243,8 @@ def _train(plan, splits, images, strategy, chief, run_dir, work_dir, verbose, lo
                else "no epoch finished with a finite loss")
             + "; try a lower --learning-rate"
         )
+    if config.keep_best and best_checkpoint(work_dir):  # the run's model is the best validation epoch
+        tf.train.Checkpoint(model=vae).read(best_checkpoint(work_dir)).expect_partial()
     # Every worker evaluates (under a multi-worker strategy evaluate is collective); only the chief writes.
     test = vae.evaluate(make_dataset(splits.test, config.batch_size, training=False), return_dict=True, verbose=0)
     if not chief:
@@ -248,7 +255,7 @@ def _train(plan, splits, images, strategy, chief, run_dir, work_dir, verbose, lo
 def _finish(config: Config, vae, splits, test: dict, run_dir: str, log) -> dict:
     """Final plots and figures; summary.json is written last and marks the run finished."""
     x = splits.validation[:RECONSTRUCTIONS].astype(np.float32)
-    plots.plot_reconstructions(x, vae(x).mean().numpy(), os.path.join(run_dir, "reconstructions.png"))
+    plots.plot_reconstructions(x, vae.reconstruct(x).numpy(), os.path.join(run_dir, "reconstructions.png"))
     if config.latent_dim == 2:
         z = plots.manifold_latents(20)
         probs = tf.sigmoid(vae.decode_logits(z)).numpy()

@@ -1,0 +1,102 @@
+"""The model family: one table per part of the math, one short entry per member.
+
+    x --encoder--> params --q(z|x)--> z (K samples) --decoder--> logits --p(x|z)--> x
+    objective: elbo or iwae, over log p(x|z_k), log q(z_k|x) - log p(z_k) and the closed-form rate
+
+Tables (a new member is one entry here and one function in the named module):
+
+    ARCHITECTURES   name -> Architecture(encoder, decoder)      networks.py
+    OBJECTIVES      name -> loss function                       objectives.py
+
+The modules that build models import TensorFlow; this file does not, so that
+`tfvae.config` can validate names against these tables on a device that only
+has the LiteRT interpreter. Each entry is resolved when a model is built.
+
+    vae.py          the Keras model (VAE, build_vae)
+    networks.py     encoders and decoders: tensors in, tensors out (what gets exported)
+    posteriors.py   q(z|x) = N(loc, diag scale^2), and the rate layer (KL added once, closed form)
+    priors.py       p(z) = N(0, I)
+    objectives.py   elbo, iwae, and the KL warm-up weight
+    replicas.py     the global batch across tf.distribute replicas
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Callable
+
+__all__ = [
+    "ARCHITECTURES",
+    "OBJECTIVES",
+    "Architecture",
+    "VAE",
+    "KLDivergenceLoss",
+    "build_vae",
+    "kl_weight",
+    "posterior_params",
+    "standard_normal_prior",
+]
+
+
+def _lazy(module: str, name: str) -> Callable:
+    """`module.name`, imported at its first call (the module imports TensorFlow; this table must not)."""
+
+    def resolved(*args, **kwargs):
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    resolved.__name__ = name
+    resolved.__qualname__ = f"{module}.{name}"
+    return resolved
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """An encoder/decoder family.
+
+    Each factory is called as f(latent_dim, image_shape, hidden_units=, hidden_layers=, filters=)
+    and returns a tensors-in, tensors-out Keras model: encoder x (B, H, W, C) -> params (B, 2D),
+    decoder z (B, D) -> logits (B, H * W * C).
+    """
+
+    encoder: Callable
+    decoder: Callable
+    description: str
+
+
+_NETWORKS = "tfvae.models.networks"
+ARCHITECTURES = {
+    "mlp": Architecture(
+        _lazy(_NETWORKS, "mlp_encoder"),
+        _lazy(_NETWORKS, "mlp_decoder"),
+        "fully connected ReLU layers (the classic 784-500-20 model)",
+    ),
+    "conv": Architecture(
+        _lazy(_NETWORKS, "conv_encoder"),
+        _lazy(_NETWORKS, "conv_decoder"),
+        "two stride-2 convolutions down, a dense layer, two stride-2 transposed convolutions up",
+    ),
+}
+
+_OBJECTIVES = "tfvae.models.objectives"
+# name -> loss(distortion, log_q_over_p, rate, kl_weight): the negative objective averaged over the batch.
+OBJECTIVES = {
+    "elbo": _lazy(_OBJECTIVES, "elbo_loss"),  # E_q[log p(x|z)] - KL, K samples averaged
+    "iwae": _lazy(_OBJECTIVES, "iwae_loss"),  # log (1/K) sum_k w_k (Burda et al. 2016)
+}
+
+# The TensorFlow side, imported when first used: `from tfvae.models import VAE` works as before.
+_LAZY_NAMES = {
+    "VAE": "tfvae.models.vae",
+    "build_vae": "tfvae.models.vae",
+    "KLDivergenceLoss": "tfvae.models.posteriors",
+    "posterior_params": "tfvae.models.posteriors",
+    "standard_normal_prior": "tfvae.models.priors",
+    "kl_weight": "tfvae.models.objectives",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,100 @@
+"""Encoders and decoders: tensors in, tensors out. They are what gets exported, so no distribution lives here.
+
+    encoder: x (B, H, W, C) -> params (B, 2D), the loc and raw scale of q(z|x)
+    decoder: z (B, D)       -> logits (B, H * W * C), one Bernoulli logit per pixel
+
+Every shape is derived from `image_shape`; nothing assumes 28 x 28 x 1. The
+last layer of each network is float32 even under mixed precision: its outputs
+are distribution parameters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tf_keras as tfk
+
+__all__ = ["mlp_encoder", "mlp_decoder", "conv_encoder", "conv_decoder", "conv_grid"]
+
+# Stride-2 convolutions in the conv encoder (and transposed ones in its decoder): 28 -> 14 -> 7.
+CONV_LEVELS = 2
+KERNEL_SIZE = 3
+
+
+def mlp_encoder(latent_dim: int, image_shape, *, hidden_units: int, hidden_layers: int = 1, **_) -> tfk.Model:
+    """x (B, H, W, C) -> params (B, 2D): `hidden_layers` ReLU layers of `hidden_units`, then loc and raw scale."""
+    return tfk.Sequential(
+        [
+            tfk.layers.InputLayer(image_shape),
+            tfk.layers.Flatten(),
+            *[tfk.layers.Dense(hidden_units, activation="relu") for _ in range(hidden_layers)],
+            tfk.layers.Dense(2 * latent_dim, dtype="float32"),
+        ],
+        name="encoder",
+    )
+
+
+def mlp_decoder(latent_dim: int, image_shape, *, hidden_units: int, hidden_layers: int = 1, **_) -> tfk.Model:
+    """z (B, D) -> logits (B, H * W * C): `hidden_layers` ReLU layers, then a logit per pixel."""
+    return tfk.Sequential(
+        [
+            tfk.layers.InputLayer((latent_dim,)),
+            *[tfk.layers.Dense(hidden_units, activation="relu") for _ in range(hidden_layers)],
+            tfk.layers.Dense(math.prod(image_shape), dtype="float32"),
+        ],
+        name="decoder",
+    )
+
+
+def conv_grid(image_shape) -> tuple:
+    """(h, w) of the coarsest feature map: each stride-2 'same' convolution maps n to ceil(n / 2)."""
+    height, width = image_shape[:2]
+    for _ in range(CONV_LEVELS):
+        height, width = math.ceil(height / 2), math.ceil(width / 2)
+    return height, width
+
+
+def conv_encoder(latent_dim: int, image_shape, *, hidden_units: int, filters: int = 32, hidden_layers: int = 1, **_):
+    """x (B, H, W, C) -> params (B, 2D).
+
+    Stride-2 3x3 convolutions with `filters`, 2 `filters`, ... channels halve
+    the grid at each level (28 -> 14 -> 7), then `hidden_layers` dense ReLU
+    layers and the posterior's parameters.
+    """
+    layers = [tfk.layers.InputLayer(image_shape)]
+    for level in range(CONV_LEVELS):
+        layers.append(tfk.layers.Conv2D(filters * 2**level, KERNEL_SIZE, strides=2, padding="same", activation="relu"))
+    layers.append(tfk.layers.Flatten())
+    layers += [tfk.layers.Dense(hidden_units, activation="relu") for _ in range(hidden_layers)]
+    layers.append(tfk.layers.Dense(2 * latent_dim, dtype="float32"))
+    return tfk.Sequential(layers, name="encoder")
+
+
+def conv_decoder(latent_dim: int, image_shape, *, hidden_units: int, filters: int = 32, hidden_layers: int = 1, **_):
+    """z (B, D) -> logits (B, H * W * C), the encoder mirrored.
+
+    Dense ReLU layers, a (h, w, 2^(L-1) filters) feature map at the encoder's
+    coarsest grid, stride-2 3x3 transposed convolutions up to (2^L h, 2^L w),
+    the last one to C channels of logits, then a crop to (H, W) for sizes that
+    are not multiples of 2^L (27 -> 14 -> 7 -> 28, cropped to 27). Transposed
+    convolutions, crops and reshapes convert to TFLite builtin ops.
+    """
+    height, width, channels = image_shape
+    grid_height, grid_width = conv_grid(image_shape)
+    top_filters = filters * 2 ** (CONV_LEVELS - 1)
+    layers = [tfk.layers.InputLayer((latent_dim,))]
+    layers += [tfk.layers.Dense(hidden_units, activation="relu") for _ in range(hidden_layers)]
+    layers += [
+        tfk.layers.Dense(grid_height * grid_width * top_filters, activation="relu"),
+        tfk.layers.Reshape((grid_height, grid_width, top_filters)),  # (B, h, w, F)
+    ]
+    for level in reversed(range(CONV_LEVELS - 1)):
+        layers.append(
+            tfk.layers.Conv2DTranspose(filters * 2**level, KERNEL_SIZE, strides=2, padding="same", activation="relu")
+        )
+    layers.append(tfk.layers.Conv2DTranspose(channels, KERNEL_SIZE, strides=2, padding="same", dtype="float32"))
+    extra_height, extra_width = grid_height * 2**CONV_LEVELS - height, grid_width * 2**CONV_LEVELS - width
+    if extra_height or extra_width:  # (B, 2^L h, 2^L w, C) -> (B, H, W, C)
+        layers.append(tfk.layers.Cropping2D(((0, extra_height), (0, extra_width)), dtype="float32"))
+    layers.append(tfk.layers.Flatten(dtype="float32"))  # (B, H * W * C), like the MLP's
+    return tfk.Sequential(layers, name="decoder")

@@ -1,0 +1,43 @@
+"""Presets: named sets of Config values. `tfvae train --preset NAME`; flags given explicitly win.
+
+A run records the expanded values in config.json, never the preset's name, so
+it does not depend on a preset's later definition.
+
+Example:
+>>> expand_preset("classic", epochs=1).epochs
+1
+>>> expand_preset("best").architecture
+'conv'
+"""
+
+from __future__ import annotations
+
+from tfvae.config import Config
+from tfvae.errors import ConfigError
+
+__all__ = ["PRESETS", "expand_preset"]
+
+PRESETS = {
+    # The seed's model: a 784-500-20 MLP trained on the one-sample ELBO (the Config defaults).
+    "classic": {},
+    # The best model this 2-core CPU trained in about an hour (BENCHMARKS.md, "Model quality"): the conv
+    # networks with D = 32, the ELBO with 10 epochs of KL warm-up, and the best validation epoch kept.
+    "best": {
+        "architecture": "conv",
+        "latent_dim": 32,
+        "warmup_epochs": 10,
+        "epochs": 100,
+        "keep_best": True,
+    },
+}
+
+
+def expand_preset(name: str, **explicit) -> Config:
+    """The Config of preset `name`, with `explicit` values (flags the user gave) overriding it.
+
+    Raises:
+      ConfigError: an unknown preset, or values the Config refuses.
+    """
+    if name not in PRESETS:
+        raise ConfigError(f"unknown --preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return Config(**{**PRESETS[name], **explicit})
