@@ -1,12 +1,12 @@
 """A killed IWAE + warm-up run resumes as if it had never stopped: real processes, a real SIGKILL."""
 
 import signal
-import time
+import sys
 
 import numpy as np
 import pytest
 
-from test_distribute import EPOCHS, TINY, run_tfvae, start_tfvae, wait_for_rows, weights
+from test_distribute import EPOCHS, PARKED_TFVAE, TINY, run_tfvae, wait_for, weights
 from tfvae.runs import read_history
 
 pytestmark = pytest.mark.slow
@@ -16,21 +16,21 @@ OBJECTIVE = ["--objective", "iwae", "--train-samples", "3", "--warmup-epochs", "
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, data_dir):
+def reference(tmp_path_factory, synthetic_data_dir):
     run_dir = tmp_path_factory.mktemp("reference") / "run"
-    result = run_tfvae("train", *TINY, *EPOCHS, *OBJECTIVE, "--data-dir", data_dir, "--run-dir", str(run_dir))
+    result = run_tfvae("train", *TINY, *EPOCHS, *OBJECTIVE, "--data-dir", synthetic_data_dir, "--run-dir", str(run_dir))
     assert result.returncode == 0, result.stderr
     return run_dir
 
 
-def test_a_killed_iwae_warmup_run_resumes_byte_identical(reference, data_dir, tmp_path):
+def test_a_killed_iwae_warmup_run_resumes_byte_identical(reference, synthetic_data_dir, tmp_path, start_child):
     history = (reference / "history.csv").read_text()
     assert history.splitlines()[0].endswith("train_objective,val_objective")
-    run_dir = tmp_path / "killed"
-    args = ["train", *TINY, *EPOCHS, *OBJECTIVE, "--data-dir", data_dir, "--run-dir", str(run_dir)]
-    process = start_tfvae(*args)
-    wait_for_rows(run_dir, 2, process)  # killed in the middle of the warm-up (epoch 3 of 3)
-    time.sleep(0.3)
+    run_dir, marker = tmp_path / "killed", tmp_path / "parked"
+    args = ["train", *TINY, *EPOCHS, *OBJECTIVE, "--data-dir", synthetic_data_dir, "--run-dir", str(run_dir)]
+    # Killed in the middle of the warm-up: halfway through epoch 3 of 3.
+    process = start_child([sys.executable, "-c", PARKED_TFVAE, "mid-epoch", str(marker), *args])
+    wait_for(marker.exists, process, "the child parked in epoch 3")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert len(read_history(str(run_dir))) < 4 and not (run_dir / "summary.json").exists(), "not interrupted"
@@ -43,7 +43,9 @@ def test_a_killed_iwae_warmup_run_resumes_byte_identical(reference, data_dir, tm
 
     resumed, uninterrupted = (json.loads((d / "summary.json").read_text()) for d in (run_dir, reference))
     assert resumed["test_elbo"] == uninterrupted["test_elbo"]  # the best epoch's weights, the same on both
-    for resumed, uninterrupted in zip(weights(run_dir), weights(reference)):  # the best epoch's weights
+    resumed, uninterrupted = weights(run_dir), weights(reference)  # the best epoch's weights
+    assert len(resumed) == len(uninterrupted)
+    for resumed, uninterrupted in zip(resumed, uninterrupted):
         np.testing.assert_array_equal(resumed, uninterrupted)
 
 
@@ -91,5 +93,6 @@ def test_iwae_on_two_replicas_matches_one_device_even_with_an_empty_replica():
     assert (results["default"]["replicas"], results["mirrored"]["replicas"]) == (1, 2)
     assert np.isfinite(results["mirrored"]["objective"])
     assert results["mirrored"]["objective"] == pytest.approx(results["default"]["objective"], rel=1e-5)
+    assert len(results["mirrored"]["weights"]) == len(results["default"]["weights"])
     for a, b in zip(results["mirrored"]["weights"], results["default"]["weights"]):
         np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-4, atol=1e-6)
