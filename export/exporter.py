@@ -20,7 +20,6 @@ True
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -35,7 +34,7 @@ from tfvae.export import layout
 from tfvae.export.litert import TFLiteDecoder, TFLiteEncoder
 from tfvae.export.savedmodel import KerasDecoder, SavedModelDecoder, save_signatures
 from tfvae.export.web import parse_web_model, write_site
-from tfvae.io import atomic_directory, atomic_write_text
+from tfvae.io import atomic_directory, atomic_write_text, file_sha256
 from tfvae.runs import load_vae
 
 __all__ = [
@@ -333,12 +332,8 @@ def _file_digests(directory: str) -> dict:
         dirs.sort()
         for name in sorted(files):
             path = os.path.join(root, name)
-            sha256 = hashlib.sha256()
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    sha256.update(block)
             relative = os.path.relpath(path, directory).replace(os.sep, "/")
-            digests[relative] = {"bytes": os.path.getsize(path), "sha256": sha256.hexdigest()}
+            digests[relative] = {"bytes": os.path.getsize(path), "sha256": file_sha256(path)}
     return dict(sorted(digests.items()))
 
 

@@ -31,13 +31,14 @@ files under `export/web_assets/litertjs/`.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
+
+from tfvae.io import file_sha256
 
 __all__ = ["ASSETS_DIR", "RUNTIME_DIR", "RUNTIME_FILES", "runtime_info", "vendor"]
 
@@ -63,14 +64,6 @@ def runtime_info() -> dict:
     """The contents of `litertjs.json`: {"packages": {name: {"version", "integrity", "license"}}, "files": {path: sha256}}."""
     with open(os.path.join(RUNTIME_DIR, INFO_FILE), encoding="utf-8") as f:
         return json.load(f)
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _npm(*args: str, cwd: str) -> str:
@@ -108,7 +101,7 @@ def vendor(version: str, target: str = RUNTIME_DIR) -> dict:
             tarball.close()
     info = {
         "packages": packages,
-        "files": {relative: _sha256(os.path.join(target, relative)) for relative in sorted(RUNTIME_FILES)},
+        "files": {relative: file_sha256(os.path.join(target, relative)) for relative in sorted(RUNTIME_FILES)},
         "refresh": f"python -m tfvae.export.litertjs --version {version}",
     }
     with open(os.path.join(target, INFO_FILE), "w", encoding="utf-8") as f:

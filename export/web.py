@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -36,6 +35,7 @@ from tfvae import __version__
 from tfvae.errors import ConfigError, InstallError, ModelFileError
 from tfvae.export import layout, litertjs
 from tfvae.export.litert import TFLiteDecoder
+from tfvae.io import file_sha256
 
 __all__ = [
     "DEFAULT_WEB_MODEL",
@@ -112,21 +112,13 @@ def _copy_assets(site: str) -> None:
         raise InstallError(f"the LiteRT.js runtime of this tfvae install is unreadable ({e}); reinstall tfvae") from None
     for relative, sha256 in expected.items():
         path = os.path.join(litertjs.RUNTIME_DIR, relative)
-        if not os.path.isfile(path) or _sha256(path) != sha256:
+        if not os.path.isfile(path) or file_sha256(path) != sha256:
             raise InstallError(f"the LiteRT.js runtime of this tfvae install is damaged or incomplete ({path}); reinstall tfvae")
     for name in layout.WEB_PAGE_FILES:
         shutil.copyfile(os.path.join(litertjs.ASSETS_DIR, name), os.path.join(site, name))
     # copyfile, not copy2: the files get the mode a plain open() gives, not the install's.
     shutil.copytree(litertjs.RUNTIME_DIR, os.path.join(site, layout.WEB_RUNTIME_DIR), copy_function=shutil.copyfile,
                     ignore=shutil.ignore_patterns("__pycache__"))
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _page_config(config, default_model: str, runtime: dict) -> dict:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from test_distribute import free_ports
 from tfvae.cli.main import cli
 from tfvae.config import Config, load_config
 from tfvae.errors import RunError
@@ -344,18 +345,6 @@ def test_when_no_checkpoint_can_be_read_the_error_is_one_line(tiny_run, tmp_path
 
 
 # --------------------------------------------------------------------------- multi-worker: the chief decides
-
-
-def free_ports(n):
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -34,6 +35,7 @@ __all__ = [
     "atomic_path",
     "atomic_directory",
     "make_readable",
+    "file_sha256",
     "FileLock",
     "LockHeld",
     "lock_holder",
@@ -94,6 +96,15 @@ def make_readable(path: str) -> None:
     mask = os.umask(0)
     os.umask(mask)
     os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
+
+
+def file_sha256(path: str) -> str:
+    """The hex sha256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- folders
