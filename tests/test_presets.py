@@ -37,13 +37,14 @@ def test_an_unknown_preset_is_refused():
 def captured(monkeypatch):
     """Replaces training with a stub that records the config it is given and writes it like train does."""
     import tfvae.train
-    from tfvae.runs import prepare_run_dir
+    from tfvae.runs import ensure_run_dir, plan_run
 
     configs = []
 
     def fake_train(config, run_dir, **kwargs):
         configs.append(config)
-        prepare_run_dir(run_dir, config)
+        ensure_run_dir(run_dir)
+        plan_run(run_dir, config)
         return {}
 
     monkeypatch.setattr(tfvae.train, "train_and_evaluate", fake_train)
