@@ -174,7 +174,7 @@ def _prepare(config, run_dir, overwrite, strategy, chief, held, log):
         words = agree(strategy, *word)
         failures = [message for kind, _, message in words if kind == _FAILED]
         if failures and error is None:
-            error = TfvaeError(failures[0] if chief else f"the chief or another worker stopped: {failures[0]}")
+            error = TfvaeError(f"{'a worker' if chief else 'the chief or another worker'} stopped: {failures[0]}")
         if error is None:
             (epoch, action), = {(number, message) for kind, number, message in words if kind == _PLAN}
             plan = RunPlan(config, epoch, action)
