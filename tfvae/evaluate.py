@@ -53,6 +53,7 @@ from tfvae.config import Config
 from tfvae.data import DATA_DIR_ENV, binarize, evaluation_seeds, load_splits
 from tfvae.errors import ConfigError
 from tfvae.kl import kl_standard_normal
+from tfvae.models import ARCHITECTURES
 from tfvae.runs import load_vae
 
 __all__ = [
@@ -117,6 +118,7 @@ def evaluate_images(
     progress: bool = False,
     split: str = "test",
     traceable: bool = False,
+    jit_compile: bool = True,
 ) -> Evaluation:
     """ELBO, rate, distortion and an estimate of log p(x) for binary images.
 
@@ -137,8 +139,11 @@ def evaluate_images(
       split: the name recorded in the result.
       traceable: `encode` and `decode_logits` are TensorFlow functions (e.g. a
         Keras VAE's `encode_params` and `decode_logits`): they are traced with
-        `tf.function`, log p(x|z) for a chunk is compiled with XLA
-        (`jit_compile=True`), and there is no eager call per chunk.
+        `tf.function`, log p(x|z) for a chunk is one graph call (compiled with
+        XLA if `jit_compile`), and there is no eager call per chunk.
+      jit_compile: with `traceable`, compile log p(x|z) with XLA. The estimate
+        is the same to float round-off either way; which is faster depends on
+        the decoder (see `Architecture.xla_evaluation`).
 
     Returns:
       An `Evaluation`, averaged over the images.
@@ -154,7 +159,7 @@ def evaluate_images(
     batch_size = min(n, batch_size or max(_MIN_BATCH_SIZE, _DECODER_ROWS // importance_samples))
     chunk_size = _chunk_size(batch_size, importance_samples)
     if traceable:
-        encode, log_p_x_given_z = _compiled(encode), _compiled_log_p_x_given_z(decode_logits)
+        encode, log_p_x_given_z = _compiled(encode), _compiled_log_p_x_given_z(decode_logits, jit_compile)
     else:
         log_p_x_given_z = _numpy_log_p_x_given_z(decode_logits)
 
@@ -245,6 +250,7 @@ def evaluate_run(
         progress=progress,
         split=split,
         traceable=True,
+        jit_compile=ARCHITECTURES[config.architecture].xla_evaluation,
     )
 
 
@@ -353,11 +359,11 @@ def _numpy_log_p_x_given_z(decode_logits):
     return log_p_x_given_z
 
 
-def _compiled_log_p_x_given_z(decode_logits):
-    """The same, as one XLA-compiled TensorFlow graph per shape: the fast path for Keras decoders."""
+def _compiled_log_p_x_given_z(decode_logits, jit_compile: bool = True):
+    """The same, as one TensorFlow graph per shape (XLA-compiled if `jit_compile`): the fast path for Keras decoders."""
     import tensorflow as tf
 
-    @tf.function(jit_compile=True, reduce_retracing=True)
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
     def log_p_x_given_z(x, z):
         batch, samples, latent_dim = tf.unstack(tf.shape(z))
         logits = decode_logits(tf.reshape(z, [batch * samples, latent_dim]))

@@ -62,6 +62,10 @@ class Architecture:
     encoder: Callable
     decoder: Callable
     description: str
+    # Compile the evaluator's decoder call with XLA (`tfvae evaluate`). Measured per architecture
+    # (BENCHMARKS.md, "Evaluation speed"): XLA fuses the MLP's matmuls and softplus, but runs the
+    # transposed convolutions 1.7x slower than TensorFlow's oneDNN kernels on this CPU.
+    xla_evaluation: bool = True
 
 
 _NETWORKS = "tfvae.models.networks"
@@ -75,6 +79,7 @@ ARCHITECTURES = {
         _lazy(_NETWORKS, "conv_encoder"),
         _lazy(_NETWORKS, "conv_decoder"),
         "two stride-2 convolutions down, a dense layer, two stride-2 transposed convolutions up",
+        xla_evaluation=False,
     ),
 }
 
