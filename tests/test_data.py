@@ -1,4 +1,5 @@
-"""Tests for tfvae.data: the IDX and .amat readers, split loading, the cache and the tf.data pipeline.
+"""Tests for tfvae.data (tfvae.datasets.mnist and tfvae.pipeline): the IDX and .amat readers, split loading, the cache
+and the tf.data pipeline. The other sources (tfds:, folder:, npz:) are tested in test_datasets.py.
 
 Most tests write tiny synthetic files into `tmp_path` and shrink `SPLIT_SIZES`;
 the `realdata` tests read the real files at $TFVAE_DATA_DIR (the `data_dir`
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tfvae import data
+from tfvae.datasets import mnist  # where the readers live: monkeypatch them there
 from tfvae.config import IMAGE_SHAPE
 from tfvae.errors import DataError
 
@@ -90,25 +92,25 @@ def isolated_env(tmp_path, monkeypatch):
     """Each test gets its own cache directory and no ambient data directory."""
     monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "cache"))
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
-    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "no-system-fashion-mnist"))
+    monkeypatch.setattr(mnist, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "no-system-fashion-mnist"))
 
 
 @pytest.fixture
 def small_sizes(monkeypatch):
-    monkeypatch.setattr(data, "SPLIT_SIZES", {name: dict(SMALL_SIZES) for name in data.SPLIT_SIZES})
+    monkeypatch.setattr(mnist, "SPLIT_SIZES", {name: dict(SMALL_SIZES) for name in data.SPLIT_SIZES})
 
 
 @pytest.fixture
 def parse_count(monkeypatch):
     """Counts the source files actually read (cache misses)."""
     calls = []
-    real = data._read_bytes
+    real = mnist._read_bytes
 
     def counting(path):
         calls.append(path)
         return real(path)
 
-    monkeypatch.setattr(data, "_read_bytes", counting)
+    monkeypatch.setattr(mnist, "_read_bytes", counting)
     return calls
 
 
@@ -429,7 +431,7 @@ def test_load_fashion_mnist_from_data_dir_then_system_dir(tmp_path, small_sizes,
     np.testing.assert_array_equal(splits.train[..., 0], train[:SMALL_SIZES["train"]])
 
     system_train, _ = write_idx_dataset(tmp_path / "system")
-    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "system"))
+    monkeypatch.setattr(mnist, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "system"))
     for data_dir in (None, str(tmp_path / "empty")):  # no data dir, and one without fashion_mnist/
         os.makedirs(tmp_path / "empty", exist_ok=True)
         splits = data.load_splits("fashion_mnist", data_dir=data_dir)
@@ -473,7 +475,7 @@ def test_load_splits_names_missing_split_file(tmp_path, small_sizes, dataset, mi
 
 
 def test_load_splits_rejects_unknown_dataset(tmp_path):
-    with pytest.raises(DataError, match="unknown dataset 'cifar10'"):
+    with pytest.raises(DataError, match="unknown --dataset 'cifar10'.*tfds:NAME"):
         data.load_splits("cifar10", data_dir=str(tmp_path))
 
 
@@ -509,7 +511,7 @@ def fake_tfds(monkeypatch, prepared, load=None):
 
 def test_offline_without_local_data_fails_fast_with_one_clear_error(monkeypatch):
     calls = fake_tfds(monkeypatch, prepared=False)
-    monkeypatch.setattr(data, "_network_available", lambda host, *a, **k: False)
+    monkeypatch.setattr(mnist, "_network_available", lambda host, *a, **k: False)
     start = time.monotonic()
     for dataset in ("binarized_mnist", "mnist"):
         with pytest.raises(DataError, match="--data-dir or TFVAE_DATA_DIR") as e:
@@ -521,13 +523,13 @@ def test_offline_without_local_data_fails_fast_with_one_clear_error(monkeypatch)
 
 def test_network_probe_gives_up_quickly():
     start = time.monotonic()
-    assert data._network_available("tfvae-test.invalid", timeout=0.5) is False  # .invalid never resolves
+    assert mnist._network_available("tfvae-test.invalid", timeout=0.5) is False  # .invalid never resolves
     assert time.monotonic() - start < 2
 
 
 def test_prepared_tfds_dataset_is_used_without_download(monkeypatch, small_sizes):
     calls = fake_tfds(monkeypatch, prepared=True)
-    monkeypatch.setattr(data, "_network_available", lambda *a, **k: pytest.fail("no probe needed"))
+    monkeypatch.setattr(mnist, "_network_available", lambda *a, **k: pytest.fail("no probe needed"))
     splits = data.load_splits("binarized_mnist")
     assert splits.train.shape == (6,) + IMAGE_SHAPE and not splits.dynamic
     splits = data.load_splits("mnist")
@@ -543,7 +545,7 @@ def test_tfds_failure_online_becomes_data_error(monkeypatch):
         raise ConnectionError("download interrupted")
 
     fake_tfds(monkeypatch, prepared=False, load=failing_load)
-    monkeypatch.setattr(data, "_network_available", lambda *a, **k: True)
+    monkeypatch.setattr(mnist, "_network_available", lambda *a, **k: True)
     with pytest.raises(DataError, match="ConnectionError: download interrupted.*TFVAE_DATA_DIR"):
         data.load_splits("binarized_mnist")
 
@@ -704,7 +706,8 @@ def test_make_dataset_shards_in_memory_data_by_data():
 
 @pytest.mark.parametrize("images, kwargs, message", [
     (INTENSITIES, {}, "dynamic=True"),
-    (STATIC.astype(np.float32), {}, "uint8"),
+    (STATIC.astype(np.float64), {}, "uint8 or float32"),
+    (STATIC.astype(np.float32) * 2, {}, r"grey levels in \[0, 1\]"),
     (STATIC[..., 0], {}, "shape"),
     (STATIC, {"batch_size": 0}, "batch_size"),
 ])

@@ -1,0 +1,178 @@
+"""The tf.data input pipeline: batches of (x, x) for Keras, binarization, shuffling, replicas.
+
+Images come from `tfvae.datasets` as arrays (N, H, W, C): uint8 in {0, 1} (static binary data), uint8
+intensities 0..255 or float32 grey levels in [0, 1] binarized afresh every epoch (`dynamic`), or
+float32 grey levels used as they are (the continuous-Bernoulli likelihood). Every batch is float32.
+
+Example:
+>>> import numpy as np
+>>> train = make_training_dataset(np.zeros((10, 8, 8, 1), np.uint8), 4, seed=0, epochs=1)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["make_dataset", "make_training_dataset", "steps_per_epoch"]
+
+_MAX_INTENSITY = np.iinfo(np.uint8).max  # 255: grey level of a fully black pixel, p(x=1) = 1
+
+
+def make_dataset(
+    images: np.ndarray,
+    batch_size: int,
+    *,
+    training: bool,
+    seed: int = 0,
+    dynamic: bool = False,
+    drop_remainder: bool = False,
+):
+    """A `tf.data.Dataset` of `(x, x)` batches for Keras `fit` / `evaluate` (the target is the input).
+
+    Args:
+        images: array of shape (N, H, W, C): uint8 in {0, 1}, float32 in [0, 1], or
+            grey levels (uint8 0..255 or float32 in [0, 1]) if `dynamic`. It stays
+            in its dtype in memory; batches are cast to float32 inside the pipeline.
+        batch_size: images per batch (the global batch under a distribution strategy).
+        training: shuffle the whole array, with a new order every epoch.
+        seed: fixes the shuffle orders and the dynamic binarizations, so two
+            pipelines built with the same seed yield the same epochs.
+        dynamic: binarize x ~ Bernoulli(grey level), afresh every epoch.
+        drop_remainder: drop the last, smaller batch.
+
+    Returns:
+        A dataset of `(x, x)` with x float32 of shape (B, H, W, C) in {0, 1} (or [0, 1] for grey levels).
+
+    Example:
+    >>> import numpy as np
+    >>> images = np.zeros((10, 28, 28, 1), np.uint8)
+    >>> x, target = next(iter(make_dataset(images, 4, training=True)))
+    >>> x.shape, x.dtype.name
+    (TensorShape([4, 28, 28, 1]), 'float32')
+    """
+    import tensorflow as tf
+
+    images = _check_images(images, batch_size, dynamic)
+
+    dataset = tf.data.Dataset.from_tensor_slices(images)  # elements (H, W, C)
+    if training:
+        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)  # (B, H, W, C)
+
+    if dynamic:
+        # One stateless seed pair per batch. Dataset.random draws a new sequence each
+        # epoch (rerandomize_each_iteration) yet the same sequences for the same seed;
+        # a seeded random op inside map would repeat the same noise every epoch.
+        batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+        dataset = tf.data.Dataset.zip((dataset, batch_seeds)).map(_binarize_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        dataset = dataset.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
+
+    return _finish_pipeline(dataset)
+
+
+def steps_per_epoch(num_images: int, batch_size: int, drop_remainder: bool = False) -> int:
+    """Batches in one epoch of `num_images`."""
+    return num_images // batch_size if drop_remainder else -(-num_images // batch_size)
+
+
+def make_training_dataset(
+    images: np.ndarray,
+    batch_size: int,
+    *,
+    seed: int,
+    epochs: int,
+    first_epoch: int = 0,
+    dynamic: bool = False,
+    drop_remainder: bool = False,
+):
+    """Training batches for epochs `first_epoch`, ..., `epochs - 1`, one epoch after another.
+
+    Unlike `make_dataset`, the order and the binarization of epoch e are a pure
+    function of (seed, e), not of how often the dataset was iterated. A run
+    resumed at epoch k therefore sees exactly the batches an uninterrupted run
+    would have seen: this is the data half of "resume as if never stopped".
+    Pass `steps_per_epoch(len(images), batch_size)` to Keras `fit`.
+
+    Args:
+        images: (N, H, W, C), as for `make_dataset`.
+        batch_size: the global batch size.
+        seed: fixes every epoch's permutation and binarization.
+        epochs: one past the last epoch to produce.
+        first_epoch: the first epoch to produce (the number of epochs already done).
+        dynamic: binarize x ~ Bernoulli(grey level), afresh every epoch.
+        drop_remainder: drop each epoch's last, smaller batch.
+
+    Returns:
+        A dataset of `(x, x)` pairs, x float32 (B, H, W, C).
+
+    Example:
+    >>> images = np.zeros((10, 28, 28, 1), np.uint8)
+    >>> batches = list(make_training_dataset(images, 4, seed=0, epochs=2))
+    >>> len(batches), batches[0][0].shape.as_list()
+    (6, [4, 28, 28, 1])
+    """
+    import tensorflow as tf
+
+    images = _check_images(images, batch_size, dynamic)
+    num_images = len(images)
+    images_t = tf.constant(images)  # (N, H, W, C), kept in memory once
+    base_seed = tf.constant([seed, 0], tf.int64)
+
+    def one_epoch(epoch):
+        epoch_seed = tf.random.experimental.stateless_fold_in(base_seed, epoch)
+        order = tf.argsort(tf.random.stateless_uniform([num_images], seed=epoch_seed))  # a permutation of N
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
+
+        def load(step, indices):
+            x = tf.gather(images_t, indices)  # (B, H, W, C)
+            if dynamic:
+                return _binarize_batch(x, tf.random.experimental.stateless_fold_in(epoch_seed, step + 1))
+            return _to_float(x)
+
+        return batches.enumerate().map(load, num_parallel_calls=tf.data.AUTOTUNE)
+
+    dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
+    return _finish_pipeline(dataset)
+
+
+def _check_images(images, batch_size, dynamic) -> np.ndarray:
+    images = np.asarray(images)
+    if images.dtype not in (np.uint8, np.float32) or images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"images must be a non-empty uint8 or float32 array of shape (N, H, W, C), "
+                         f"got {images.dtype} {images.shape}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not dynamic and images.dtype == np.uint8 and images.max() > 1:
+        raise ValueError("images hold intensities above 1; pass dynamic=True to binarize them per epoch")
+    if images.dtype == np.float32 and not (images.min() >= 0 and images.max() <= 1):
+        raise ValueError("float32 images must hold grey levels in [0, 1]")
+    return images
+
+
+def _to_float(x):
+    import tensorflow as tf
+
+    x = tf.cast(x, tf.float32)
+    return x, x
+
+
+def _binarize_batch(x, seed):
+    """x ~ Bernoulli(grey level) for a batch of uint8 intensities / 255 or float32 grey levels, with a stateless seed pair."""
+    import tensorflow as tf
+
+    p_x = tf.cast(x, tf.float32) / _MAX_INTENSITY if x.dtype == tf.uint8 else x  # (B, H, W, C) Bernoulli means
+    u = tf.random.stateless_uniform(tf.shape(x), seed=seed)
+    x = tf.cast(u < p_x, tf.float32)
+    return x, x
+
+
+def _finish_pipeline(dataset):
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.deterministic = True  # parallel map keeps the order, so equal seeds give equal epochs
+    # The array is in memory on every worker: shard the elements, not (absent) files.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
