@@ -53,10 +53,14 @@ def describe(evaluation) -> str:
     e = evaluation
     how = "importance sampling, z ~ q(z|x)" if e.estimator == "importance" else "prior sampling, z ~ p(z)"
     stderr = f"{e.log_likelihood_stderr:.2f}" if math.isfinite(e.log_likelihood_stderr) else "n/a (one image)"
+    density = [] if e.likelihood == "bernoulli" else [
+        f"  p(x|z): {e.meaning}; not comparable with a Bernoulli model's log p(x)"
+    ]
     return "\n".join([
         f"{e.split} split, {e.examples} images, nats per image:",
         f"  log p(x)  {e.log_likelihood:9.2f} ± {stderr}  ({how}, K = {e.importance_samples})",
         f"  ELBO      {e.elbo:9.2f}  (rate {e.rate:.2f}, distortion {e.distortion:.2f})",
         f"  log p(x) - ELBO  {e.log_likelihood - e.elbo:.2f}",
+        *density,
         f"  {e.seconds:.1f} s, {e.images_per_second:.1f} images/s",
     ])

@@ -12,20 +12,23 @@ import click
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seeds z ~ N(0, I) and the Bernoulli draws: the same seed gives the same output.")
 @click.option("--mode", type=click.Choice(["mean", "bernoulli"]), default="mean", show_default=True,
-              help="mean: the Bernoulli means p(x|z); bernoulli: x ~ Bernoulli(p).")
+              help="mean: the decoder's means E[x|z] (Bernoulli or continuous Bernoulli); bernoulli: x ~ Bernoulli(p).")
 @click.option("--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True,
               help="The PNG grid.")
 @click.option("--npy", type=click.Path(dir_okay=False), default=None,
-              help="Also write the images as a (N, 28, 28, 1) float32 .npy file.")
+              help="Also write the images as a (N, H, W, C) float32 .npy file.")
 @click.option("--interpolate", is_flag=True, help="Decode N points on a straight line between two z ~ N(0, I).")
 @click.option("--manifold", is_flag=True,
               help="2-D latent only: decode a sqrt(N) x sqrt(N) grid at the normal's percent-point function.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Interpreter threads for a .tflite decoder.")
-def sample(model_path, n, seed, mode, out, npy, interpolate, manifold, threads):
-    """Draw digits from a trained decoder: z ~ N(0, I), then p(x|z), written as a PNG grid.
+@click.option("--channels", type=click.Choice(["1", "3"]), default=None,
+              help="Refuse a decoder that does not make images with this many channels (1 grey, 3 RGB).")
+def sample(model_path, n, seed, mode, out, npy, interpolate, manifold, threads, channels):
+    """Draw images from a trained decoder: z ~ N(0, I), then p(x|z), written as a PNG grid.
 
     With a .tflite decoder this needs only numpy, ai-edge-litert and Pillow:
-    no TensorFlow. Images read row by row; white is x = 1.
+    no TensorFlow. Images read row by row; white is x = 1; grey or RGB, of the
+    model's image size.
     """
     from tfvae.errors import ConfigError
     from tfvae.export.sampler import open_decoder, sample as draw, write_samples
@@ -36,6 +39,6 @@ def sample(model_path, n, seed, mode, out, npy, interpolate, manifold, threads):
     if n < 1:
         raise ConfigError(f"--n must be a positive integer, got {n}")
     decoder = open_decoder(model_path, num_threads=threads)
-    samples = draw(decoder, n, seed=seed, mode=mode, latents=latents)
+    samples = draw(decoder, n, seed=seed, mode=mode, latents=latents, channels=channels and int(channels))
     write_samples(samples, out, npy_path=npy)
     click.echo(f"wrote {out}" + (f" and {npy}" if npy else "") + f": {n} images ({mode}, {latents} z, seed {seed})")

@@ -7,7 +7,7 @@ import shlex
 import click
 from click.core import ParameterSource
 
-from tfvae.config import ARCHITECTURE_NAMES, DATASETS, OBJECTIVE_NAMES, STRATEGIES, Config
+from tfvae.config import ARCHITECTURE_NAMES, DATASETS, LIKELIHOOD_NAMES, OBJECTIVE_NAMES, STRATEGIES, Config
 from tfvae.presets import PRESETS
 
 _DEFAULTS = Config()
@@ -38,11 +38,21 @@ _DEFAULTS = Config()
 @click.option("--learning-rate", type=float, default=_DEFAULTS.learning_rate, show_default=True, help="Adam step size.")
 @click.option(
     "--dataset",
-    type=click.Choice(DATASETS),
     default=_DEFAULTS.dataset,
     show_default=True,
-    help="binarized_mnist: Larochelle's static binarization; mnist, fashion_mnist: binarized afresh every epoch.",
+    help=f"{DATASETS[0]}: Larochelle's static binarization; {', '.join(DATASETS[1:])}: binarized afresh every epoch; "
+         "tfds:NAME[/CONFIG]: a TensorFlow Datasets image dataset; folder:PATH: PNG / JPEG / BMP / GIF files "
+         "(PATH/train, valid, test if present); npz:PATH: arrays x_train [, x_valid, x_test].",
 )
+@click.option("--image-key", default=_DEFAULTS.image_key, show_default=True,
+              help="tfds: the feature that holds the images.")
+@click.option("--image-size", metavar="H[xW]", default=None,
+              help="Resize every image (area filter) [default: as stored; every image must share one size].")
+@click.option("--channels", type=click.Choice(["1", "3"]), default=None,
+              help="Convert every image to grey (1) or RGB (3) [default: as stored; every image must share one mode].")
+@click.option("--likelihood", type=click.Choice(LIKELIHOOD_NAMES), default=_DEFAULTS.likelihood, show_default=True,
+              help="bernoulli: pixels binarized (per epoch for training); continuous_bernoulli: a density on the "
+                   "grey levels themselves.")
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
@@ -68,7 +78,7 @@ _DEFAULTS = Config()
 @click.option("--verbose", type=click.IntRange(0, 2), default=None, help="Keras progress: 0 silent, 1 bar, 2 a line per epoch.")
 @click.pass_context
 def train(ctx, preset, run_dir, overwrite, verbose, data_dir, **options):
-    """Train the VAE on binarized MNIST and write a run directory.
+    """Train the VAE on binarized MNIST, or on your own images, and write a run directory.
 
     The run holds config.json, history.csv (ELBO, rate and distortion per epoch),
     checkpoints, TensorBoard logs, elbo.png, sample grids before / halfway / after
@@ -85,6 +95,8 @@ def train(ctx, preset, run_dir, overwrite, verbose, data_dir, **options):
     from tfvae.train import train_and_evaluate
 
     given = {k: v for k, v in options.items() if ctx.get_parameter_source(k) != ParameterSource.DEFAULT}
+    if given.get("channels") is not None:
+        given["channels"] = int(given["channels"])
     config = expand_preset(preset, data_dir=data_dir, **given)
     run_dir = run_dir or default_run_dir()
     ctx.meta[RESUME_COMMAND] = resume_command(ctx, run_dir)

@@ -35,6 +35,7 @@ from tfvae.export.litert import TFLiteDecoder, TFLiteEncoder
 from tfvae.export.savedmodel import KerasDecoder, SavedModelDecoder, save_signatures
 from tfvae.export.web import parse_web_model, write_site
 from tfvae.io import atomic_directory, atomic_write_text, file_sha256
+from tfvae.models import LIKELIHOODS
 from tfvae.runs import load_vae
 
 __all__ = [
@@ -143,6 +144,11 @@ def export_run(
     _check_target(out, overwrite)  # before any slow work
     _check_writable(out)
     config, vae = load_vae(run_dir, log=log)
+    if web_model and (config.image_shape[-1] != 1 or config.likelihood != "bernoulli"):
+        raise ConfigError(
+            f"--web draws grey Bernoulli decoders only; this run's images are "
+            f"{'x'.join(map(str, config.image_shape))} with a {config.likelihood} likelihood: export without --web"
+        )
     images = _eval_subset(config, data_dir, eval_images) if quantize else None  # missing data fails now, not later
 
     with atomic_directory(out) as staging:
@@ -170,12 +176,17 @@ def _write_export(
     keras = KerasDecoder(vae, source=run_dir)
     rng = np.random.default_rng(PARITY_SEED)
     z = rng.standard_normal((PARITY_LATENTS, config.latent_dim)).astype(np.float32)  # (64, D)
-    probs = keras.decode(z)[layout.PROBS]  # (64, 28, 28, 1), the reference
+    reference = keras.decode(z)  # probs, logits [, mean], each (64, H, W, C)
+    probs = reference[layout.PROBS]
     x = (rng.random(probs.shape) < probs).astype(np.float32)  # x ~ Bernoulli(probs): images the encoder can fit
     loc, scale = keras.encode(x)  # (64, D) each
 
     def probs_parity(decoder):
-        return {"max_abs_diff_probs": float(np.max(np.abs(decoder.decode(z)[layout.PROBS] - probs)))}
+        outputs = decoder.decode(z)
+        parity = {"max_abs_diff_probs": float(np.max(np.abs(outputs[layout.PROBS] - probs)))}
+        if layout.MEAN in reference:  # a continuous Bernoulli: the mean the sampler shows
+            parity["max_abs_diff_mean"] = float(np.max(np.abs(outputs[layout.MEAN] - reference[layout.MEAN])))
+        return parity
 
     parity = {
         "batch": {
@@ -216,7 +227,8 @@ def _write_export(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "latent_dim": config.latent_dim,
         "image_shape": list(config.image_shape),
-        "signatures": _signature_shapes(config.latent_dim, config.image_shape),
+        "likelihood": config.likelihood,
+        "signatures": _signature_shapes(config.latent_dim, config.image_shape, config.likelihood),
         "files": {},
         "parity": parity,
     }
@@ -230,17 +242,20 @@ def _write_export(
     return manifest
 
 
-def _signature_shapes(latent_dim: int, image_shape) -> dict:
+def _signature_shapes(latent_dim: int, image_shape, likelihood: str = "bernoulli") -> dict:
     """The signatures' tensor shapes, with None (JSON null) for the dynamic batch dimension."""
     z, image = [None, latent_dim], [None, *image_shape]
+    decoded = {layout.PROBS: image, layout.LOGITS: image}
+    if likelihood != "bernoulli":
+        decoded[layout.MEAN] = image
     return {
-        layout.DECODE: {"inputs": {layout.Z: z}, "outputs": {layout.PROBS: image, layout.LOGITS: image}},
+        layout.DECODE: {"inputs": {layout.Z: z}, "outputs": decoded},
         layout.ENCODE: {"inputs": {layout.X: image}, "outputs": {layout.LOC: z, layout.SCALE: z}},
     }
 
 
 def _eval_subset(config, data_dir, eval_images):
-    """`eval_images` binary test images (n, 28, 28, 1) uint8 drawn at random (seed EVAL_SUBSET_SEED), and the split's size.
+    """`eval_images` test images (n, H, W, C) (binary, or grey levels for a continuous Bernoulli) drawn at random (seed EVAL_SUBSET_SEED), and the split's size.
 
     At random, not the first n: the test files are not shuffled, and their
     first few hundred images score many nats below the split's mean.
@@ -273,6 +288,7 @@ def _quantization_cost(keras, decoders, images, importance_samples, config, log)
             importance_samples=importance_samples,
             seed=config.seed,
             split=EVAL_SPLIT,
+            likelihood=config.likelihood,
         )
 
     reference = evaluate(keras.decode_logits)
@@ -307,6 +323,8 @@ def _quantization_cost(keras, decoders, images, importance_samples, config, log)
         "importance_samples": importance_samples,
         "seed": config.seed,
         "units": "nats per image; change = decoder - reference",
+        "likelihood": config.likelihood,
+        "meaning": LIKELIHOODS[config.likelihood].description,
         "reference": {
             "model": "Keras float32 (the run's newest checkpoint)",
             "elbo": reference.elbo,

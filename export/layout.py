@@ -14,10 +14,15 @@
         litertjs/               the LiteRT.js runtime, its WebAssembly builds and its LICENSE
       manifest.json             shapes, file sizes and sha256, parity and quantization cost; written last
 
-Signatures (batch size N is dynamic, except in web/ where it is WEB_BATCH; D is the latent dimension):
+Signatures (batch size N is dynamic, except in web/ where it is WEB_BATCH; D is the latent dimension;
+(H, W, C) is the run's image shape, recorded in manifest.json and readable from every file):
 
-    decode:  z (N, D) float32                        -> probs, logits (N, 28, 28, 1) float32
-    encode:  x (N, 28, 28, 1) float32 in {0, 1}      -> loc, scale (N, D) float32
+    decode:  z (N, D) float32                        -> probs, logits (N, H, W, C) float32
+                                                        [+ mean (N, H, W, C): continuous-Bernoulli decoders only]
+    encode:  x (N, H, W, C) float32 in [0, 1]        -> loc, scale (N, D) float32
+
+A decoder whose `decode` also returns `mean` is a continuous-Bernoulli decoder: its samples are shown as
+that mean, E[x|z], computed in the graph; a Bernoulli decoder's mean is `probs`.
 """
 
 from __future__ import annotations
@@ -31,9 +36,11 @@ __all__ = [
     "X",
     "PROBS",
     "LOGITS",
+    "MEAN",
     "LOC",
     "SCALE",
     "DECODE_OUTPUTS",
+    "decoder_likelihood",
     "ENCODE_OUTPUTS",
     "SAVED_MODEL_DIR",
     "DECODER_FILE",
@@ -58,12 +65,13 @@ ENCODE = "encode"
 
 # Input and output names of the signatures.
 Z = "z"  # (N, D) latent
-X = "x"  # (N, 28, 28, 1) binary image
-PROBS = "probs"  # (N, 28, 28, 1) Bernoulli means, sigmoid(logits)
-LOGITS = "logits"  # (N, 28, 28, 1)
+X = "x"  # (N, H, W, C) image: binary (Bernoulli) or grey levels (continuous Bernoulli)
+PROBS = "probs"  # (N, H, W, C) sigmoid(logits): the Bernoulli means, or the continuous Bernoulli's parameter
+LOGITS = "logits"  # (N, H, W, C)
+MEAN = "mean"  # (N, H, W, C) E[x|z] of a continuous-Bernoulli decoder; absent from Bernoulli decoders
 LOC = "loc"  # (N, D) posterior mean
 SCALE = "scale"  # (N, D) posterior standard deviation
-DECODE_OUTPUTS = (PROBS, LOGITS)
+DECODE_OUTPUTS = (PROBS, LOGITS)  # every decoder; MEAN too for a continuous-Bernoulli one
 ENCODE_OUTPUTS = (LOC, SCALE)
 
 # Files and folders inside an export directory.
@@ -93,3 +101,8 @@ WEB_MODELS = tuple(WEB_MODEL_FILES)
 WEB_CONFIG_FILE = "tfvae.json"  # read by the page: latent_dim, batch, prior, decoders
 WEB_PAGE_FILES = ("index.html", "tfvae.js", "random.js", "style.css")
 WEB_RUNTIME_DIR = "litertjs"
+
+
+def decoder_likelihood(output_names) -> str:
+    """The likelihood a `decode` signature's outputs stand for: a MEAN output marks a continuous Bernoulli."""
+    return "continuous_bernoulli" if MEAN in output_names else "bernoulli"

@@ -8,6 +8,8 @@ Example:
 >>> decoder = TFLiteDecoder("runs/x/export/decoder.tflite", num_threads=1)  # doctest: +SKIP
 >>> decoder.decode(np.zeros((4, decoder.latent_dim), np.float32))["probs"].shape  # doctest: +SKIP
 (4, 28, 28, 1)
+
+Both read the image shape (H, W, C) from the file, C 1 (grey) or 3 (RGB).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import os
 
 import numpy as np
 
-from tfvae.config import IMAGE_SHAPE
 from tfvae.errors import ModelFileError
 from tfvae.export import layout
 
@@ -24,6 +25,9 @@ __all__ = ["TFLiteDecoder", "TFLiteEncoder", "TFLITE_IDENTIFIER"]
 
 # Bytes 4..8 of every TFLite flatbuffer (the schema's file_identifier).
 TFLITE_IDENTIFIER = b"TFL3"
+# (H, W, C) of an image tensor: any known size (None), grey or RGB.
+_ANY_IMAGE = (None, None, None)
+_CHANNELS = (1, 3)
 
 
 def _open_signature(path: str, key: str, num_threads):
@@ -59,6 +63,18 @@ def _shape(details) -> tuple:
     return tuple(int(d) for d in details["shape_signature"])
 
 
+def _image_shape(path, key, details, names, kind) -> tuple:
+    """The one (H, W, C) shared by the image tensors `names`, C 1 or 3, or a ModelFileError."""
+    shapes = {_check(path, key, details, name, _ANY_IMAGE, kind)[1:] for name in names}
+    shape = shapes.pop()
+    if shapes or shape[2] not in _CHANNELS:
+        raise ModelFileError(
+            f"{path} is not a tfvae {key}r: its {kind}s {', '.join(names)} are not (N, H, W, C) images "
+            f"of one shape with C 1 or 3"
+        )
+    return shape
+
+
 def _check(path, key, details, name, rank_tail, kind):
     """Refuse unless tensor `name` exists, is float32 and has shape (N, *rank_tail); None in rank_tail = any size."""
     if name not in details:
@@ -79,14 +95,15 @@ def _check(path, key, details, name, rank_tail, kind):
 
 
 class TFLiteDecoder:
-    """A tfvae decoder in a `.tflite` file: z (N, D) -> Bernoulli means and logits (N, 28, 28, 1).
+    """A tfvae decoder in a `.tflite` file: z (N, D) -> probs and logits [and mean] (N, H, W, C).
 
     The file's `decode` signature takes `z` with a dynamic batch dimension;
     the interpreter is resized to each batch.
 
     Args:
       path: a `.tflite` file with the signature `decode`: z (N, D) float32 ->
-        probs, logits (N, 28, 28, 1) float32.
+        probs, logits (N, H, W, C) float32, and for a continuous-Bernoulli
+        decoder mean (N, H, W, C), E[x|z] (`likelihood` says which).
       num_threads: CPU threads for the interpreter; None lets LiteRT choose.
 
     Raises:
@@ -108,23 +125,23 @@ class TFLiteDecoder:
                 f"{path} is not a tfvae decoder: its 'decode' signature takes {sorted(inputs)}, expected only 'z'"
             )
         self.latent_dim = _check(path, layout.DECODE, inputs, layout.Z, (None,), "input")[1]
-        for name in layout.DECODE_OUTPUTS:
-            _check(path, layout.DECODE, outputs, name, IMAGE_SHAPE, "output")
-        self.image_shape = tuple(IMAGE_SHAPE)
+        self.outputs = tuple(name for name in (*layout.DECODE_OUTPUTS, layout.MEAN) if name in outputs)
+        self.image_shape = _image_shape(path, layout.DECODE, outputs, (*layout.DECODE_OUTPUTS, *self.outputs[2:]), "output")
+        self.likelihood = layout.decoder_likelihood(self.outputs)
 
     def decode(self, z) -> dict:
-        """z (N, D) -> {"probs": (N, 28, 28, 1), "logits": (N, 28, 28, 1)}, float32 NumPy arrays."""
+        """z (N, D) -> {"probs", "logits"[, "mean"]}, each (N, H, W, C) float32 NumPy arrays."""
         z = np.ascontiguousarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"z must have shape (N, {self.latent_dim}), got {z.shape}")
         if len(z) == 0:
             empty = np.zeros((0, *self.image_shape), np.float32)
-            return {name: empty.copy() for name in layout.DECODE_OUTPUTS}
+            return {name: empty.copy() for name in self.outputs}
         outputs = self._runner(**{layout.Z: z})
-        return {name: outputs[name] for name in layout.DECODE_OUTPUTS}
+        return {name: outputs[name] for name in self.outputs}
 
     def decode_logits(self, z) -> np.ndarray:
-        """z (N, D) -> logits (N, 28, 28, 1): the callable the likelihood estimators take."""
+        """z (N, D) -> logits (N, H, W, C): the callable the likelihood estimators take."""
         return self.decode(z)[layout.LOGITS]
 
     def __repr__(self):
@@ -132,11 +149,11 @@ class TFLiteDecoder:
 
 
 class TFLiteEncoder:
-    """A tfvae encoder in a `.tflite` file: x (N, 28, 28, 1) -> loc, scale (N, D) of q(z|x).
+    """A tfvae encoder in a `.tflite` file: x (N, H, W, C) -> loc, scale (N, D) of q(z|x).
 
     Args:
-      path: a `.tflite` file with the signature `encode`: x (N, 28, 28, 1)
-        float32 in {0, 1} -> loc, scale (N, D) float32.
+      path: a `.tflite` file with the signature `encode`: x (N, H, W, C)
+        float32 in [0, 1] -> loc, scale (N, D) float32.
       num_threads: CPU threads for the interpreter; None lets LiteRT choose.
 
     Raises:
@@ -151,15 +168,14 @@ class TFLiteEncoder:
             raise ModelFileError(
                 f"{path} is not a tfvae encoder: its 'encode' signature takes {sorted(inputs)}, expected only 'x'"
             )
-        _check(path, layout.ENCODE, inputs, layout.X, IMAGE_SHAPE, "input")
+        self.image_shape = _image_shape(path, layout.ENCODE, inputs, (layout.X,), "input")
         dims = {_check(path, layout.ENCODE, outputs, name, (None,), "output")[1] for name in layout.ENCODE_OUTPUTS}
         if len(dims) != 1:
             raise ModelFileError(f"{path} is not a tfvae encoder: loc and scale have different sizes {sorted(dims)}")
         self.latent_dim = dims.pop()
-        self.image_shape = tuple(IMAGE_SHAPE)
 
     def encode(self, x) -> tuple:
-        """x (N, 28, 28, 1) -> (loc, scale), each (N, D) float32."""
+        """x (N, H, W, C) -> (loc, scale), each (N, D) float32."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.shape[1:] != self.image_shape:
             raise ValueError(f"x must have shape (N, {', '.join(map(str, self.image_shape))}), got {x.shape}")

@@ -5,9 +5,12 @@ interpreter and Pillow, and never imports TensorFlow or TFP (STYLE.md,
 principle 10). SavedModel directories and run directories are read with
 TensorFlow, imported only when such a path is given.
 
-    z ~ N(0, I_D)                       (N, D)      prior_latents, seeded
-    p = sigmoid(decoder(z))             (N, 28, 28, 1)  the Bernoulli means
-    x ~ Bernoulli(p)                    (N, 28, 28, 1)  mode "bernoulli"; mode "mean" shows p itself
+    z ~ N(0, I_D)                       (N, D)          prior_latents, seeded
+    p = sigmoid(decoder(z))             (N, H, W, C)    the Bernoulli means
+    x ~ Bernoulli(p)                    (N, H, W, C)    mode "bernoulli"; mode "mean" shows p itself
+    E[x|z] = decoder(z)["mean"]         (N, H, W, C)    a continuous-Bernoulli decoder: mode "mean" shows its mean
+
+Grids are grey (C = 1) or RGB (C = 3), of any image size.
 
 Example:
 >>> decoder = open_decoder("runs/x/export/decoder.tflite")  # doctest: +SKIP
@@ -55,8 +58,8 @@ class Samples:
     """What `sample` drew, in the order of the grid (row by row)."""
 
     z: np.ndarray  # (N, D) float32, the latents decoded
-    probs: np.ndarray  # (N, 28, 28, 1) float32, the Bernoulli means p(x = 1 | z)
-    images: np.ndarray  # (N, 28, 28, 1) float32, what is shown: probs (mean) or x in {0, 1} (bernoulli)
+    probs: np.ndarray  # (N, H, W, C) float32, sigmoid(logits): the Bernoulli means p(x = 1 | z)
+    images: np.ndarray  # (N, H, W, C) float32, what is shown: the mean E[x|z] (mean) or x in {0, 1} (bernoulli)
     columns: int  # images per row of the grid
     mode: str  # one of MODES
     latents: str  # one of LATENTS
@@ -143,7 +146,9 @@ def manifold_grid(n: int, latent_dim: int) -> np.ndarray:
     return plots.manifold_latents(side)
 
 
-def sample(decoder, n: int = 64, *, seed: int = 0, mode: str = "mean", latents: str = "prior") -> Samples:
+def sample(
+    decoder, n: int = 64, *, seed: int = 0, mode: str = "mean", latents: str = "prior", channels: int | None = None
+) -> Samples:
     """Decode n latents and return the grid's images; the same seed gives the same output.
 
     Args:
@@ -154,9 +159,11 @@ def sample(decoder, n: int = 64, *, seed: int = 0, mode: str = "mean", latents: 
       latents: "prior" draws z ~ N(0, I); "interpolate" walks a straight line
         between two such z; "manifold" decodes the percent-point grid of a
         2-D latent space.
+      channels: None, or the channels (1 grey, 3 RGB) the caller expects; refused unless the decoder's.
 
     Raises:
-      ConfigError: a bad n, mode or latents, or --manifold without a 2-D latent space.
+      ConfigError: a bad n, mode or latents, --manifold without a 2-D latent space, --mode bernoulli
+        with a continuous-Bernoulli decoder, or `channels` other than the decoder's.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"--n must be a positive integer, got {n!r}")
@@ -164,6 +171,16 @@ def sample(decoder, n: int = 64, *, seed: int = 0, mode: str = "mean", latents: 
         raise ConfigError(f"unknown --mode {mode!r}; choose one of: {', '.join(MODES)}")
     if latents not in LATENTS:
         raise ConfigError(f"unknown latents {latents!r}; choose one of: {', '.join(LATENTS)}")
+    height, width, model_channels = decoder.image_shape
+    if channels is not None and channels != model_channels:
+        raise ConfigError(
+            f"--channels {channels}: the decoder was exported for {model_channels}-channel images "
+            f"({height}x{width}x{model_channels}); leave --channels out or pass {model_channels}"
+        )
+    continuous = getattr(decoder, "likelihood", "bernoulli") != "bernoulli"
+    if continuous and mode == "bernoulli":
+        raise ConfigError("--mode bernoulli draws binary pixels, but this decoder is a continuous Bernoulli "
+                          "on grey levels: use --mode mean, which shows its mean E[x|z]")
     rng = np.random.default_rng(seed)
     if latents == "manifold":
         z = manifold_grid(n, decoder.latent_dim)
@@ -174,28 +191,29 @@ def sample(decoder, n: int = 64, *, seed: int = 0, mode: str = "mean", latents: 
     else:
         z = prior_latents(rng, n, decoder.latent_dim)
         columns = math.ceil(math.sqrt(n))
-    probs = np.concatenate(
-        [decoder.decode(z[i : i + _DECODE_BATCH])[layout.PROBS] for i in range(0, n, _DECODE_BATCH)], axis=0
-    )
+    outputs = [decoder.decode(z[i : i + _DECODE_BATCH]) for i in range(0, n, _DECODE_BATCH)]
+    probs = np.concatenate([o[layout.PROBS] for o in outputs], axis=0)
     if mode == "bernoulli":
         images = (rng.random(probs.shape) < probs).astype(np.float32)  # x ~ Bernoulli(p), pixel by pixel
+    elif continuous:
+        images = np.concatenate([o[layout.MEAN] for o in outputs], axis=0)  # E[x|z], computed in the decoder
     else:
         images = probs
     return Samples(z=z, probs=probs, images=images, columns=columns, mode=mode, latents=latents)
 
 
 def write_png(images: np.ndarray, path: str, columns: int | None = None) -> None:
-    """A grid of (N, 28, 28[, 1]) images in [0, 1] as an 8-bit grey PNG (1 = white), written atomically."""
+    """A grid of (N, H, W[, 1]) grey or (N, H, W, 3) RGB images in [0, 1] as an 8-bit PNG (1 = white), written atomically."""
     from PIL import Image
 
-    canvas = plots.tile(images, columns)  # (rows * 28, columns * 28) in [0, 1]
+    canvas = plots.tile(images, columns)  # (rows * H, columns * W[, 3]) in [0, 1]
     pixels = np.round(np.clip(canvas, 0.0, 1.0) * 255.0).astype(np.uint8)
     with atomic_path(path, suffix=".png") as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG")  # uint8 (H, W) is 8-bit grey, mode "L"
+        Image.fromarray(pixels).save(tmp, format="PNG")  # uint8 (H, W) is grey, mode "L"; (H, W, 3) is "RGB"
 
 
 def write_samples(samples: Samples, png_path: str, npy_path: str | None = None) -> None:
-    """The PNG grid of `samples.images`, and with `npy_path` the raw (N, 28, 28, 1) float32 array."""
+    """The PNG grid of `samples.images`, and with `npy_path` the raw (N, H, W, C) float32 array."""
     write_png(samples.images, png_path, samples.columns)
     if npy_path:
         with atomic_path(npy_path, suffix=".npy") as tmp:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfvae.config import IMAGE_SHAPE
 from tfvae.errors import ModelFileError
 from tfvae.export import layout
+from tfvae.models import LIKELIHOODS
 
 __all__ = ["VAESignatures", "save_signatures", "SavedModelDecoder", "KerasDecoder"]
 
@@ -28,8 +28,9 @@ __all__ = ["VAESignatures", "save_signatures", "SavedModelDecoder", "KerasDecode
 class VAESignatures(tf.Module):
     """The `decode` and `encode` signatures of a trained VAE, as a `tf.Module` ready for `tf.saved_model.save`.
 
-    decode: z (N, D) float32 -> {"probs": sigmoid(logits), "logits": logits}, each (N, 28, 28, 1)
-    encode: x (N, 28, 28, 1) float32 in {0, 1} -> {"loc": loc, "scale": scale}, each (N, D)
+    decode: z (N, D) float32 -> {"probs": sigmoid(logits), "logits": logits}, each (N, H, W, C),
+            and for a continuous-Bernoulli decoder "mean": E[x|z]
+    encode: x (N, H, W, C) float32 in [0, 1] -> {"loc": loc, "scale": scale}, each (N, D)
 
     Args:
       vae: a built `tfvae.models.VAE`.
@@ -42,6 +43,7 @@ class VAESignatures(tf.Module):
         self.latent_dim = int(vae.latent_dim)
         self.image_shape = tuple(vae.image_shape)
         self.batch_size = batch_size
+        self.likelihood = vae.likelihood
         # Bound methods are not tracked: only the variables below are saved, not the Keras model.
         self._decode_logits = vae.decode_logits
         self._encode_params = vae.encode_params
@@ -54,8 +56,11 @@ class VAESignatures(tf.Module):
         )
 
     def _decode(self, z):
-        logits = self._decode_logits(z)  # (N, 28, 28, 1)
-        return {layout.PROBS: tf.sigmoid(logits), layout.LOGITS: logits}
+        logits = self._decode_logits(z)  # (N, H, W, C)
+        outputs = {layout.PROBS: tf.sigmoid(logits), layout.LOGITS: logits}
+        if self.likelihood != "bernoulli":  # the picture of a continuous Bernoulli is its mean, not sigmoid(logits)
+            outputs[layout.MEAN] = LIKELIHOODS[self.likelihood].mean(logits)
+        return outputs
 
     def _encode(self, x):
         loc, scale = self._encode_params(x)  # (N, D) each
@@ -79,8 +84,13 @@ def _spec_shape(spec) -> tuple:
     return tuple(-1 if d is None else int(d) for d in spec.shape)
 
 
+def _is_image_shape(shape) -> bool:
+    """(H, W, C) with known H, W and C 1 (grey) or 3 (RGB)."""
+    return len(shape) == 3 and min(shape[:2]) > 0 and shape[2] in (1, 3)
+
+
 class SavedModelDecoder:
-    """The `decode` signature of a tfvae SavedModel directory: z (N, D) -> probs, logits (N, 28, 28, 1).
+    """The `decode` signature of a tfvae SavedModel directory: z (N, D) -> probs, logits [, mean] (N, H, W, C).
 
     Args:
       path: a SavedModel directory written by `tfvae export` (OUT/saved_model).
@@ -106,22 +116,24 @@ class SavedModelDecoder:
         z = inputs.get(layout.Z)
         if set(inputs) != {layout.Z} or z.dtype != tf.float32 or len(z.shape) != 2 or z.shape[1] is None:
             raise ModelFileError(f"{path} is not a tfvae decoder: 'decode' takes {inputs}, expected z (N, D) float32")
-        for name in layout.DECODE_OUTPUTS:
-            if name not in outputs or _spec_shape(outputs[name])[1:] != tuple(IMAGE_SHAPE):
-                raise ModelFileError(
-                    f"{path} is not a tfvae decoder: 'decode' returns {sorted(outputs)}, "
-                    f"expected probs and logits of shape (N, {', '.join(map(str, IMAGE_SHAPE))})"
-                )
+        shapes = {_spec_shape(outputs[name])[1:] for name in layout.DECODE_OUTPUTS if name in outputs}
+        if not set(layout.DECODE_OUTPUTS) <= set(outputs) or len(shapes) != 1 or not _is_image_shape(*shapes):
+            raise ModelFileError(
+                f"{path} is not a tfvae decoder: 'decode' returns {sorted(outputs)}, "
+                "expected probs and logits of one shape (N, H, W, C) with C 1 or 3"
+            )
         self.latent_dim = int(z.shape[1])
-        self.image_shape = tuple(IMAGE_SHAPE)
+        self.image_shape = shapes.pop()
+        self.outputs = tuple(name for name in (*layout.DECODE_OUTPUTS, layout.MEAN) if name in outputs)
+        self.likelihood = layout.decoder_likelihood(self.outputs)
 
     def decode(self, z) -> dict:
-        """z (N, D) -> {"probs", "logits"}, each (N, 28, 28, 1) float32 NumPy."""
+        """z (N, D) -> {"probs", "logits"[, "mean"]}, each (N, H, W, C) float32 NumPy."""
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"z must have shape (N, {self.latent_dim}), got {z.shape}")
         outputs = self._decode(**{layout.Z: tf.constant(z)})
-        return {name: outputs[name].numpy() for name in layout.DECODE_OUTPUTS}
+        return {name: outputs[name].numpy() for name in self.outputs}
 
     def decode_logits(self, z) -> np.ndarray:
         return self.decode(z)[layout.LOGITS]
@@ -143,23 +155,24 @@ class KerasDecoder:
         self.path = source
         self.latent_dim = int(vae.latent_dim)
         self.image_shape = tuple(vae.image_shape)
+        self.likelihood = vae.likelihood
         # Traced once per batch size instead of run op by op: the estimators call these thousands of times.
         self._graphs = VAESignatures(vae)
 
     def decode(self, z) -> dict:
-        """z (N, D) -> {"probs", "logits"}, each (N, 28, 28, 1) float32 NumPy."""
+        """z (N, D) -> {"probs", "logits"[, "mean"]}, each (N, H, W, C) float32 NumPy."""
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"z must have shape (N, {self.latent_dim}), got {z.shape}")
         outputs = self._graphs.decode(tf.constant(z))
-        return {name: outputs[name].numpy() for name in layout.DECODE_OUTPUTS}
+        return {name: tensor.numpy() for name, tensor in outputs.items()}
 
     def decode_logits(self, z) -> np.ndarray:
-        """z (N, D) -> logits (N, 28, 28, 1)."""
+        """z (N, D) -> logits (N, H, W, C)."""
         return self.decode(z)[layout.LOGITS]
 
     def encode(self, x) -> tuple:
-        """x (N, 28, 28, 1) -> (loc, scale), each (N, D) float32 NumPy."""
+        """x (N, H, W, C) -> (loc, scale), each (N, D) float32 NumPy."""
         outputs = self._graphs.encode(tf.constant(np.asarray(x, dtype=np.float32)))
         return outputs[layout.LOC].numpy(), outputs[layout.SCALE].numpy()
 

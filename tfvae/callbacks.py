@@ -89,9 +89,9 @@ class SampleGrids(tfk.callbacks.Callback):
         self.epochs_to_save = {0, epochs // 2, epochs}
 
     def _save(self, epoch: int):
-        probs = tf.sigmoid(self.model.decode_logits(self.z)).numpy()  # (N, 28, 28, 1)
+        means = self.model.decode_mean(self.z).numpy()  # (N, H, W, C), the likelihood's mean
         title = "before training" if epoch == 0 else f"after epoch {epoch}"
-        plots.save_image_grid(probs, os.path.join(self.run_dir, f"samples_epoch_{epoch:03d}.png"), title)
+        plots.save_image_grid(means, os.path.join(self.run_dir, f"samples_epoch_{epoch:03d}.png"), title)
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == 0:

@@ -13,8 +13,8 @@ import json
 import os
 from typing import Optional
 
-from tfvae.errors import ConfigError
-from tfvae.models import ARCHITECTURES, OBJECTIVES  # the registries (no TensorFlow)
+from tfvae.errors import ConfigError, DataError
+from tfvae.models import ARCHITECTURES, LIKELIHOODS, OBJECTIVES  # the registries (no TensorFlow)
 
 __all__ = [
     "Config",
@@ -22,6 +22,7 @@ __all__ = [
     "DATASETS",
     "ARCHITECTURE_NAMES",
     "OBJECTIVE_NAMES",
+    "LIKELIHOOD_NAMES",
     "STRATEGIES",
     "IMAGE_SHAPE",
     "EXECUTION_FIELDS",
@@ -32,12 +33,14 @@ __all__ = [
 # Bumped when a field changes meaning; runs written by another version are refused.
 CONFIG_VERSION = 1
 
-# Every dataset tfvae knows is 28x28 grey-scale: x in {0, 1}^(28*28*1).
+# The built-in datasets' image shape, 28x28 grey-scale; the default of `Config.image_shape`, which
+# config.json files written before other shapes existed lack.
 IMAGE_SHAPE = (28, 28, 1)
 
-DATASETS = ("binarized_mnist", "mnist", "fashion_mnist")
+DATASETS = ("binarized_mnist", "mnist", "fashion_mnist")  # the built-in names; also tfds:, folder:, npz: (tfvae.datasets)
 ARCHITECTURE_NAMES = tuple(ARCHITECTURES)  # mlp, conv
 OBJECTIVE_NAMES = tuple(OBJECTIVES)  # elbo, iwae
+LIKELIHOOD_NAMES = tuple(LIKELIHOODS)  # bernoulli, continuous_bernoulli
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
 
@@ -69,7 +72,13 @@ class Config:
     warmup_epochs: int = 0  # KL warm-up: the rate's weight rises linearly from 0 to 1 over this many epochs
 
     # --- data ---
-    dataset: str = "binarized_mnist"  # one of DATASETS
+    dataset: str = "binarized_mnist"  # one of DATASETS, or tfds:NAME[/CONFIG], folder:PATH, npz:PATH (paths absolute)
+    image_key: str = "image"  # tfds: the feature that holds the images
+    image_size: Optional[tuple] = None  # (H, W): every image resized with the area filter; None: as stored
+    channels: Optional[int] = None  # 1 (grey) or 3 (RGB): every image converted; None: as stored
+    image_shape: tuple = IMAGE_SHAPE  # (H, W, C) of the images the model sees, found in the data by `train`
+    data_fingerprint: Optional[str] = None  # split sizes and sha256 of the images (None for the built-in datasets)
+    likelihood: str = "bernoulli"  # p(x|z), a key of tfvae.models.LIKELIHOODS: bernoulli or continuous_bernoulli
     # Where the local files were read from (absolute); None: TFVAE_DATA_DIR, then TFDS. An execution
     # setting: a run resumed on another machine reads its data from wherever that machine keeps it.
     data_dir: Optional[str] = _execution(None)
@@ -93,6 +102,17 @@ class Config:
     version: int = CONFIG_VERSION  # format of this file
 
     def __post_init__(self):
+        # JSON has lists, not tuples: normalise so that a config read back equals the one written.
+        for name in ("image_size", "image_shape"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        if isinstance(self.image_size, str):  # "32" or "64x48", as on the command line
+            from tfvae.datasets import parse_image_size
+
+            try:
+                object.__setattr__(self, "image_size", parse_image_size(self.image_size))
+            except DataError as e:
+                raise ConfigError(str(e)) from None
         for name in ("latent_dim", "hidden_units", "hidden_layers", "filters", "train_samples", "epochs", "batch_size",
                      "cpu_devices", "steps_per_execution"):
             value = getattr(self, name)
@@ -104,7 +124,9 @@ class Config:
             raise ConfigError(f"--learning-rate must be a positive number, got {self.learning_rate!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"--seed must be a non-negative integer, got {self.seed!r}")
-        _check_choice("dataset", self.dataset, DATASETS)
+        _check_dataset(self.dataset)
+        _check_image_fields(self)
+        _check_choice("likelihood", self.likelihood, LIKELIHOOD_NAMES)
         if isinstance(self.warmup_epochs, bool) or not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0:
             raise ConfigError(f"--warmup-epochs must be a non-negative integer, got {self.warmup_epochs!r}")
         _check_choice("architecture", self.architecture, tuple(ARCHITECTURES))
@@ -121,10 +143,6 @@ class Config:
                 "retrain with this version or install the tfvae that wrote the run"
             )
 
-    @property
-    def image_shape(self) -> tuple:
-        return IMAGE_SHAPE
-
     def replace(self, **changes) -> "Config":
         """A copy with `changes` applied (and validated)."""
         return dataclasses.replace(self, **changes)
@@ -136,7 +154,7 @@ class Config:
         """The fields that define the run (model, data, optimisation) on which `other` differs, as
         "--flag old -> new" strings. Execution settings, `epochs` and `version` are not compared."""
         return [
-            f"{_flag(name)} {getattr(self, name)!r} -> {getattr(other, name)!r}"
+            f"{_LABELS.get(name, _flag(name))} {getattr(self, name)!r} -> {getattr(other, name)!r}"
             for name in _RUN_FIELDS
             if getattr(self, name) != getattr(other, name)
         ]
@@ -193,6 +211,39 @@ def load_config(path: str) -> Config:
         raise ConfigError(f"{path}: {e}") from None
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+# Fields no option sets directly, named in words when a resumed run differs on them.
+_LABELS = {"image_shape": "image shape", "data_fingerprint": "data (sizes and sha256)"}
+
+
+def _check_dataset(dataset) -> None:
+    from tfvae.datasets import parse_dataset  # NumPy only
+
+    if not isinstance(dataset, str):
+        raise ConfigError(f"--dataset must be a string, got {dataset!r}")
+    try:
+        parse_dataset(dataset)
+    except DataError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _check_image_fields(config) -> None:
+    if not isinstance(config.image_key, str) or not config.image_key:
+        raise ConfigError(f"--image-key must be a feature name, got {config.image_key!r}")
+    if config.image_size is not None and not _positive_ints(config.image_size, 2):
+        raise ConfigError(f"--image-size must be H or HxW with positive integers, got {config.image_size!r}")
+    if config.channels is not None and config.channels not in (1, 3):
+        raise ConfigError(f"--channels must be 1 or 3, got {config.channels!r}")
+    if not _positive_ints(config.image_shape, 3) or config.image_shape[-1] not in (1, 3):
+        raise ConfigError(f"image_shape must be [H, W, C] with C 1 or 3, got {config.image_shape!r}")
+    if config.data_fingerprint is not None and not isinstance(config.data_fingerprint, str):
+        raise ConfigError(f"data_fingerprint must be a string or null, got {config.data_fingerprint!r}")
+
+
+def _positive_ints(values, length: int) -> bool:
+    return (isinstance(values, tuple) and len(values) == length
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values))
 
 
 def _flag(name: str) -> str:

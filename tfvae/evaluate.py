@@ -50,10 +50,10 @@ from typing import Callable, Optional
 import numpy as np
 
 from tfvae.config import Config
-from tfvae.data import DATA_DIR_ENV, binarize, evaluation_seeds, load_splits
+from tfvae.datasets import DATA_DIR_ENV, binarize, config_splits, evaluation_seeds
 from tfvae.errors import ConfigError
 from tfvae.kl import kl_standard_normal
-from tfvae.models import ARCHITECTURES
+from tfvae.models import ARCHITECTURES, LIKELIHOODS
 from tfvae.runs import load_vae
 
 __all__ = [
@@ -76,6 +76,8 @@ _DECODER_ROWS = 8192
 # Images per batch when K is large: enough that per-batch overhead (encoder call,
 # noise, bookkeeping) is negligible; with small K batches grow to fill _DECODER_ROWS.
 _MIN_BATCH_SIZE = 16
+# Below this |l| the continuous-Bernoulli log C(l) is its series: the direct formula divides two numbers near 0.
+_CB_SERIES_BELOW = 1e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +97,14 @@ class Evaluation:
     importance_samples: int  # K, samples per image
     estimator: str  # one of ESTIMATORS
     seconds: float  # wall time of the estimation (data and model loading excluded)
+    # p(x|z), a key of tfvae.models.LIKELIHOODS. continuous_bernoulli: every log p is a log-density of grey
+    # levels, not a log-probability, and is not comparable with a Bernoulli model's figures.
+    likelihood: str = "bernoulli"
+
+    @property
+    def meaning(self) -> str:
+        """What the log p figures are, in words."""
+        return LIKELIHOODS[self.likelihood].description
 
     @property
     def images_per_second(self) -> float:
@@ -119,8 +129,9 @@ def evaluate_images(
     split: str = "test",
     traceable: bool = False,
     jit_compile: bool = True,
+    likelihood: str = "bernoulli",
 ) -> Evaluation:
-    """ELBO, rate, distortion and an estimate of log p(x) for binary images.
+    """ELBO, rate, distortion and an estimate of log p(x) for binary images (or grey levels).
 
     Args:
       encode: float32 images (B, 28, 28, 1) -> (loc, scale) of q(z|x), each (B, D).
@@ -144,6 +155,8 @@ def evaluate_images(
       jit_compile: with `traceable`, compile log p(x|z) with XLA. The estimate
         is the same to float round-off either way; which is faster depends on
         the decoder (see `Architecture.xla_evaluation`).
+      likelihood: "bernoulli" (binary images) or "continuous_bernoulli" (grey
+        levels in [0, 1]; every log p is then a log-density).
 
     Returns:
       An `Evaluation`, averaged over the images.
@@ -154,14 +167,16 @@ def evaluate_images(
         `encode` / `decode_logits` return the wrong shapes.
     """
     _check_options(importance_samples, estimator, batch_size, seed)
-    images = _binary_images(images)  # (N, 28, 28, 1) float32
+    if likelihood not in LIKELIHOODS:
+        raise ConfigError(f"unknown likelihood {likelihood!r}; choose one of: {', '.join(LIKELIHOODS)}")
+    images = _binary_images(images) if LIKELIHOODS[likelihood].binary else _grey_images(images)  # (N, H, W, C) float32
     n = len(images)
     batch_size = min(n, batch_size or max(_MIN_BATCH_SIZE, _DECODER_ROWS // importance_samples))
     chunk_size = _chunk_size(batch_size, importance_samples)
     if traceable:
-        encode, log_p_x_given_z = _compiled(encode), _compiled_log_p_x_given_z(decode_logits, jit_compile)
+        encode, log_p_x_given_z = _compiled(encode), _compiled_log_p_x_given_z(decode_logits, jit_compile, likelihood)
     else:
-        log_p_x_given_z = _numpy_log_p_x_given_z(decode_logits)
+        log_p_x_given_z = _numpy_log_p_x_given_z(decode_logits, likelihood)
 
     started = time.perf_counter()
     log_likelihood, rate, distortion = (np.empty(n) for _ in range(3))  # (N,) float64 each
@@ -192,6 +207,7 @@ def evaluate_images(
         importance_samples=int(importance_samples),
         estimator=estimator,
         seconds=seconds,
+        likelihood=likelihood,
     )
 
 
@@ -251,11 +267,12 @@ def evaluate_run(
         split=split,
         traceable=True,
         jit_compile=ARCHITECTURES[config.architecture].xla_evaluation,
+        likelihood=config.likelihood,
     )
 
 
 def split_images(config: Config, split: str, data_dir: Optional[str] = None) -> np.ndarray:
-    """The binary images (N, 28, 28, 1) uint8 of one split of a run's dataset.
+    """The images (N, H, W, C) of one split of a run's dataset: binary uint8, or grey levels for the continuous Bernoulli.
 
     The data come from `data_dir`, else $TFVAE_DATA_DIR, else the run's own
     data directory if it exists on this machine, else TFDS. The training split
@@ -265,7 +282,7 @@ def split_images(config: Config, split: str, data_dir: Optional[str] = None) -> 
     """
     if data_dir is None and not os.environ.get(DATA_DIR_ENV) and config.data_dir and os.path.isdir(config.data_dir):
         data_dir = config.data_dir
-    splits = load_splits(config.dataset, data_dir)
+    splits = config_splits(config, data_dir)
     images = getattr(splits, split)
     if split == "train" and splits.dynamic:
         images = binarize(images, np.random.default_rng(evaluation_seeds()[2]))
@@ -345,7 +362,7 @@ def _chunk_size(batch_size: int, importance_samples: int) -> int:
 # --------------------------------------------------------------------------- log p(x|z)
 
 
-def _numpy_log_p_x_given_z(decode_logits):
+def _numpy_log_p_x_given_z(decode_logits, likelihood: str = "bernoulli"):
     """x (B, P), z (B, C, D) -> log p(x|z) (B, C), for any decoder over NumPy arrays."""
 
     def log_p_x_given_z(x, z):
@@ -354,14 +371,33 @@ def _numpy_log_p_x_given_z(decode_logits):
         logits = _checked(logits.reshape(batch, samples, -1), (batch, samples, x.shape[1]))  # (B, C, P)
         # log Bernoulli(x; sigmoid(l)) = x l - softplus(l), summed over the pixels.
         x_dot_logits = np.matmul(logits, x[:, :, None])[..., 0]  # (B, C)
-        return x_dot_logits - np.logaddexp(np.float32(0), logits).sum(axis=-1)
+        log_p = x_dot_logits - np.logaddexp(np.float32(0), logits).sum(axis=-1)
+        if likelihood == "continuous_bernoulli":  # the same kernel times the normaliser C(l)
+            log_p = log_p + continuous_bernoulli_log_normalizer(logits).sum(axis=-1)
+        return log_p
 
     return log_p_x_given_z
 
 
-def _compiled_log_p_x_given_z(decode_logits, jit_compile: bool = True):
+def continuous_bernoulli_log_normalizer(logits) -> np.ndarray:
+    """log C(l) = log(l / tanh(l / 2)), elementwise in float64, log 2 + l^2/12 - l^4/720 near l = 0.
+
+    NumPy only (the TFLite decoders are evaluated without TensorFlow); tests check it against TFP.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    small = np.abs(logits) < _CB_SERIES_BELOW
+    safe = np.where(small, 1.0, logits)
+    direct = np.log(safe / np.tanh(safe / 2.0))
+    series = math.log(2.0) + logits**2 / 12.0 - logits**4 / 720.0
+    return np.where(small, series, direct)
+
+
+def _compiled_log_p_x_given_z(decode_logits, jit_compile: bool = True, likelihood: str = "bernoulli"):
     """The same, as one TensorFlow graph per shape (XLA-compiled if `jit_compile`): the fast path for Keras decoders."""
     import tensorflow as tf
+
+    if likelihood == "continuous_bernoulli":
+        return _compiled_continuous_bernoulli(decode_logits, jit_compile)
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
     def log_p_x_given_z(x, z):
@@ -370,6 +406,21 @@ def _compiled_log_p_x_given_z(decode_logits, jit_compile: bool = True):
         logits = tf.reshape(logits, [batch, samples, -1])  # (B, C, P)
         labels = tf.broadcast_to(x[:, None, :], tf.shape(logits))  # (B, C, P), fused away by XLA
         return -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits), axis=-1)
+
+    return lambda x, z: log_p_x_given_z(x, z).numpy()
+
+
+def _compiled_continuous_bernoulli(decode_logits, jit_compile: bool):
+    """x (B, P), z (B, C, D) -> the continuous-Bernoulli log-density (B, C), with TFP's log-normaliser."""
+    import tensorflow as tf
+    import tensorflow_probability as tfp
+
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    def log_p_x_given_z(x, z):
+        batch, samples, latent_dim = tf.unstack(tf.shape(z))
+        logits = tf.reshape(decode_logits(tf.reshape(z, [batch * samples, latent_dim])), [batch, samples, -1])
+        p_x_given_z = tfp.distributions.ContinuousBernoulli(logits=logits)  # (B, C, P) factors
+        return tf.reduce_sum(p_x_given_z.log_prob(x[:, None, :]), axis=-1)
 
     return lambda x, z: log_p_x_given_z(x, z).numpy()
 
@@ -393,6 +444,17 @@ def _binary_images(images) -> np.ndarray:
     if not np.isin(images, (0, 1)).all():
         raise ValueError("images must be binary (values 0 and 1); binarize intensities first")
     return images.astype(np.float32)
+
+
+def _grey_images(images) -> np.ndarray:
+    """Grey levels in [0, 1] (N, H, W, C) as float32, refusing anything else."""
+    images = np.asarray(images)
+    if images.ndim < 2 or len(images) == 0 or images.size == 0:
+        raise ValueError(f"images must be a non-empty stack of images, got shape {images.shape}")
+    images = images.astype(np.float32)
+    if not ((images >= 0) & (images <= 1)).all():
+        raise ValueError("images must hold grey levels in [0, 1] for the continuous-Bernoulli likelihood")
+    return images
 
 
 def _checked(array, shape):

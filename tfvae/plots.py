@@ -46,12 +46,14 @@ def plot_elbo(rows: list, path: str) -> None:
 
 
 def tile(images: np.ndarray, columns: int | None = None) -> np.ndarray:
-    """(N, H, W[, 1]) in [0, 1] -> one (rows*H, columns*W) image; empty cells are white."""
-    images = np.asarray(images, dtype=np.float32).reshape(len(images), *np.shape(images)[1:3])
-    n, h, w = images.shape
+    """(N, H, W[, 1]) grey or (N, H, W, 3) RGB in [0, 1] -> one (rows*H, columns*W[, 3]) image; empty cells are white."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]  # (N, H, W) grey
+    n, h, w = images.shape[:3]
     columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
-    canvas = np.ones((rows * h, columns * w), dtype=np.float32)
+    canvas = np.ones((rows * h, columns * w, *images.shape[3:]), dtype=np.float32)
     for i, image in enumerate(images):
         r, c = divmod(i, columns)
         canvas[r * h : (r + 1) * h, c * w : (c + 1) * w] = image
@@ -59,11 +61,11 @@ def tile(images: np.ndarray, columns: int | None = None) -> np.ndarray:
 
 
 def save_image_grid(images: np.ndarray, path: str, title: str = "", columns: int | None = None) -> None:
-    """A titled grid of (N, 28, 28[, 1]) images with values in [0, 1] (white = 1)."""
+    """A titled grid of (N, H, W[, 1]) grey or (N, H, W, 3) RGB images with values in [0, 1] (white = 1)."""
     plt = _pyplot()
     canvas = tile(images, columns)
     fig, ax = plt.subplots(figsize=(6, 6 * canvas.shape[0] / canvas.shape[1]))
-    ax.imshow(canvas, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.imshow(np.clip(canvas, 0.0, 1.0), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_axis_off()
     if title:
         ax.set_title(title)

@@ -23,7 +23,8 @@ import tf_keras as tfk
 from tfvae import plots
 from tfvae.callbacks import BestCheckpoint, HistoryCSV, KLWarmup, RaiseLostSignals, SampleGrids, StopOnNonFinite, TrainingCheckpoint
 from tfvae.config import Config
-from tfvae.data import load_splits, make_dataset, make_training_dataset, steps_per_epoch
+from tfvae.datasets import canonical_dataset, config_splits
+from tfvae.pipeline import make_dataset, make_training_dataset, steps_per_epoch
 from tfvae.distribute import agree, check_strategy, configure_devices, is_chief, is_multi_worker, make_strategy
 from tfvae.errors import ConfigError, TfvaeError, TrainingDiverged
 from tfvae.io import atomic_write_text
@@ -129,6 +130,7 @@ def train_and_evaluate(
     check_strategy(config, strategy)
     if config.data_dir is not None:
         config = config.replace(data_dir=os.path.abspath(config.data_dir))  # the same folder from any working directory
+    config = config.replace(dataset=canonical_dataset(config.dataset))  # folder: and npz: paths made absolute
     chief = is_chief(strategy)
     with contextlib.ExitStack() as held:
         plan, splits, images = _prepare(config, run_dir, overwrite, strategy, chief, held, log)
@@ -158,7 +160,9 @@ def _prepare(config, run_dir, overwrite, strategy, chief, held, log):
         if chief:
             created = ensure_run_dir(run_dir)  # an unwritable place fails before any data is read
             held.callback(lock_run(run_dir).release)
-        splits = load_splits(config.dataset, config.data_dir)
+        splits = config_splits(config, config.data_dir)
+        # What the data turned out to be: the model's image shape, and the fingerprint a resumed run must match.
+        config = config.replace(image_shape=splits.image_shape, data_fingerprint=splits.fingerprint)
         images = training_images(config, splits)
         if chief:
             plan = plan_run(run_dir, config, overwrite=overwrite, log=log)
@@ -258,8 +262,8 @@ def _finish(config: Config, vae, splits, test: dict, run_dir: str, log) -> dict:
     plots.plot_reconstructions(x, vae.reconstruct(x).numpy(), os.path.join(run_dir, "reconstructions.png"))
     if config.latent_dim == 2:
         z = plots.manifold_latents(20)
-        probs = tf.sigmoid(vae.decode_logits(z)).numpy()
-        plots.save_image_grid(probs, os.path.join(run_dir, "manifold.png"), "latent manifold", columns=20)
+        means = vae.decode_mean(z).numpy()  # (400, H, W, C)
+        plots.save_image_grid(means, os.path.join(run_dir, "manifold.png"), "latent manifold", columns=20)
 
     history = read_history(run_dir)
     last = history[-1]

@@ -2,11 +2,13 @@
 
     x --encoder--> params --q(z|x)--> z (K samples) --decoder--> logits --p(x|z)--> x
     objective: elbo or iwae, over log p(x|z_k), log q(z_k|x) - log p(z_k) and the closed-form rate
+    p(x|z): Bernoulli on binary pixels, or continuous Bernoulli on grey levels
 
 Tables (a new member is one entry here and one function in the named module):
 
     ARCHITECTURES   name -> Architecture(encoder, decoder)      networks.py
     OBJECTIVES      name -> loss function                       objectives.py
+    LIKELIHOODS     name -> Likelihood(layer, mean, ...)        likelihoods.py
 
 The modules that build models import TensorFlow; this file does not, so that
 `tfvae.config` can validate names against these tables on a device that only
@@ -17,6 +19,7 @@ has the LiteRT interpreter. Each entry is resolved when a model is built.
     posteriors.py   q(z|x) = N(loc, diag scale^2), and the rate layer (KL added once, closed form)
     priors.py       p(z) = N(0, I)
     objectives.py   elbo, iwae, and the KL warm-up weight
+    likelihoods.py  p(x|z): Bernoulli or continuous Bernoulli, their means and log-normalisers
     replicas.py     the global batch across tf.distribute replicas
 """
 
@@ -29,7 +32,9 @@ from typing import Callable
 __all__ = [
     "ARCHITECTURES",
     "OBJECTIVES",
+    "LIKELIHOODS",
     "Architecture",
+    "Likelihood",
     "VAE",
     "KLDivergenceLoss",
     "build_vae",
@@ -88,6 +93,37 @@ _OBJECTIVES = "tfvae.models.objectives"
 OBJECTIVES = {
     "elbo": _lazy(_OBJECTIVES, "elbo_loss"),  # E_q[log p(x|z)] - KL, K samples averaged
     "iwae": _lazy(_OBJECTIVES, "iwae_loss"),  # log (1/K) sum_k w_k (Burda et al. 2016)
+}
+
+@dataclasses.dataclass(frozen=True)
+class Likelihood:
+    """p(x|z) given the decoder's logits, one factor per pixel and channel.
+
+    layer(image_shape) -> a TFP distribution layer over logits (B, P) or (K, B, P);
+    mean(logits) -> E[x|z], the picture a sample grid shows (TensorFlow, exportable: builtin TFLite ops);
+    binary: the data are binarized (validation and test once, train every epoch), else grey levels in [0, 1].
+    """
+
+    layer: Callable
+    mean: Callable
+    binary: bool
+    description: str
+
+
+_LIKELIHOODS = "tfvae.models.likelihoods"
+LIKELIHOODS = {
+    "bernoulli": Likelihood(
+        _lazy(_LIKELIHOODS, "bernoulli_layer"),
+        _lazy(_LIKELIHOODS, "bernoulli_mean"),
+        True,
+        "Bernoulli on binarized pixels: log p(x|z) is a log-probability (nats)",
+    ),
+    "continuous_bernoulli": Likelihood(
+        _lazy(_LIKELIHOODS, "continuous_bernoulli_layer"),
+        _lazy(_LIKELIHOODS, "continuous_bernoulli_mean"),
+        False,
+        "continuous Bernoulli on grey levels (Loaiza-Ganem & Cunningham 2019): log p(x|z) is a log-density",
+    ),
 }
 
 # The TensorFlow side, imported when first used: `from tfvae.models import VAE` works as before.

@@ -25,7 +25,7 @@ import tensorflow_probability as tfp
 import tf_keras as tfk
 
 from tfvae.config import IMAGE_SHAPE, Config
-from tfvae.models import ARCHITECTURES, OBJECTIVES
+from tfvae.models import ARCHITECTURES, LIKELIHOODS, OBJECTIVES
 from tfvae.models.posteriors import KLDivergenceLoss, make_posterior, posterior_params
 from tfvae.models.priors import standard_normal_prior
 from tfvae.models.replicas import global_position, replicas
@@ -37,7 +37,7 @@ __all__ = ["VAE", "build_vae"]
 
 
 class VAE(tfk.Model):
-    """A VAE with a Bernoulli decoder, trained on the ELBO or the IWAE bound.
+    """A VAE with a Bernoulli (or continuous-Bernoulli) decoder, trained on the ELBO or the IWAE bound.
 
     Calling the model on images x (B, H, W, C) returns p(x|z): for one sample
     per image (K = 1) a distribution with batch shape (B,), for K samples one
@@ -59,6 +59,7 @@ class VAE(tfk.Model):
       train_samples: K, samples of z per image in the objective.
       warmup_epochs: epochs of KL warm-up (the weight itself is `kl_weight`, set by
         `tfvae.callbacks.KLWarmup`); only decides whether `objective` is reported.
+      likelihood: p(x|z), a key of `tfvae.models.LIKELIHOODS`.
 
     Example:
     >>> vae = VAE(latent_dim=2, hidden_units=8)
@@ -79,6 +80,7 @@ class VAE(tfk.Model):
         objective="elbo",
         train_samples=1,
         warmup_epochs=0,
+        likelihood="bernoulli",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -92,15 +94,14 @@ class VAE(tfk.Model):
         self.objective = objective
         self.train_samples = train_samples
         self.warmup_epochs = warmup_epochs
+        self.likelihood = likelihood
         networks = ARCHITECTURES[architecture]
         sizes = dict(hidden_units=hidden_units, hidden_layers=hidden_layers, filters=filters)
         self.encoder = networks.encoder(latent_dim, self.image_shape, **sizes)
         self.decoder = networks.decoder(latent_dim, self.image_shape, **sizes)
         self.q_z = tfpl.DistributionLambda(make_posterior, dtype="float32", name="q_z")
         self.rate_loss = KLDivergenceLoss(latent_dim, name="rate")
-        self.p_x_given_z = tfpl.IndependentBernoulli(
-            self.image_shape, convert_to_tensor_fn=tfd.Distribution.mean, dtype="float32", name="p_x_given_z"
-        )
+        self.p_x_given_z = LIKELIHOODS[likelihood].layer(self.image_shape)
         self.objective_loss = OBJECTIVES[objective]
         # beta, the rate's weight in the objective: 1 except during warm-up (set per epoch by a callback).
         self.kl_weight = tf.Variable(1.0, trainable=False, dtype=tf.float32, name="kl_weight")
@@ -189,6 +190,10 @@ class VAE(tfk.Model):
         logits = self.decoder(z, training=False)
         return tf.reshape(logits, [-1, *self.image_shape])
 
+    def decode_mean(self, z):
+        """z (N, D) -> E[x|z] (N, H, W, C), the likelihood's mean: what sample grids show."""
+        return LIKELIHOODS[self.likelihood].mean(self.decode_logits(z))
+
     def encode_params(self, x):
         """x (N, H, W, C) -> loc (N, D), scale (N, D) of q(z|x)."""
         return posterior_params(self.encoder(x, training=False))
@@ -211,6 +216,7 @@ class VAE(tfk.Model):
             "objective": self.objective,
             "train_samples": self.train_samples,
             "warmup_epochs": self.warmup_epochs,
+            "likelihood": self.likelihood,
         }
 
     @classmethod
@@ -231,6 +237,7 @@ def build_vae(config: Config) -> VAE:
         objective=config.objective,
         train_samples=config.train_samples,
         warmup_epochs=config.warmup_epochs,
+        likelihood=config.likelihood,
     )
     vae(tf.zeros([1, *config.image_shape]))  # creates the weights
     return vae
