@@ -225,10 +225,11 @@ def test_overwrite_removes_the_old_runs_export(tiny_run, tmp_path):
 
 def test_evaluation_splits_of_dynamic_datasets_do_not_depend_on_the_runs_seed(tmp_path, monkeypatch):
     from tfvae import data
+    from tfvae.datasets import mnist
     from tfvae.evaluate import split_images
 
     sizes = {"train": 6, "validation": 3, "test": 4}
-    monkeypatch.setattr(data, "SPLIT_SIZES", {name: dict(sizes) for name in data.SPLIT_SIZES})
+    monkeypatch.setattr(mnist, "SPLIT_SIZES", {name: dict(sizes) for name in data.SPLIT_SIZES})
     monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "cache"))
     rng = np.random.default_rng(1)
     root = tmp_path / "data" / "mnist"

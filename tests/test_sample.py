@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import edge_runner
+
 from tfvae.errors import ConfigError, ModelFileError
 from tfvae.export import layout
 from tfvae.export.sampler import Samples, interpolation_latents, open_decoder, prior_latents, sample, write_samples
@@ -244,31 +246,7 @@ def test_cli_sample_refuses_a_non_positive_n(decoder_path, tmp_path):
 
 # --------------------------------------------------------------------------- no TensorFlow on the .tflite path
 
-# Runs `tfvae ARGS` with TensorFlow, TFP, Keras and matplotlib made unimportable; prints what was attempted.
-_BLOCKING_RUNNER = r"""
-import importlib.abc, json, sys
-
-BLOCKED = ("tensorflow", "tensorflow_probability", "tf_keras", "keras", "matplotlib")
-attempted = []
-
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            attempted.append(name)
-            raise ImportError(f"{name} is blocked: the .tflite path must not import it")
-        return None
-
-sys.meta_path.insert(0, Block())
-from tfvae.cli.main import cli
-
-try:
-    cli(sys.argv[1:], prog_name="tfvae")
-    code = 0
-except SystemExit as e:
-    code = e.code
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
-print(json.dumps({"code": code, "attempted": attempted, "loaded": loaded}))
-"""
+_BLOCKING_RUNNER = edge_runner.BLOCKING_RUNNER  # `tfvae ARGS` with TensorFlow, TFP, Keras and matplotlib blocked
 
 
 def test_the_tflite_path_never_imports_tensorflow(decoder_path, tmp_path):

@@ -50,7 +50,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from tfvae.config import Config
-from tfvae.datasets import DATA_DIR_ENV, binarize, config_splits, evaluation_seeds
+from tfvae.datasets import DATA_DIR_ENV, binarize, evaluation_seeds, load_splits
 from tfvae.errors import ConfigError
 from tfvae.kl import kl_standard_normal
 from tfvae.models import ARCHITECTURES, LIKELIHOODS
@@ -282,7 +282,8 @@ def split_images(config: Config, split: str, data_dir: Optional[str] = None) -> 
     """
     if data_dir is None and not os.environ.get(DATA_DIR_ENV) and config.data_dir and os.path.isdir(config.data_dir):
         data_dir = config.data_dir
-    splits = config_splits(config, data_dir)
+    splits = load_splits(config.dataset, data_dir, image_key=config.image_key, image_size=config.image_size,
+                         channels=config.channels, likelihood=config.likelihood)
     images = getattr(splits, split)
     if split == "train" and splits.dynamic:
         images = binarize(images, np.random.default_rng(evaluation_seeds()[2]))

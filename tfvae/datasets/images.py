@@ -121,6 +121,8 @@ def parse_image_size(value) -> Optional[tuple]:
     """
     if value is None:
         return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = str(value)
     try:
         parts = [int(p) for p in value.lower().split("x")] if isinstance(value, str) else [int(p) for p in value]
     except (TypeError, ValueError):
@@ -149,7 +151,7 @@ def prepare(images, where: str, options: ReadOptions) -> np.ndarray:
         bad = ~((images >= 0) & (images <= 1))  # NaN fails both comparisons
         if bad.any():
             index = np.unravel_index(int(np.argmax(bad)), images.shape)
-            raise DataError(f"{where} image {index[0]} holds {images[index]!r}; float images must lie in [0, 1] (no NaN)")
+            raise DataError(f"{where} image {index[0]} holds {float(images[index])}; float images must lie in [0, 1] (no NaN)")
     channels = images.shape[-1]
     if options.channels is None and channels not in CHANNELS:
         raise DataError(f"{where} images have {channels} channels; pass --channels 1 or 3 to convert them")
