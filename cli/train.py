@@ -13,6 +13,19 @@ from tfvae.presets import PRESETS
 _DEFAULTS = Config()
 
 
+def _dataset(ctx, param, value):
+    """A built-in name or PREFIX:ARGUMENT of a known source, else a usage error (exit 2) listing the choices."""
+    from tfvae.datasets import SOURCES, parse_dataset
+    from tfvae.errors import DataError
+
+    try:
+        parse_dataset(value)
+    except DataError:
+        choices = [*DATASETS, *(f"{prefix}:..." for prefix in SOURCES)]
+        raise click.BadParameter(f"{value!r} is not one of {', '.join(map(repr, choices))}.") from None
+    return value
+
+
 @click.command()
 @click.option("--preset", type=click.Choice(tuple(PRESETS)), default="classic", show_default=True,
               help="A named set of options (see BENCHMARKS.md); options given explicitly override it.")
@@ -39,6 +52,7 @@ _DEFAULTS = Config()
 @click.option(
     "--dataset",
     default=_DEFAULTS.dataset,
+    callback=_dataset,
     show_default=True,
     help=f"{DATASETS[0]}: Larochelle's static binarization; {', '.join(DATASETS[1:])}: binarized afresh every epoch; "
          "tfds:NAME[/CONFIG]: a TensorFlow Datasets image dataset; folder:PATH: PNG / JPEG / BMP / GIF files "

@@ -186,3 +186,14 @@ def test_channels_3_on_a_decoder_exported_for_1_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match=r"--channels 3: the decoder was exported for 1-channel images \(8x8x1\)"):
         sample(GreyDecoder(), 4, channels=3)
+
+
+def test_the_web_page_refuses_a_colour_run_before_writing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_folder(tmp_path / "pngs", size=8)
+    assert CliRunner().invoke(cli, ["train", "--dataset", "folder:pngs", *TINY, "--run-dir", "run"]).exit_code == 0
+    result = CliRunner().invoke(cli, ["export", "--run-dir", "run", "--web"])
+    assert result.exit_code == 1
+    assert one_line_error(result) == ("Error: --web draws grey Bernoulli decoders only; this run's images are 8x8x3 "
+                                      "with a bernoulli likelihood: export without --web")
+    assert not os.path.exists("run/export")

@@ -134,12 +134,13 @@ def evaluate_images(
     """ELBO, rate, distortion and an estimate of log p(x) for binary images (or grey levels).
 
     Args:
-      encode: float32 images (B, 28, 28, 1) -> (loc, scale) of q(z|x), each (B, D).
-      decode_logits: z (N, D) float32 -> logits (N, 28, 28, 1) (or (N, 784)) of p(x|z).
+      encode: float32 images (B, H, W, C) -> (loc, scale) of q(z|x), each (B, D).
+      decode_logits: z (N, D) float32 -> logits (N, H, W, C) (or (N, H * W * C)) of p(x|z).
         Any callable over NumPy arrays will do (a TFLite interpreter wrapper,
         say), as long as it accepts any N up to max(8192, batch_size)
         (`_DECODER_ROWS`, the most rows per call).
-      images: (N, 28, 28, 1) values in {0, 1}, any numeric dtype.
+      images: (N, H, W, C) values in {0, 1}, any numeric dtype (grey levels in [0, 1]
+        for the continuous Bernoulli).
       importance_samples: K >= 1, samples of z per image.
       estimator: "importance" (z ~ q(z|x), the IWAE bound) or "prior" (z ~ p(z)).
         With "prior" the ELBO still needs K samples from q(z|x), so the decoder
@@ -438,7 +439,7 @@ def _compiled(encode):
 
 
 def _binary_images(images) -> np.ndarray:
-    """Binary images (N, 28, 28, 1) as float32, refusing anything else."""
+    """Binary images (N, H, W, C) as float32, refusing anything else."""
     images = np.asarray(images)
     if images.ndim < 2 or len(images) == 0 or images.size == 0:
         raise ValueError(f"images must be a non-empty stack of images, got shape {images.shape}")
