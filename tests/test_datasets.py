@@ -246,3 +246,9 @@ def test_a_tfds_dataset_that_does_not_exist_is_refused(mock_tfds):
 def test_a_tfds_feature_that_is_not_an_image_is_refused(mock_tfds):
     with pytest.raises(DataError, match="tfds:mnist has no image feature 'label'.*pass --image-key image"):
         load_splits("tfds:mnist", image_key="label")
+
+
+def test_image_key_is_refused_for_sources_without_features(tmp_path):
+    np.savez(tmp_path / "x.npz", x_train=random_uint8((4, 8, 8)))
+    with pytest.raises(DataError, match="--image-key names a TFDS feature"):
+        load_splits(f"npz:{tmp_path / 'x.npz'}", image_key="pixels")

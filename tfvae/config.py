@@ -13,6 +13,7 @@ import json
 import os
 from typing import Optional
 
+from tfvae.datasets.mnist import BUILTIN_DATASETS  # NumPy only
 from tfvae.errors import ConfigError, DataError
 from tfvae.models import ARCHITECTURES, LIKELIHOODS, OBJECTIVES  # the registries (no TensorFlow)
 
@@ -37,7 +38,7 @@ CONFIG_VERSION = 1
 # config.json files written before other shapes existed lack.
 IMAGE_SHAPE = (28, 28, 1)
 
-DATASETS = ("binarized_mnist", "mnist", "fashion_mnist")  # the built-in names; also tfds:, folder:, npz: (tfvae.datasets)
+DATASETS = BUILTIN_DATASETS  # the built-in names; also tfds:, folder:, npz: (tfvae.datasets.SOURCES)
 ARCHITECTURE_NAMES = tuple(ARCHITECTURES)  # mlp, conv
 OBJECTIVE_NAMES = tuple(OBJECTIVES)  # elbo, iwae
 LIKELIHOOD_NAMES = tuple(LIKELIHOODS)  # bernoulli, continuous_bernoulli

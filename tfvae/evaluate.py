@@ -51,7 +51,7 @@ import numpy as np
 
 from tfvae.config import Config
 from tfvae.datasets import DATA_DIR_ENV, binarize, evaluation_seeds, load_splits
-from tfvae.errors import ConfigError
+from tfvae.errors import ConfigError, DataError
 from tfvae.kl import kl_standard_normal
 from tfvae.models import ARCHITECTURES, LIKELIHOODS
 from tfvae.runs import load_vae
@@ -285,6 +285,11 @@ def split_images(config: Config, split: str, data_dir: Optional[str] = None) -> 
         data_dir = config.data_dir
     splits = load_splits(config.dataset, data_dir, image_key=config.image_key, image_size=config.image_size,
                          channels=config.channels, likelihood=config.likelihood)
+    if config.data_fingerprint is not None and splits.fingerprint != config.data_fingerprint:
+        raise DataError(
+            f"the data of this run changed since it was trained: {config.dataset} is now "
+            f"{splits.fingerprint!r}, the run was trained on {config.data_fingerprint!r}"
+        )
     images = getattr(splits, split)
     if split == "train" and splits.dynamic:
         images = binarize(images, np.random.default_rng(evaluation_seeds()[2]))

@@ -278,8 +278,9 @@ def _finish(config: Config, vae, splits, test: dict, run_dir: str, log) -> dict:
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     atomic_write_text(os.path.join(run_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
+    density = "" if config.likelihood == "bernoulli" else " (continuous-Bernoulli log-densities, not probabilities)"
     log(
         f"done: ELBO train {summary['train_elbo']:.2f}, validation {summary['val_elbo']:.2f}, "
-        f"test {summary['test_elbo']:.2f} nats per image; run in {run_dir}"
+        f"test {summary['test_elbo']:.2f} nats per image{density}; run in {run_dir}"
     )
     return summary

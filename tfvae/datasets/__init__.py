@@ -135,6 +135,8 @@ def load_splits(
             raise DataError(f"--image-size and --channels apply to tfds:, folder: and npz: datasets; {dataset} is "
                             f"28x28 grey (use tfds:{dataset} to resize or convert it)")
         return mnist.load_builtin(dataset, data_dir, grey=likelihood != "bernoulli")
+    if prefix != "tfds" and image_key != ReadOptions.image_key:
+        raise DataError(f"--image-key names a TFDS feature; {dataset} has none (leave --image-key out)")
     source = SOURCES[prefix](argument, options)
     return make_splits(source, options, likelihood)
 
