@@ -203,6 +203,33 @@ def test_an_old_config_without_the_new_fields_loads_with_the_defaults(tmp_path):
     assert load_config(str(tmp_path / "again.json")) == config
 
 
+def test_a_run_written_before_image_shapes_existed_trains_further(tmp_path, monkeypatch):
+    """An old run's config.json (no image shape, source options, fingerprint or likelihood) resumes as the same run."""
+    from tfvae.datasets import mnist
+
+    monkeypatch.chdir(tmp_path)
+    sizes = {"train": 16, "validation": 8, "test": 8}  # a small binarized_mnist, in the real files' format
+    monkeypatch.setattr(mnist, "SPLIT_SIZES", {"binarized_mnist": sizes})
+    os.makedirs("data/binarized_mnist")
+    rng = np.random.default_rng(0)
+    for split, name in (("train", "train"), ("validation", "valid"), ("test", "test")):
+        bits = rng.integers(0, 2, (sizes[split], 784))
+        with open(f"data/binarized_mnist/binarized_mnist_{name}.amat", "w") as f:
+            f.writelines(" ".join(map(str, row)) + "\n" for row in bits)
+    args = ["train", "--data-dir", "data", *TINY, "--latent-dim", "3", "--run-dir", "old"]  # D = 3: no manifold plot
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    with open("old/config.json") as f:
+        values = json.load(f)
+    for name in ("image_key", "image_size", "channels", "image_shape", "data_fingerprint", "likelihood"):
+        del values[name]
+    with open("old/config.json", "w") as f:
+        json.dump(values, f)
+    result = CliRunner().invoke(cli, [*args, "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    assert "training the finished run in old further: epochs 1 -> 2" in result.stderr
+    assert load_config("old/config.json").image_shape == (28, 28, 1)
+
+
 def test_channels_3_on_a_decoder_exported_for_1_is_refused(tmp_path):
     class GreyDecoder:  # what the sampler reads of any decoder
         latent_dim, image_shape, likelihood = 2, (8, 8, 1), "bernoulli"
