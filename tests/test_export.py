@@ -368,7 +368,7 @@ def test_cli_export_writes_the_export_and_refuses_to_overwrite_it(run_dir, tmp_p
     runner = CliRunner()
     result = runner.invoke(cli, ["export", "--run-dir", run_dir, "--out", out, "--tflite"])
     assert result.exit_code == 0, result.output
-    assert sorted(os.listdir(out)) == ["decoder.tflite", "encoder.tflite", "manifest.json", "saved_model"]
+    assert sorted(os.listdir(out)) == ["decoder.tflite", "encoder.tflite", "manifest.json", "prior.npz", "saved_model"]
 
     result = runner.invoke(cli, ["export", "--run-dir", run_dir, "--out", out])
     assert result.exit_code == 1

@@ -103,17 +103,26 @@ class Mixture:
         per_component = -0.5 * (z * z) @ precision.T + z @ (self.loc * precision).T + constant  # (N, K)
         return _logsumexp(per_component, axis=-1).reshape(shape)
 
-    def sample(self, rng: np.random.Generator, n: int, temperature: float = 1.0) -> np.ndarray:
-        """z (n, D) float32: a component k ~ pi, then z = loc_k + temperature * scale_k * eps, eps ~ N(0, I).
+    def sample(self, rng: np.random.Generator, n: int, temperature: float = 1.0, dtype=np.float32) -> np.ndarray:
+        """z (n, D) of `dtype`: a component k ~ pi, then z = loc_k + temperature * scale_k * eps, eps ~ N(0, I).
 
         For N(0, I) this draws exactly `temperature * rng.standard_normal((n, D))`, the
         stream the sampler always drew, so seeds keep their pictures.
         """
         if self.is_standard_normal:
-            return (temperature * rng.standard_normal((n, self.latent_dim))).astype(np.float32)
+            return (temperature * rng.standard_normal((n, self.latent_dim))).astype(dtype)
         eps = rng.standard_normal((n, self.latent_dim))
-        k = rng.choice(self.components, size=n, p=np.exp(self.log_weights()))
-        return (self.loc[k] + temperature * self.scale[k] * eps).astype(np.float32)
+        return self.transform(eps, rng.random(n), temperature).astype(dtype)
+
+    def transform(self, eps, u, temperature: float = 1.0) -> np.ndarray:
+        """z = loc_k + temperature * scale_k * eps with k = the component whose CDF interval holds u: (n, D) float64.
+
+        eps (n, D) ~ N(0, I) and u (n,) ~ U(0, 1) give z ~ p(z); fixed eps and u
+        follow the prior as it is learned (the training sample grids).
+        """
+        cdf = np.cumsum(np.exp(self.log_weights()))
+        k = np.minimum(np.searchsorted(cdf, np.asarray(u) * cdf[-1], side="right"), self.components - 1)
+        return self.loc[k] + temperature * self.scale[k] * np.asarray(eps, dtype=np.float64)
 
     def to_npz_bytes(self) -> bytes:
         """The prior.npz file's bytes: float32 arrays `logits`, `loc`, `scale`."""
