@@ -165,7 +165,8 @@ class InverseAutoregressiveFlow(tfk.layers.Layer):
 
     The context h is the encoder's output (loc and raw scale): every step is
     conditioned on x. The order of z is reversed between steps, so that each
-    coordinate is transformed given the others at some step. Sampling and the
+    coordinate is transformed given the others at some step, and restored at
+    the end: a new flow (every step the identity) is exactly the identity. Sampling and the
     density of the sample take one pass each, with no inverse.
     """
 
@@ -184,6 +185,8 @@ class InverseAutoregressiveFlow(tfk.layers.Layer):
                 z = tf.reverse(z, axis=[-1])
             z, step_log_det = step(z, context)
             log_det += step_log_det
+        if len(self.steps) % 2 == 0:  # an odd number of reversals: back to the base's order
+            z = tf.reverse(z, axis=[-1])
         return z, log_det
 
     def get_config(self):
