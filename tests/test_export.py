@@ -402,3 +402,5 @@ def test_benchmark_reports_sizes_quantization_and_latency(exported, capsys):
     assert set(results["latency_seconds"]) == {"decoder.tflite", "decoder_float16.tflite", "decoder_int8.tflite",
                                               "saved_model"}
     assert all(0 < seconds < 1 for by_batch in results["latency_seconds"].values() for seconds in by_batch.values())
+    assert results["prior_seconds"]["components"] == 1  # N(0, I), exported as one component
+    assert all(results["prior_seconds"][key] > 0 for key in ("load", "prior", "standard_normal"))

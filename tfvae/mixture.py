@@ -135,6 +135,8 @@ class Mixture:
         """Read a prior.npz (allow_pickle=False), refusing anything else with one clear line."""
         if not os.path.isfile(path):
             raise PriorFileError(f"{path}: no such prior file")
+        if not zipfile.is_zipfile(path):
+            raise PriorFileError(f"{path} is not a readable .npz file (not a zip archive of arrays)")
         try:
             with np.load(path, allow_pickle=False) as npz:
                 missing = [name for name in ARRAYS if name not in npz.files]
