@@ -40,6 +40,8 @@ def sample(model_path, n, seed, temperature, mode, out, npy, interpolate, manifo
     latents = "interpolate" if interpolate else "manifold" if manifold else "prior"
     if n < 1:
         raise ConfigError(f"--n must be a positive integer, got {n}")
+    if not 0 < temperature < float("inf"):  # before any file is read
+        raise ConfigError(f"--temperature must be a positive number, got {temperature!r}")
     decoder = open_decoder(model_path, num_threads=threads)
     prior = open_prior(model_path, decoder)
     samples = draw(decoder, n, seed=seed, mode=mode, latents=latents, prior=prior, temperature=temperature)
