@@ -59,7 +59,9 @@ def describe(evaluation) -> str:
     return "\n".join([
         f"{e.split} split, {e.examples} images, nats per image:",
         f"  log p(x)  {e.log_likelihood:9.2f} ± {stderr}  ({how}, K = {e.importance_samples})",
-        f"  ELBO      {e.elbo:9.2f}  (rate {e.rate:.2f}, distortion {e.distortion:.2f})",
+        f"  ELBO      {e.elbo:9.2f}  (rate {e.rate:.2f}"
+        + (", a Monte Carlo estimate" if e.rate_estimate == "monte_carlo" else "")
+        + f", distortion {e.distortion:.2f})",
         f"  log p(x) - ELBO  {e.log_likelihood - e.elbo:.2f}",
         *density,
         f"  {e.seconds:.1f} s, {e.images_per_second:.1f} images/s",

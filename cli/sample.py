@@ -10,35 +10,46 @@ import click
               help="A decoder.tflite, a SavedModel directory (OUT/saved_model) or a run directory.")
 @click.option("--n", type=int, default=64, show_default=True, help="How many images.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seeds z ~ N(0, I) and the Bernoulli draws: the same seed gives the same output.")
+              help="Seeds z ~ p(z) and the Bernoulli draws: the same seed gives the same output.")
+@click.option("--temperature", type=float, default=1.0, show_default=True,
+              help="Scales the prior's scale (every component's): below 1 draws nearer the prior's modes.")
 @click.option("--mode", type=click.Choice(["mean", "bernoulli"]), default="mean", show_default=True,
               help="mean: the decoder's means E[x|z] (Bernoulli or continuous Bernoulli); bernoulli: x ~ Bernoulli(p).")
 @click.option("--out", type=click.Path(dir_okay=False), default="samples.png", show_default=True,
               help="The PNG grid.")
 @click.option("--npy", type=click.Path(dir_okay=False), default=None,
               help="Also write the images as a (N, H, W, C) float32 .npy file.")
-@click.option("--interpolate", is_flag=True, help="Decode N points on a straight line between two z ~ N(0, I).")
+@click.option("--interpolate", is_flag=True, help="Decode N points on a straight line between two z ~ p(z).")
 @click.option("--manifold", is_flag=True,
               help="2-D latent only: decode a sqrt(N) x sqrt(N) grid at the normal's percent-point function.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Interpreter threads for a .tflite decoder.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None,
               help="Refuse a decoder that does not make images with this many channels (1 grey, 3 RGB).")
-def sample(model_path, n, seed, mode, out, npy, interpolate, manifold, threads, channels):
-    """Draw images from a trained decoder: z ~ N(0, I), then p(x|z), written as a PNG grid.
+def sample(model_path, n, seed, temperature, mode, out, npy, interpolate, manifold, threads, channels):
+    """Draw images from a trained decoder: z ~ p(z), then p(x|z), written as a PNG grid.
+
+    p(z) is the prior.npz beside the decoder (a learned mixture, written by
+    `tfvae export`), or N(0, I) when there is none.
 
     With a .tflite decoder this needs only numpy, ai-edge-litert and Pillow:
     no TensorFlow. Images read row by row; white is x = 1; grey or RGB, of the
     model's image size.
     """
     from tfvae.errors import ConfigError
-    from tfvae.export.sampler import open_decoder, sample as draw, write_samples
+    from tfvae.export.sampler import open_decoder, open_prior, sample as draw, write_samples
 
     if interpolate and manifold:
         raise ConfigError("--interpolate and --manifold are exclusive: choose one")
     latents = "interpolate" if interpolate else "manifold" if manifold else "prior"
     if n < 1:
         raise ConfigError(f"--n must be a positive integer, got {n}")
+    if not 0 < temperature < float("inf"):  # before any file is read
+        raise ConfigError(f"--temperature must be a positive number, got {temperature!r}")
     decoder = open_decoder(model_path, num_threads=threads)
-    samples = draw(decoder, n, seed=seed, mode=mode, latents=latents, channels=channels and int(channels))
+    prior = open_prior(model_path, decoder)
+    samples = draw(decoder, n, seed=seed, mode=mode, latents=latents, prior=prior, temperature=temperature,
+                   channels=channels and int(channels))
     write_samples(samples, out, npy_path=npy)
-    click.echo(f"wrote {out}" + (f" and {npy}" if npy else "") + f": {n} images ({mode}, {latents} z, seed {seed})")
+    drawn_from = "" if prior.is_standard_normal else f", p(z) a {prior.components}-component mixture"
+    drawn_from += "" if temperature == 1 else f", temperature {temperature:g}"
+    click.echo(f"wrote {out}" + (f" and {npy}" if npy else "") + f": {n} images ({mode}, {latents} z, seed {seed}{drawn_from})")

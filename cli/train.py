@@ -7,7 +7,16 @@ import shlex
 import click
 from click.core import ParameterSource
 
-from tfvae.config import ARCHITECTURE_NAMES, DATASETS, LIKELIHOOD_NAMES, OBJECTIVE_NAMES, STRATEGIES, Config
+from tfvae.config import (
+    ARCHITECTURE_NAMES,
+    DATASETS,
+    LIKELIHOOD_NAMES,
+    OBJECTIVE_NAMES,
+    POSTERIOR_NAMES,
+    PRIOR_NAMES,
+    STRATEGIES,
+    Config,
+)
 from tfvae.presets import PRESETS
 
 _DEFAULTS = Config()
@@ -39,6 +48,15 @@ def _dataset(ctx, param, value):
               help="mlp: dense layers; conv: stride-2 convolutions down, transposed convolutions up.")
 @click.option("--filters", type=int, default=_DEFAULTS.filters, show_default=True,
               help="conv: channels of the first convolution, doubled at each level.")
+@click.option("--posterior", type=click.Choice(POSTERIOR_NAMES), default=_DEFAULTS.posterior, show_default=True,
+              help="q(z|x): gaussian, a diagonal Gaussian; iaf, an inverse autoregressive flow on top of it.")
+@click.option("--flow-steps", type=int, default=_DEFAULTS.flow_steps, show_default=True,
+              help="iaf: autoregressive steps of the flow.")
+@click.option("--prior", type=click.Choice(PRIOR_NAMES), default=_DEFAULTS.prior, show_default=True,
+              help="p(z): normal, N(0, I); mog, a learned mixture of Gaussians; vamp, the VampPrior "
+                   "(a mixture of the posterior at learned pseudo-inputs).")
+@click.option("--prior-components", type=int, default=_DEFAULTS.prior_components, show_default=True,
+              help="mog, vamp: mixture components (pseudo-inputs for vamp).")
 @click.option("--objective", type=click.Choice(OBJECTIVE_NAMES), default=_DEFAULTS.objective, show_default=True,
               help="elbo: the evidence lower bound; iwae: the importance-weighted bound with --train-samples K.")
 @click.option("--train-samples", type=int, default=_DEFAULTS.train_samples, show_default=True,

@@ -6,6 +6,8 @@
 - decode latency, numpy in and numpy out, on one CPU thread: each TFLite decoder with the LiteRT interpreter
   (`num_threads=1`) and the SavedModel's `decode` signature (TensorFlow intra- and inter-op threads = 1); the
   median of many calls, per image (batch 1) and per 64-image grid (batch 64);
+- the prior's share of a 64-image grid: drawing z from EXPORT_DIR/prior.npz (a learned mixture) against
+  z ~ N(0, I), median of many draws, and loading prior.npz;
 - with --edge-tfvae (the `tfvae` of a virtual environment without TensorFlow): the wall time of
   `tfvae sample --model EXPORT_DIR/decoder.tflite`, process start to PNG written, median of --runs runs.
 
@@ -27,7 +29,7 @@ import numpy as np
 
 from tfvae.export import layout
 
-__all__ = ["decode_latency", "sample_wall_time", "main"]
+__all__ = ["decode_latency", "prior_latency", "sample_wall_time", "main"]
 
 GRID = 64  # images in one sample grid
 
@@ -42,6 +44,32 @@ def decode_latency(decode, latent_dim: int, batch: int, repeats: int, warmup: in
         if i >= warmup:
             times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def prior_latency(directory: str, latent_dim: int, repeats: int) -> dict:
+    """Median seconds to draw a grid's z: from the export's prior.npz and from N(0, I); and to load prior.npz."""
+    from tfvae.mixture import Mixture
+
+    path = os.path.join(directory, layout.PRIOR_FILE)
+    if not os.path.isfile(path):
+        return {}
+    loads = []
+    for _ in range(20):
+        started = time.perf_counter()
+        prior = Mixture.load(path, latent_dim)
+        loads.append(time.perf_counter() - started)
+    rng = np.random.default_rng(0)
+
+    def median_draw(mixture):
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            mixture.sample(rng, GRID)
+            times.append(time.perf_counter() - started)
+        return statistics.median(times)
+
+    return {"components": prior.components, "load": statistics.median(loads), "prior": median_draw(prior),
+            "standard_normal": median_draw(Mixture.standard_normal(latent_dim))}
 
 
 def sample_wall_time(tfvae: str, decoder: str, runs: int) -> list:
@@ -103,6 +131,7 @@ def main(argv=None) -> dict:
         "parity": manifest["parity"],
         "quantization": manifest.get("quantization"),
         "latency_seconds": _tflite_latencies(args.export_dir, latent_dim, args.repeats),
+        "prior_seconds": prior_latency(args.export_dir, latent_dim, args.repeats),
     }
     if args.edge_tfvae:  # before TensorFlow is loaded into this process
         times = sample_wall_time(args.edge_tfvae, os.path.join(args.export_dir, layout.DECODER_FILE), args.runs)
@@ -129,6 +158,11 @@ def main(argv=None) -> dict:
     print("| model | per image (batch 1) | per 64-image grid |\n| --- | ---: | ---: |")
     for name, by_batch in results["latency_seconds"].items():
         print(f"| `{name}` | {by_batch[1] * 1e6:,.1f} µs | {by_batch[GRID] * 1e6:,.1f} µs |")
+    prior = results["prior_seconds"]
+    if prior:
+        print(f"\nz for a {GRID}-image grid, median: prior.npz ({prior['components']} components) "
+              f"{prior['prior'] * 1e6:,.1f} µs, N(0, I) {prior['standard_normal'] * 1e6:,.1f} µs; "
+              f"loading prior.npz {prior['load'] * 1e3:.2f} ms")
     if "sample_wall_seconds" in results:
         wall = results["sample_wall_seconds"]
         print(f"\n`tfvae sample` without TensorFlow, process start to PNG written: median {wall['median']:.3f} s "

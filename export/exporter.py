@@ -35,6 +35,7 @@ from tfvae.export.litert import TFLiteDecoder, TFLiteEncoder
 from tfvae.export.savedmodel import KerasDecoder, SavedModelDecoder, save_signatures
 from tfvae.export.web import parse_web_model, write_site
 from tfvae.io import atomic_directory, atomic_write_text, file_sha256
+from tfvae.mixture import Mixture
 from tfvae.models import LIKELIHOODS
 from tfvae.runs import load_vae
 
@@ -73,20 +74,21 @@ def parse_quantize(value) -> tuple:
     return tuple(q for q in layout.QUANTIZATIONS if q in names)
 
 
-def convert_signature(saved_model_dir: str, key: str, quantization: str = "float32") -> bytes:
-    """The TFLite flatbuffer of one signature of a SavedModel; builtin ops only.
+def convert_signature(saved_model_dir: str, key, quantization: str = "float32") -> bytes:
+    """The TFLite flatbuffer of one signature (or several) of a SavedModel; builtin ops only.
 
-    The signature keeps its key and its input and output names, and the batch
+    Each signature keeps its key and its input and output names, and the batch
     dimension stays dynamic (-1 in `shape_signature`).
 
     Args:
       saved_model_dir: a SavedModel written by `save_signatures`.
-      key: "decode" or "encode".
+      key: "decode" or "encode", or a list of keys (["encode", "encode_sample"]).
       quantization: "float32"; "float16" (weights stored as float16); or
         "int8" (dynamic-range: int8 weights, float activations, no
         representative dataset needed).
     """
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[key])
+    keys = [key] if isinstance(key, str) else list(key)
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=keys)
     # Builtin ops only: the plain LiteRT interpreter has no Flex (Select TF ops) delegate.
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantization == "float16":
@@ -144,6 +146,11 @@ def export_run(
     _check_target(out, overwrite)  # before any slow work
     _check_writable(out)
     config, vae = load_vae(run_dir, log=log)
+    if web_model and config.prior != "normal":
+        raise ConfigError(
+            f"--web: the page samples from N(0, I) only, and this run's prior is {config.prior!r}; export without "
+            f"--web (`tfvae sample` on the device reads {layout.PRIOR_FILE})"
+        )
     if web_model and (config.image_shape[-1] != 1 or config.likelihood != "bernoulli"):
         raise ConfigError(
             f"--web draws grey Bernoulli decoders only; this run's images are "
@@ -171,7 +178,11 @@ def _write_export(
     """Write the SavedModel, the TFLite files, OUT/web (unless `web_model` is None) and manifest.json; return the manifest."""
     saved_model_dir = os.path.join(directory, layout.SAVED_MODEL_DIR)
     save_signatures(vae, saved_model_dir)
-    log(f"wrote {layout.SAVED_MODEL_DIR}/ (signatures {layout.DECODE}, {layout.ENCODE})")
+    encoder_keys = [layout.ENCODE] + ([layout.ENCODE_SAMPLE] if vae.flow is not None else [])
+    log(f"wrote {layout.SAVED_MODEL_DIR}/ (signatures {layout.DECODE}, {', '.join(encoder_keys)})")
+    prior = Mixture(*(np.asarray(t) for t in vae.prior_mixture()))
+    _write_bytes(os.path.join(directory, layout.PRIOR_FILE), prior.to_npz_bytes())
+    log(f"wrote {layout.PRIOR_FILE} ({config.prior}: {prior.components} component(s), D = {prior.latent_dim})")
 
     keras = KerasDecoder(vae, source=run_dir)
     rng = np.random.default_rng(PARITY_SEED)
@@ -209,12 +220,18 @@ def _write_export(
             parity[name] = probs_parity(decoders[name][1])
             log(f"wrote {name} ({os.path.getsize(path):,} bytes, max |probs - Keras| {parity[name]['max_abs_diff_probs']:.2e})")
         path = os.path.join(directory, layout.ENCODER_FILE)
-        _write_bytes(path, convert_signature(saved_model_dir, layout.ENCODE))
-        tflite_loc, tflite_scale = TFLiteEncoder(path).encode(x)
+        _write_bytes(path, convert_signature(saved_model_dir, encoder_keys if vae.flow is not None else layout.ENCODE))
+        tflite_encoder = TFLiteEncoder(path)
+        tflite_loc, tflite_scale = tflite_encoder.encode(x)
         parity[layout.ENCODER_FILE] = {
             "max_abs_diff_loc": float(np.max(np.abs(tflite_loc - loc))),
             "max_abs_diff_scale": float(np.max(np.abs(tflite_scale - scale))),
         }
+        if vae.flow is not None:
+            tflite_z, tflite_log_q = tflite_encoder.encode_sample(x, z)  # the parity latents as the noise
+            keras_z, keras_log_q = (t.numpy() for t in vae.encode_sample(tf.constant(x), tf.constant(z)))
+            parity[layout.ENCODER_FILE]["max_abs_diff_z"] = float(np.max(np.abs(tflite_z - keras_z)))
+            parity[layout.ENCODER_FILE]["max_abs_diff_log_q"] = float(np.max(np.abs(tflite_log_q - keras_log_q)))
         log(f"wrote {layout.ENCODER_FILE} ({os.path.getsize(path):,} bytes)")
     if web_model:
         web_entry, web_parity = write_site(directory, vae, config, z, probs, web_model, log)
@@ -228,7 +245,14 @@ def _write_export(
         "latent_dim": config.latent_dim,
         "image_shape": list(config.image_shape),
         "likelihood": config.likelihood,
-        "signatures": _signature_shapes(config.latent_dim, config.image_shape, config.likelihood),
+        "signatures": _signature_shapes(config.latent_dim, config.image_shape, vae.flow is not None, config.likelihood),
+        "prior": {
+            "family": config.prior,
+            "components": prior.components,
+            "file": layout.PRIOR_FILE,
+            "arrays": "logits (K,), loc (K, D), scale (K, D): p(z) = sum_k softmax(logits)_k N(loc_k, diag scale_k^2)",
+        },
+        "posterior": config.posterior,
         "files": {},
         "parity": parity,
     }
@@ -242,16 +266,21 @@ def _write_export(
     return manifest
 
 
-def _signature_shapes(latent_dim: int, image_shape, likelihood: str = "bernoulli") -> dict:
+def _signature_shapes(latent_dim: int, image_shape, flow: bool = False, likelihood: str = "bernoulli") -> dict:
     """The signatures' tensor shapes, with None (JSON null) for the dynamic batch dimension."""
     z, image = [None, latent_dim], [None, *image_shape]
     decoded = {layout.PROBS: image, layout.LOGITS: image}
     if likelihood != "bernoulli":
         decoded[layout.MEAN] = image
-    return {
+    shapes = {
         layout.DECODE: {"inputs": {layout.Z: z}, "outputs": decoded},
         layout.ENCODE: {"inputs": {layout.X: image}, "outputs": {layout.LOC: z, layout.SCALE: z}},
     }
+    if flow:
+        shapes[layout.ENCODE_SAMPLE] = {
+            "inputs": {layout.X: image, layout.EPS: z}, "outputs": {layout.Z: z, layout.LOG_Q: [None]}
+        }
+    return shapes
 
 
 def _eval_subset(config, data_dir, eval_images):
@@ -280,6 +309,15 @@ def _quantization_cost(keras, decoders, images, importance_samples, config, log)
 
     subset, total = images
 
+    vae = keras.vae
+    prior = None if config.prior == "normal" else Mixture(*(np.asarray(t) for t in vae.prior_mixture()))
+    sample_posterior = None
+    if vae.flow is not None:  # the Keras flow, over (B, C, D) noise
+
+        def sample_posterior(x, eps):
+            z, log_q = vae.encode_sample(tf.constant(x), tf.constant(np.transpose(eps, (1, 0, 2))))
+            return np.transpose(z.numpy(), (1, 0, 2)), log_q.numpy().T
+
     def evaluate(decode_logits):
         return evaluate_images(
             keras.encode,
@@ -288,6 +326,8 @@ def _quantization_cost(keras, decoders, images, importance_samples, config, log)
             importance_samples=importance_samples,
             seed=config.seed,
             split=EVAL_SPLIT,
+            prior=prior,
+            sample_posterior=sample_posterior,
             likelihood=config.likelihood,
         )
 

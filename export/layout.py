@@ -1,9 +1,11 @@
 """What an export directory holds, by name. No TensorFlow: the exporter and the on-device sampler share it.
 
     OUT/
-      saved_model/              signatures `decode` and `encode`, tensors in, tensors out
+      saved_model/              signatures `decode` and `encode` (and `encode_sample`), tensors in, tensors out
+      prior.npz                 p(z) as a mixture of diagonal Gaussians: logits (K,), loc (K, D), scale (K, D)
+                                (N(0, I): one component, loc 0, scale 1; tfvae.mixture reads it)
       decoder.tflite            `decode`, float32               (with --tflite)
-      encoder.tflite            `encode`, float32               (with --tflite)
+      encoder.tflite            `encode` (and `encode_sample`), float32   (with --tflite)
       decoder_float16.tflite    `decode`, float16 weights       (with --quantize float16)
       decoder_int8.tflite       `decode`, int8 dynamic-range    (with --quantize int8)
       web/                      a static page that samples in the browser with LiteRT.js  (with --web)
@@ -20,6 +22,10 @@ Signatures (batch size N is dynamic, except in web/ where it is WEB_BATCH; D is 
     decode:  z (N, D) float32                        -> probs, logits (N, H, W, C) float32
                                                         [+ mean (N, H, W, C): continuous-Bernoulli decoders only]
     encode:  x (N, H, W, C) float32 in [0, 1]        -> loc, scale (N, D) float32
+             the Gaussian N(loc, diag scale^2): q(z|x) itself, or the base of a flow posterior
+    encode_sample (only for a flow posterior, --posterior iaf):
+             x (N, H, W, C), eps (N, D) float32      -> z (N, D), log_q (N,) float32
+             z = flow(loc + scale * eps | x) ~ q(z|x) for eps ~ N(0, I), and log q(z|x) of that z
 
 A decoder whose `decode` also returns `mean` is a continuous-Bernoulli decoder: its samples are shown as
 that mean, E[x|z], computed in the graph; a Bernoulli decoder's mean is `probs`.
@@ -32,6 +38,11 @@ from tfvae.runs import EXPORT_DIR
 __all__ = [
     "DECODE",
     "ENCODE",
+    "ENCODE_SAMPLE",
+    "EPS",
+    "LOG_Q",
+    "ENCODE_SAMPLE_OUTPUTS",
+    "PRIOR_FILE",
     "Z",
     "X",
     "PROBS",
@@ -62,6 +73,7 @@ __all__ = [
 # Signature keys, the same in the SavedModel and in each .tflite file.
 DECODE = "decode"
 ENCODE = "encode"
+ENCODE_SAMPLE = "encode_sample"  # flow posteriors only
 
 # Input and output names of the signatures.
 Z = "z"  # (N, D) latent
@@ -71,13 +83,17 @@ LOGITS = "logits"  # (N, H, W, C)
 MEAN = "mean"  # (N, H, W, C) E[x|z] of a continuous-Bernoulli decoder; absent from Bernoulli decoders
 LOC = "loc"  # (N, D) posterior mean
 SCALE = "scale"  # (N, D) posterior standard deviation
+EPS = "eps"  # (N, D) noise ~ N(0, I), input of encode_sample
+LOG_Q = "log_q"  # (N,) log q(z|x) of encode_sample's z
 DECODE_OUTPUTS = (PROBS, LOGITS)  # every decoder; MEAN too for a continuous-Bernoulli one
 ENCODE_OUTPUTS = (LOC, SCALE)
+ENCODE_SAMPLE_OUTPUTS = (Z, LOG_Q)
 
 # Files and folders inside an export directory.
 SAVED_MODEL_DIR = "saved_model"
 DECODER_FILE = "decoder.tflite"
 ENCODER_FILE = "encoder.tflite"
+PRIOR_FILE = "prior.npz"  # arrays logits, loc, scale (tfvae.mixture.ARRAYS), read with allow_pickle=False
 QUANTIZED_DECODER_FILES = {
     "float16": "decoder_float16.tflite",  # weights stored as float16, computed in float32
     "int8": "decoder_int8.tflite",  # dynamic-range: int8 weights, float32 activations

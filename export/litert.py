@@ -173,6 +173,30 @@ class TFLiteEncoder:
         if len(dims) != 1:
             raise ModelFileError(f"{path} is not a tfvae encoder: loc and scale have different sizes {sorted(dims)}")
         self.latent_dim = dims.pop()
+        # A flow posterior's encoder also holds `encode_sample`: x, eps -> z, log_q.
+        self._sample_runner = None
+        if layout.ENCODE_SAMPLE in self._interpreter.get_signature_list():
+            self._sample_runner = self._interpreter.get_signature_runner(layout.ENCODE_SAMPLE)
+
+    @property
+    def has_encode_sample(self) -> bool:
+        return self._sample_runner is not None
+
+    def encode_sample(self, x, eps) -> tuple:
+        """x (N, H, W, C), eps (N, D) -> (z (N, D), log_q (N,)): the flow posterior's sample and its log density.
+
+        Raises:
+          ModelFileError: the file has no `encode_sample` signature (a Gaussian posterior's encoder).
+        """
+        if self._sample_runner is None:
+            raise ModelFileError(f"{self.path} has no '{layout.ENCODE_SAMPLE}' signature: its posterior is Gaussian")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        eps = np.ascontiguousarray(eps, dtype=np.float32)
+        if x.shape[1:] != self.image_shape or eps.shape != (len(x), self.latent_dim):
+            raise ValueError(f"x must be (N, {', '.join(map(str, self.image_shape))}) and eps (N, {self.latent_dim}), "
+                             f"got {x.shape} and {eps.shape}")
+        outputs = self._sample_runner(**{layout.X: x, layout.EPS: eps})
+        return outputs[layout.Z], outputs[layout.LOG_Q]
 
     def encode(self, x) -> tuple:
         """x (N, H, W, C) -> (loc, scale), each (N, D) float32."""

@@ -1,11 +1,13 @@
-"""Ancestral sampling from a tfvae decoder: z ~ N(0, I) from a seeded numpy generator, then p(x|z).
+"""Ancestral sampling from a tfvae decoder: z ~ p(z) from a seeded numpy generator, then p(x|z).
 
 This is the on-device path: with a `.tflite` decoder it needs numpy, the LiteRT
 interpreter and Pillow, and never imports TensorFlow or TFP (STYLE.md,
 principle 10). SavedModel directories and run directories are read with
 TensorFlow, imported only when such a path is given.
 
-    z ~ N(0, I_D)                       (N, D)          prior_latents, seeded
+    z ~ p(z)                            (N, D)          the prior: N(0, I_D), or the mixture in prior.npz
+                                                        beside the decoder (tfvae.mixture), seeded;
+                                                        --temperature T scales every component's scale
     p = sigmoid(decoder(z))             (N, H, W, C)    the Bernoulli means
     x ~ Bernoulli(p)                    (N, H, W, C)    mode "bernoulli"; mode "mean" shows p itself
     E[x|z] = decoder(z)["mean"]         (N, H, W, C)    a continuous-Bernoulli decoder: mode "mean" shows its mean
@@ -30,12 +32,14 @@ from tfvae import plots
 from tfvae.errors import ConfigError, ModelFileError, TfvaeError
 from tfvae.export import layout
 from tfvae.io import atomic_path
+from tfvae.mixture import Mixture, PriorFileError
 
 __all__ = [
     "MODES",
     "LATENTS",
     "Samples",
     "open_decoder",
+    "open_prior",
     "prior_latents",
     "interpolation_latents",
     "manifold_grid",
@@ -120,14 +124,40 @@ def _require_tensorflow(path: str, what: str) -> None:
         ) from None
 
 
-def prior_latents(rng: np.random.Generator, n: int, latent_dim: int) -> np.ndarray:
-    """z ~ N(0, I_D): (n, D) float32."""
-    return rng.standard_normal((n, latent_dim)).astype(np.float32)
+def open_prior(path: str, decoder) -> Mixture:
+    """p(z) for the decoder at `path`: the `prior.npz` of its export, else N(0, I).
+
+    A .tflite file or a SavedModel directory looks for prior.npz in the export
+    directory that holds it; a run directory asks its model. An export without
+    prior.npz (written before tfvae exported priors) samples from N(0, I).
+
+    Raises:
+      ModelFileError: a prior.npz that cannot be used (missing arrays, wrong
+        shapes, a non-positive scale, pickled objects, another D), one line.
+    """
+    vae = getattr(decoder, "vae", None)
+    if vae is not None:  # a run directory's Keras model
+        return Mixture(*(np.asarray(t) for t in vae.prior_mixture()))
+    directory = os.path.dirname(os.path.abspath(path))
+    prior_path = os.path.join(directory, layout.PRIOR_FILE)
+    if not os.path.isfile(prior_path):
+        return Mixture.standard_normal(decoder.latent_dim)
+    try:
+        return Mixture.load(prior_path, latent_dim=decoder.latent_dim)
+    except PriorFileError as e:
+        raise ModelFileError(str(e)) from None
 
 
-def interpolation_latents(rng: np.random.Generator, n: int, latent_dim: int) -> np.ndarray:
-    """n points on the straight line from z_0 to z_1, both drawn from N(0, I_D): (n, D) float32, z_0 first."""
-    z_0, z_1 = rng.standard_normal((2, latent_dim))
+def prior_latents(rng: np.random.Generator, n: int, latent_dim: int, prior: Mixture | None = None,
+                  temperature: float = 1.0) -> np.ndarray:
+    """z ~ p(z) (N(0, I_D) unless `prior` is given), each scale times `temperature`: (n, D) float32."""
+    return (prior or Mixture.standard_normal(latent_dim)).sample(rng, n, temperature)
+
+
+def interpolation_latents(rng: np.random.Generator, n: int, latent_dim: int, prior: Mixture | None = None,
+                          temperature: float = 1.0) -> np.ndarray:
+    """n points on the straight line from z_0 to z_1, both drawn from p(z): (n, D) float32, z_0 first."""
+    z_0, z_1 = (prior or Mixture.standard_normal(latent_dim)).sample(rng, 2, temperature, dtype=np.float64)
     t = np.linspace(0.0, 1.0, n)[:, None]  # (n, 1)
     return ((1.0 - t) * z_0 + t * z_1).astype(np.float32)
 
@@ -146,9 +176,8 @@ def manifold_grid(n: int, latent_dim: int) -> np.ndarray:
     return plots.manifold_latents(side)
 
 
-def sample(
-    decoder, n: int = 64, *, seed: int = 0, mode: str = "mean", latents: str = "prior", channels: int | None = None
-) -> Samples:
+def sample(decoder, n: int = 64, *, seed: int = 0, mode: str = "mean", latents: str = "prior",
+           prior: Mixture | None = None, temperature: float = 1.0, channels: int | None = None) -> Samples:
     """Decode n latents and return the grid's images; the same seed gives the same output.
 
     Args:
@@ -156,9 +185,11 @@ def sample(
       n: how many images.
       seed: seeds the numpy generator that draws z, then x ~ Bernoulli(p).
       mode: "mean" shows p(x|z)'s means; "bernoulli" draws x ~ Bernoulli(p).
-      latents: "prior" draws z ~ N(0, I); "interpolate" walks a straight line
+      latents: "prior" draws z ~ p(z); "interpolate" walks a straight line
         between two such z; "manifold" decodes the percent-point grid of a
-        2-D latent space.
+        2-D latent space (of N(0, I)).
+      prior: p(z) as a `Mixture` (see `open_prior`); None is N(0, I).
+      temperature: scales every component's scale (1: the prior itself; below 1: nearer its modes).
       channels: None, or the channels (1 grey, 3 RGB) the caller expects; refused unless the decoder's.
 
     Raises:
@@ -171,6 +202,8 @@ def sample(
         raise ConfigError(f"unknown --mode {mode!r}; choose one of: {', '.join(MODES)}")
     if latents not in LATENTS:
         raise ConfigError(f"unknown latents {latents!r}; choose one of: {', '.join(LATENTS)}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+        raise ConfigError(f"--temperature must be a positive number, got {temperature!r}")
     height, width, model_channels = decoder.image_shape
     if channels is not None and channels != model_channels:
         raise ConfigError(
@@ -186,10 +219,10 @@ def sample(
         z = manifold_grid(n, decoder.latent_dim)
         columns = math.isqrt(n)
     elif latents == "interpolate":
-        z = interpolation_latents(rng, n, decoder.latent_dim)
+        z = interpolation_latents(rng, n, decoder.latent_dim, prior, temperature)
         columns = math.ceil(math.sqrt(n))
     else:
-        z = prior_latents(rng, n, decoder.latent_dim)
+        z = prior_latents(rng, n, decoder.latent_dim, prior, temperature)
         columns = math.ceil(math.sqrt(n))
     outputs = [decoder.decode(z[i : i + _DECODE_BATCH]) for i in range(0, n, _DECODE_BATCH)]
     probs = np.concatenate([o[layout.PROBS] for o in outputs], axis=0)

@@ -31,6 +31,7 @@ class VAESignatures(tf.Module):
     decode: z (N, D) float32 -> {"probs": sigmoid(logits), "logits": logits}, each (N, H, W, C),
             and for a continuous-Bernoulli decoder "mean": E[x|z]
     encode: x (N, H, W, C) float32 in [0, 1] -> {"loc": loc, "scale": scale}, each (N, D)
+    encode_sample (a flow posterior only): x, eps (N, D) -> {"z": z (N, D), "log_q": log q(z|x) (N,)}
 
     Args:
       vae: a built `tfvae.models.VAE`.
@@ -47,7 +48,18 @@ class VAESignatures(tf.Module):
         # Bound methods are not tracked: only the variables below are saved, not the Keras model.
         self._decode_logits = vae.decode_logits
         self._encode_params = vae.encode_params
+        self.flow = vae.flow is not None
         self.model_variables = list(vae.encoder.variables) + list(vae.decoder.variables)
+        if self.flow:
+            self._encode_sample = vae.encode_sample
+            self.model_variables += list(vae.flow.variables)
+            self.encode_sample = tf.function(
+                self._sample,
+                input_signature=[
+                    tf.TensorSpec([batch_size, *self.image_shape], tf.float32, name=layout.X),
+                    tf.TensorSpec([batch_size, self.latent_dim], tf.float32, name=layout.EPS),
+                ],
+            )
         self.decode = tf.function(
             self._decode, input_signature=[tf.TensorSpec([batch_size, self.latent_dim], tf.float32, name=layout.Z)]
         )
@@ -66,12 +78,19 @@ class VAESignatures(tf.Module):
         loc, scale = self._encode_params(x)  # (N, D) each
         return {layout.LOC: loc, layout.SCALE: scale}
 
+    def _sample(self, x, eps):
+        z, log_q = self._encode_sample(x, eps)  # (N, D), (N,)
+        return {layout.Z: z, layout.LOG_Q: log_q}
+
     def signatures(self) -> dict:
         """{signature key: concrete function}, for `tf.saved_model.save(..., signatures=...)`."""
-        return {
+        signatures = {
             layout.DECODE: self.decode.get_concrete_function(),
             layout.ENCODE: self.encode.get_concrete_function(),
         }
+        if self.flow:
+            signatures[layout.ENCODE_SAMPLE] = self.encode_sample.get_concrete_function()
+        return signatures
 
 
 def save_signatures(vae, path: str, batch_size: int | None = None) -> None:

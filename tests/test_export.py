@@ -368,7 +368,7 @@ def test_cli_export_writes_the_export_and_refuses_to_overwrite_it(run_dir, tmp_p
     runner = CliRunner()
     result = runner.invoke(cli, ["export", "--run-dir", run_dir, "--out", out, "--tflite"])
     assert result.exit_code == 0, result.output
-    assert sorted(os.listdir(out)) == ["decoder.tflite", "encoder.tflite", "manifest.json", "saved_model"]
+    assert sorted(os.listdir(out)) == ["decoder.tflite", "encoder.tflite", "manifest.json", "prior.npz", "saved_model"]
 
     result = runner.invoke(cli, ["export", "--run-dir", run_dir, "--out", out])
     assert result.exit_code == 1
@@ -402,3 +402,5 @@ def test_benchmark_reports_sizes_quantization_and_latency(exported, capsys):
     assert set(results["latency_seconds"]) == {"decoder.tflite", "decoder_float16.tflite", "decoder_int8.tflite",
                                               "saved_model"}
     assert all(0 < seconds < 1 for by_batch in results["latency_seconds"].values() for seconds in by_batch.values())
+    assert results["prior_seconds"]["components"] == 1  # N(0, I), exported as one component
+    assert all(results["prior_seconds"][key] > 0 for key in ("load", "prior", "standard_normal"))

@@ -169,7 +169,7 @@ def test_cli_web_without_tflite_starts_with_the_chosen_model(run_dir, tmp_path):
     out = str(tmp_path / "exp")
     result = run_cli("--run-dir", run_dir, "--out", out, "--web", "--web-model", "int8")
     assert result.exit_code == 0, result.output
-    assert sorted(os.listdir(out)) == ["manifest.json", "saved_model", "web"]
+    assert sorted(os.listdir(out)) == ["manifest.json", "prior.npz", "saved_model", "web"]
     assert read_json(os.path.join(out, "web", layout.WEB_CONFIG_FILE))["default_model"] == "int8"
     assert f"python -m http.server -d {os.path.join(out, 'web')} 8000" in result.stderr
 

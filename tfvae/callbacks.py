@@ -11,6 +11,7 @@ import tensorflow as tf
 import tf_keras as tfk
 
 from tfvae import interrupts, plots
+from tfvae.mixture import Mixture
 from tfvae.runs import CHECKPOINT_NAME, HISTORY_FILE, TIMING_FILE, read_history, write_history
 
 __all__ = ["HistoryCSV", "TrainingCheckpoint", "SampleGrids", "StopOnNonFinite", "KLWarmup", "BestCheckpoint", "RaiseLostSignals"]
@@ -77,19 +78,29 @@ class TrainingCheckpoint(tfk.callbacks.Callback):
 
 
 class SampleGrids(tfk.callbacks.Callback):
-    """Decoder means for a fixed set of z ~ N(0, I): before training, halfway and after.
+    """Decoder means for a fixed set of z ~ p(z): before training, halfway and after.
+
+    `z` is fixed noise eps ~ N(0, I). With N(0, I) it is the grid's z itself;
+    with a learned prior it is mapped through the prior of the moment, z =
+    loc_k + scale_k eps with k picked by the fixed uniforms `u`, so the grids
+    show the prior as it is learned.
 
     Files: samples_epoch_000.png, samples_epoch_{epochs // 2:03d}.png, samples_epoch_{epochs:03d}.png.
     """
 
-    def __init__(self, run_dir: str, z: np.ndarray, epochs: int):
+    def __init__(self, run_dir: str, z: np.ndarray, epochs: int, u: np.ndarray = None):
         super().__init__()
         self.run_dir = run_dir
         self.z = tf.constant(z)  # (N, D), fixed for the whole run
+        self.u = u  # (N,) uniforms that pick a learned prior's components
         self.epochs_to_save = {0, epochs // 2, epochs}
 
     def _save(self, epoch: int):
-        means = self.model.decode_mean(self.z).numpy()  # (N, H, W, C), the likelihood's mean
+        z = self.z
+        if self.model.prior.learned:
+            prior = Mixture(*(np.asarray(t) for t in self.model.prior_mixture()))
+            z = tf.constant(prior.transform(self.z.numpy(), self.u), tf.float32)
+        means = self.model.decode_mean(z).numpy()  # (N, H, W, C), the likelihood's mean
         title = "before training" if epoch == 0 else f"after epoch {epoch}"
         plots.save_image_grid(means, os.path.join(self.run_dir, f"samples_epoch_{epoch:03d}.png"), title)
 

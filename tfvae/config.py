@@ -15,7 +15,7 @@ from typing import Optional
 
 from tfvae.datasets.mnist import BUILTIN_DATASETS  # NumPy only
 from tfvae.errors import ConfigError, DataError
-from tfvae.models import ARCHITECTURES, LIKELIHOODS, OBJECTIVES  # the registries (no TensorFlow)
+from tfvae.models import ARCHITECTURES, LIKELIHOODS, OBJECTIVES, POSTERIORS, PRIORS  # the registries (no TensorFlow)
 
 __all__ = [
     "Config",
@@ -24,6 +24,8 @@ __all__ = [
     "ARCHITECTURE_NAMES",
     "OBJECTIVE_NAMES",
     "LIKELIHOOD_NAMES",
+    "POSTERIOR_NAMES",
+    "PRIOR_NAMES",
     "STRATEGIES",
     "IMAGE_SHAPE",
     "EXECUTION_FIELDS",
@@ -42,6 +44,8 @@ DATASETS = BUILTIN_DATASETS  # the built-in names; also tfds:, folder:, npz: (tf
 ARCHITECTURE_NAMES = tuple(ARCHITECTURES)  # mlp, conv
 OBJECTIVE_NAMES = tuple(OBJECTIVES)  # elbo, iwae
 LIKELIHOOD_NAMES = tuple(LIKELIHOODS)  # bernoulli, continuous_bernoulli
+POSTERIOR_NAMES = tuple(POSTERIORS)  # gaussian, iaf
+PRIOR_NAMES = tuple(PRIORS)  # normal, mog, vamp
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
 
@@ -66,6 +70,10 @@ class Config:
     hidden_units: int = 500  # width of each hidden layer of the encoder and the decoder
     hidden_layers: int = 1  # dense hidden layers in the encoder and in the decoder (conv: after / before the convolutions)
     filters: int = 32  # conv: channels of the first convolution, doubled at each stride-2 level (unused by mlp)
+    posterior: str = "gaussian"  # q(z|x), a key of tfvae.models.POSTERIORS: gaussian, or iaf (a flow on top of it)
+    flow_steps: int = 2  # iaf: autoregressive steps (unused by gaussian)
+    prior: str = "normal"  # p(z), a key of tfvae.models.PRIORS: normal N(0, I), mog or vamp (learned mixtures)
+    prior_components: int = 500  # mog, vamp: mixture components / pseudo-inputs (unused by normal)
 
     # --- objective ---
     objective: str = "elbo"  # what training maximises, a key of tfvae.models.OBJECTIVES: elbo or iwae
@@ -115,7 +123,7 @@ class Config:
             except DataError as e:
                 raise ConfigError(str(e)) from None
         for name in ("latent_dim", "hidden_units", "hidden_layers", "filters", "train_samples", "epochs", "batch_size",
-                     "cpu_devices", "steps_per_execution"):
+                     "cpu_devices", "steps_per_execution", "flow_steps", "prior_components"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{_flag(name)} must be a positive integer, got {value!r}")
@@ -132,6 +140,8 @@ class Config:
             raise ConfigError(f"--warmup-epochs must be a non-negative integer, got {self.warmup_epochs!r}")
         _check_choice("architecture", self.architecture, tuple(ARCHITECTURES))
         _check_choice("objective", self.objective, tuple(OBJECTIVES))
+        _check_choice("posterior", self.posterior, tuple(POSTERIORS))
+        _check_choice("prior", self.prior, tuple(PRIORS))
         _check_choice("strategy", self.strategy, STRATEGIES)
         for name in ("keep_best", "mixed_precision", "jit_compile", "deterministic"):
             if not isinstance(getattr(self, name), bool):
@@ -143,6 +153,11 @@ class Config:
                 f"config version {self.version!r} is not supported by this tfvae (expects {CONFIG_VERSION}); "
                 "retrain with this version or install the tfvae that wrote the run"
             )
+
+    @property
+    def closed_form_rate(self) -> bool:
+        """The rate is KL(N(loc, scale^2) || N(0, I)) in closed form; otherwise a Monte Carlo estimate."""
+        return self.posterior == "gaussian" and self.prior == "normal"
 
     def replace(self, **changes) -> "Config":
         """A copy with `changes` applied (and validated)."""

@@ -18,8 +18,12 @@ with a large variance: it is here to show why the encoder is needed.
 
 Both are computed with log-sum-exp, K in chunks (a running log-sum-exp per
 image), so memory is bounded by `_DECODER_ROWS` decoder inputs whatever K is.
-The ELBO is reported beside them: rate in closed form, distortion averaged over
-K samples z_k ~ q(z|x) (the same samples as the importance estimate).
+The ELBO is reported beside them: distortion averaged over K samples
+z_k ~ q(z|x) (the same samples as the importance estimate); the rate in closed
+form for the Gaussian posterior and the N(0, I) prior, else (a flow posterior,
+a learned prior) the Monte Carlo estimate mean_k [log q(z_k|x) - log p(z_k)]
+over the same K samples. The model's own q and p enter every weight: a flow's
+log density of its sample, a mixture prior's log density (`tfvae.mixture`).
 
 Randomness: image i of the evaluated array draws its noise from its own
 stream, `numpy.random.default_rng((seed, i))`, so the figures are fixed by
@@ -53,6 +57,7 @@ from tfvae.config import Config
 from tfvae.datasets import DATA_DIR_ENV, binarize, evaluation_seeds, load_splits
 from tfvae.errors import ConfigError, DataError
 from tfvae.kl import kl_standard_normal
+from tfvae.mixture import Mixture
 from tfvae.models import ARCHITECTURES, LIKELIHOODS
 from tfvae.runs import load_vae
 
@@ -90,13 +95,14 @@ class Evaluation:
     split: str  # which images: test, validation or train (free text for evaluate_images)
     examples: int  # number of images averaged over
     elbo: float  # -(rate + distortion)
-    rate: float  # KL(q(z|x) || p(z)), closed form
+    rate: float  # KL(q(z|x) || p(z)): closed form (Gaussian q, N(0, I) p), else the mean over the K samples
     distortion: float  # -log p(x|z), averaged over K samples z ~ q(z|x)
     log_likelihood: float  # the estimate of log p(x)
     log_likelihood_stderr: float  # standard error of `log_likelihood` across images; NaN for one image
     importance_samples: int  # K, samples per image
     estimator: str  # one of ESTIMATORS
     seconds: float  # wall time of the estimation (data and model loading excluded)
+    rate_estimate: str = "closed_form"  # how `rate` was computed: closed_form, or monte_carlo (K samples per image)
     # p(x|z), a key of tfvae.models.LIKELIHOODS. continuous_bernoulli: every log p is a log-density of grey
     # levels, not a log-probability, and is not comparable with a Bernoulli model's figures.
     likelihood: str = "bernoulli"
@@ -129,6 +135,8 @@ def evaluate_images(
     split: str = "test",
     traceable: bool = False,
     jit_compile: bool = True,
+    prior: Optional[Mixture] = None,
+    sample_posterior: Optional[Callable] = None,
     likelihood: str = "bernoulli",
 ) -> Evaluation:
     """ELBO, rate, distortion and an estimate of log p(x) for binary images (or grey levels).
@@ -156,6 +164,11 @@ def evaluate_images(
       jit_compile: with `traceable`, compile log p(x|z) with XLA. The estimate
         is the same to float round-off either way; which is faster depends on
         the decoder (see `Architecture.xla_evaluation`).
+      prior: p(z) as a `tfvae.mixture.Mixture`; None is N(0, I).
+      sample_posterior: for a posterior that is not N(loc, scale^2) (a flow):
+        images (B, H, W, C), eps (B, C, D) -> z (B, C, D), log q(z|x) (B, C), the
+        posterior's sample for the noise eps and its log density. `encode` still
+        gives the flow's base (its scale must be positive; it is not otherwise used).
       likelihood: "bernoulli" (binary images) or "continuous_bernoulli" (grey
         levels in [0, 1]; every log p is then a log-density).
 
@@ -176,6 +189,8 @@ def evaluate_images(
     chunk_size = _chunk_size(batch_size, importance_samples)
     if traceable:
         encode, log_p_x_given_z = _compiled(encode), _compiled_log_p_x_given_z(decode_logits, jit_compile, likelihood)
+        if sample_posterior is not None:
+            sample_posterior = _compiled_sample_posterior(sample_posterior)
     else:
         log_p_x_given_z = _numpy_log_p_x_given_z(decode_logits, likelihood)
 
@@ -187,7 +202,8 @@ def evaluate_images(
             stop = min(start + batch_size, n)
             rngs = [np.random.default_rng((seed, i)) for i in range(start, stop)]
             log_likelihood[start:stop], rate[start:stop], distortion[start:stop] = _evaluate_batch(
-                encode, log_p_x_given_z, images[start:stop], rngs, importance_samples, chunk_size, estimator
+                encode, log_p_x_given_z, images[start:stop], rngs, importance_samples, chunk_size, estimator,
+                prior, sample_posterior,
             )
             if bar is not None:
                 bar.update(stop - start)
@@ -208,6 +224,7 @@ def evaluate_images(
         importance_samples=int(importance_samples),
         estimator=estimator,
         seconds=seconds,
+        rate_estimate="closed_form" if prior is None and sample_posterior is None else "monte_carlo",
         likelihood=likelihood,
     )
 
@@ -268,6 +285,8 @@ def evaluate_run(
         split=split,
         traceable=True,
         jit_compile=ARCHITECTURES[config.architecture].xla_evaluation,
+        prior=None if config.prior == "normal" else Mixture(*(t.numpy() for t in vae.prior_mixture())),
+        sample_posterior=None if config.posterior == "gaussian" else _batch_first(vae.encode_sample),
         likelihood=config.likelihood,
     )
 
@@ -299,17 +318,20 @@ def split_images(config: Config, split: str, data_dir: Optional[str] = None) -> 
 # --------------------------------------------------------------------------- one batch
 
 
-def _evaluate_batch(encode, log_p_x_given_z, images, rngs, importance_samples, chunk_size, estimator):
+def _evaluate_batch(encode, log_p_x_given_z, images, rngs, importance_samples, chunk_size, estimator,
+                    prior=None, sample_posterior=None):
     """Per-image log p(x) estimate, rate and distortion for one batch of images.
 
     Args:
-      encode: images (B, 28, 28, 1) -> loc, scale (B, D).
+      encode: images (B, H, W, C) -> loc, scale (B, D).
       log_p_x_given_z: x (B, P), z (B, C, D) -> log p(x|z) (B, C).
-      images: (B, 28, 28, 1) float32 binary images.
+      images: (B, H, W, C) float32 binary images.
       rngs: one numpy Generator per image.
       importance_samples: K.
       chunk_size: C, samples per image per call.
       estimator: one of ESTIMATORS.
+      prior: a `Mixture`, or None for N(0, I).
+      sample_posterior: None for q(z|x) = N(loc, scale^2), else images, eps -> z, log q(z|x).
 
     Returns:
       log_likelihood, rate, distortion: (B,) float64 each.
@@ -322,24 +344,63 @@ def _evaluate_batch(encode, log_p_x_given_z, images, rngs, importance_samples, c
     if not np.all(scale > 0):
         raise ValueError("encode returned a scale that is not positive")
     latent_dim = loc.shape[1]
-    rate = np.sum(kl_standard_normal(loc.astype(np.float64), scale.astype(np.float64)), axis=-1)  # (B,)
+    textbook = prior is None and sample_posterior is None  # N(loc, scale^2) and N(0, I): the closed forms
+    if textbook:
+        rate = np.sum(kl_standard_normal(loc.astype(np.float64), scale.astype(np.float64)), axis=-1)  # (B,)
+    else:
+        sum_log_q_over_p = np.zeros(batch)  # running sum_k log q(z_k|x) - log p(z_k), for the sampled rate
+    log_prior = prior.log_density if prior is not None else _log_standard_normal
 
     log_sum_w = np.full(batch, -np.inf)  # running log sum_k w_k, (B,)
     sum_log_p_x_given_z = np.zeros(batch)  # running sum_k log p(x|z_k), z_k ~ q(z|x), for the distortion
     for start in range(0, importance_samples, chunk_size):
         size = min(chunk_size, importance_samples - start)
         eps = np.stack([rng.standard_normal((size, latent_dim), dtype=np.float32) for rng in rngs])  # (B, C, D)
-        z = loc[:, None, :] + scale[:, None, :] * eps  # (B, C, D), z ~ q(z|x)
+        if sample_posterior is None:
+            z = loc[:, None, :] + scale[:, None, :] * eps  # (B, C, D), z ~ q(z|x)
+        else:
+            z, log_q = (np.asarray(a) for a in sample_posterior(images, eps))
+            what = "sample_posterior returned"
+            z = _checked(z, eps.shape, f"{what} z").astype(np.float32)
+            log_q = _checked(log_q, (batch, size), f"{what} log q").astype(np.float64)
         log_p_x_given_z_q = _checked(log_p_x_given_z(x, z), (batch, size)).astype(np.float64)  # (B, C)
         sum_log_p_x_given_z += log_p_x_given_z_q.sum(axis=1)
+        if textbook:
+            log_p_over_q = _log_prior_over_posterior(z, eps, scale)  # (B, C)
+        else:
+            if sample_posterior is None:
+                log_q = _log_gaussian_posterior(eps, scale)
+            log_p_over_q = log_prior(z) - log_q  # (B, C)
+            sum_log_q_over_p -= log_p_over_q.sum(axis=1)
         if estimator == "importance":
-            log_w = log_p_x_given_z_q + _log_prior_over_posterior(z, eps, scale)  # (B, C)
-        else:  # z ~ p(z): the same noise, used as z itself; w = p(x|z)
-            log_w = _checked(log_p_x_given_z(x, eps), (batch, size)).astype(np.float64)  # (B, C)
+            log_w = log_p_x_given_z_q + log_p_over_q  # (B, C)
+        else:  # z ~ p(z): the same noise, used as z itself (N(0, I)) or as a mixture component's noise; w = p(x|z)
+            z_prior = eps if prior is None else _mixture_sample(prior, rngs, eps)
+            log_w = _checked(log_p_x_given_z(x, z_prior), (batch, size)).astype(np.float64)  # (B, C)
         log_sum_w = np.logaddexp(log_sum_w, _logsumexp(log_w))
     log_likelihood = log_sum_w - math.log(importance_samples)  # log (1/K) sum_k w_k
     distortion = -sum_log_p_x_given_z / importance_samples
+    if not textbook:
+        rate = sum_log_q_over_p / importance_samples
     return log_likelihood, rate, distortion
+
+
+def _log_standard_normal(z):
+    """log N(z; 0, I) for z (..., D), float64."""
+    z = z.astype(np.float64)
+    return -0.5 * np.sum(z * z, -1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
+
+
+def _log_gaussian_posterior(eps, scale):
+    """log N(loc + scale eps; loc, scale^2) = log N(eps; 0, I) - sum log scale: (B, C), float64."""
+    return _log_standard_normal(eps) - np.sum(np.log(scale.astype(np.float64)), -1)[:, None]
+
+
+def _mixture_sample(prior, rngs, eps):
+    """z ~ p(z) for each image: a component from the image's stream, then loc + scale * eps: (B, C, D) float32."""
+    weights = np.exp(prior.log_weights())
+    k = np.stack([rng.choice(prior.components, size=eps.shape[1], p=weights) for rng in rngs])  # (B, C)
+    return (prior.loc[k] + prior.scale[k] * eps).astype(np.float32)
 
 
 def _log_prior_over_posterior(z, eps, scale):
@@ -432,6 +493,25 @@ def _compiled_continuous_bernoulli(decode_logits, jit_compile: bool):
     return lambda x, z: log_p_x_given_z(x, z).numpy()
 
 
+def _compiled_sample_posterior(sample_posterior):
+    """`sample_posterior` as a tf.function returning NumPy arrays."""
+    import tensorflow as tf
+
+    compiled = tf.function(sample_posterior, reduce_retracing=True)
+    return lambda images, eps: tuple(t.numpy() for t in compiled(images, eps))
+
+
+def _batch_first(encode_sample):
+    """A Keras VAE's `encode_sample` (noise (K, B, D), sample-first) over noise (B, C, D), image-first."""
+    import tensorflow as tf
+
+    def sample_posterior(images, eps):
+        z, log_q = encode_sample(images, tf.transpose(eps, [1, 0, 2]))  # (C, B, D), (C, B)
+        return tf.transpose(z, [1, 0, 2]), tf.transpose(log_q)
+
+    return sample_posterior
+
+
 def _compiled(encode):
     """`encode` as a tf.function returning NumPy arrays."""
     import tensorflow as tf
@@ -464,9 +544,9 @@ def _grey_images(images) -> np.ndarray:
     return images
 
 
-def _checked(array, shape):
+def _checked(array, shape, what="decode_logits returned logits"):
     if tuple(array.shape) != tuple(shape):
-        raise ValueError(f"decode_logits returned logits of the wrong size: got {array.shape}, expected {shape}")
+        raise ValueError(f"{what} of the wrong size: got {array.shape}, expected {shape}")
     return array
 
 

@@ -213,7 +213,9 @@ def _train(plan, splits, images, strategy, chief, run_dir, work_dir, verbose, lo
         images, config.batch_size, seed=config.seed, epochs=config.epochs, first_epoch=first_epoch, dynamic=splits.dynamic
     )
     validation_ds = make_dataset(splits.validation, config.batch_size, training=False)
-    z_fixed = np.random.default_rng(config.seed).standard_normal((SAMPLE_GRID_SIZE, config.latent_dim))
+    grid_rng = np.random.default_rng(config.seed)
+    z_fixed = grid_rng.standard_normal((SAMPLE_GRID_SIZE, config.latent_dim))
+    u_fixed = grid_rng.random(SAMPLE_GRID_SIZE)  # drawn after z: the N(0, I) grids keep their z
     stop_on_non_finite = StopOnNonFinite()
     # Order matters: history and plots are written before the checkpoint, so a kill between the two
     # makes the resumed run redo (and rewrite) that epoch rather than lose its row.
@@ -221,7 +223,7 @@ def _train(plan, splits, images, strategy, chief, run_dir, work_dir, verbose, lo
         stop_on_non_finite,
         KLWarmup(config.warmup_epochs),
         HistoryCSV(work_dir),
-        SampleGrids(work_dir, z_fixed.astype(np.float32), config.epochs),
+        SampleGrids(work_dir, z_fixed.astype(np.float32), config.epochs, u_fixed),
         tfk.callbacks.TensorBoard(os.path.join(work_dir, LOG_DIR), profile_batch=0),
         TrainingCheckpoint(checkpoint, epoch, os.path.join(work_dir, CHECKPOINT_DIR)),
         RaiseLostSignals(),  # last: an epoch that has ended is kept before a lost Ctrl-C is raised again
@@ -274,6 +276,8 @@ def _finish(config: Config, vae, splits, test: dict, run_dir: str, log) -> dict:
         "test_elbo": float(test["elbo"]),
         "test_rate": float(test["rate"]),
         "test_distortion": float(test["distortion"]),
+        # The rate's figures (history.csv, above): closed form, or one Monte Carlo sample per image.
+        "rate_estimate": "closed_form" if config.closed_form_rate else "monte_carlo",
         "seconds_per_epoch": statistics.median(r["seconds"] for r in read_history(run_dir, TIMING_FILE)),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

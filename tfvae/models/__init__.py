@@ -9,6 +9,8 @@ Tables (a new member is one entry here and one function in the named module):
     ARCHITECTURES   name -> Architecture(encoder, decoder)      networks.py
     OBJECTIVES      name -> loss function                       objectives.py
     LIKELIHOODS     name -> Likelihood(layer, mean, ...)        likelihoods.py
+    POSTERIORS      name -> flow factory (None: the Gaussian)   posteriors.py
+    PRIORS          name -> prior layer factory                 priors.py
 
 The modules that build models import TensorFlow; this file does not, so that
 `tfvae.config` can validate names against these tables on a device that only
@@ -16,8 +18,8 @@ has the LiteRT interpreter. Each entry is resolved when a model is built.
 
     vae.py          the Keras model (VAE, build_vae)
     networks.py     encoders and decoders: tensors in, tensors out (what gets exported)
-    posteriors.py   q(z|x) = N(loc, diag scale^2), and the rate layer (KL added once, closed form)
-    priors.py       p(z) = N(0, I)
+    posteriors.py   q(z|x) = N(loc, diag scale^2), optionally an IAF on top; the rate layers (added once)
+    priors.py       p(z) = N(0, I), a learned mixture of Gaussians, or the VampPrior
     objectives.py   elbo, iwae, and the KL warm-up weight
     likelihoods.py  p(x|z): Bernoulli or continuous Bernoulli, their means and log-normalisers
     replicas.py     the global batch across tf.distribute replicas
@@ -33,6 +35,8 @@ __all__ = [
     "ARCHITECTURES",
     "OBJECTIVES",
     "LIKELIHOODS",
+    "POSTERIORS",
+    "PRIORS",
     "Architecture",
     "Likelihood",
     "VAE",
@@ -124,6 +128,21 @@ LIKELIHOODS = {
         False,
         "continuous Bernoulli on grey levels (Loaiza-Ganem & Cunningham 2019): log p(x|z) is a log-density",
     ),
+}
+
+_POSTERIORS = "tfvae.models.posteriors"
+# name -> f(latent_dim, flow_steps=, hidden_units=): the flow on top of N(loc, diag scale^2), or None.
+POSTERIORS = {
+    "gaussian": None,  # the diagonal Gaussian itself (with the N(0, I) prior: the closed-form KL)
+    "iaf": _lazy(_POSTERIORS, "iaf"),  # Kingma et al. 2016
+}
+
+_PRIORS = "tfvae.models.priors"
+# name -> f(latent_dim, components=, image_shape=, posterior_params=): a Keras layer with mixture() and distribution().
+PRIORS = {
+    "normal": _lazy(_PRIORS, "normal"),  # N(0, I)
+    "mog": _lazy(_PRIORS, "mog"),  # K learned diagonal Gaussians
+    "vamp": _lazy(_PRIORS, "vamp"),  # the posterior at K learned pseudo-inputs (Tomczak & Welling 2018)
 }
 
 # The TensorFlow side, imported when first used: `from tfvae.models import VAE` works as before.

@@ -1,10 +1,16 @@
-"""q(z|x) = N(loc, diag scale^2): the encoder's parameters as a distribution, and the rate layer.
+"""q(z|x): the encoder's parameters as a distribution, an optional flow on top of it, and the rate layers.
 
-    rate = KL(q(z|x) || p(z)), in closed form, added to the model's losses exactly once
+    gaussian:  q(z|x) = N(loc, diag scale^2)
+    iaf:       N(loc, diag scale^2) pushed through T inverse autoregressive steps (`--flow-steps T`)
+
+    rate = KL(q(z|x) || p(z)), added to the model's losses exactly once:
+      in closed form for gaussian + the N(0, I) prior (KLDivergenceLoss), else
+      as a one-sample Monte Carlo estimate at the distortion's z (SampledRateLoss)
 """
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as tfk
@@ -14,7 +20,13 @@ from tfvae.models.replicas import batch_mean
 
 tfd = tfp.distributions
 
-__all__ = ["KLDivergenceLoss", "posterior_params", "make_posterior"]
+__all__ = [
+    "KLDivergenceLoss",
+    "SampledRateLoss",
+    "InverseAutoregressiveFlow",
+    "posterior_params",
+    "make_posterior",
+]
 
 # Keeps the posterior scale away from 0, where log(scale) and the KL blow up.
 _MIN_SCALE = 1e-5
@@ -77,3 +89,129 @@ class KLDivergenceLoss(tfk.layers.Layer):
         return {**super().get_config(), "latent_dim": self.latent_dim}
 
 
+# --------------------------------------------------------------------------- the flow posterior (IAF)
+
+# Each step's log scale is 2 tanh(raw / 2): the identity at raw = 0, at most e^2 per step either way.
+_LOG_SCALE_BOUND = 2.0
+
+
+class MaskedDense(tfk.layers.Dense):
+    """A dense layer whose kernel is multiplied by a fixed 0/1 mask (in, out): MADE's building block."""
+
+    def __init__(self, units, mask, **kwargs):
+        super().__init__(units, **kwargs)
+        self.mask = np.asarray(mask, dtype=np.float32)
+
+    def call(self, inputs):
+        outputs = tf.tensordot(inputs, self.kernel * self.mask, axes=1)
+        if self.use_bias:
+            outputs += self.bias
+        return self.activation(outputs) if self.activation is not None else outputs
+
+    def get_config(self):
+        return {**super().get_config(), "mask": self.mask.tolist()}
+
+
+def made_masks(latent_dim: int, hidden_units: int):
+    """MADE's masks (Germain et al. 2015) for one hidden layer, outputs depending on z_<i only.
+
+    Inputs have degrees 1..D, hidden units cycle through 0..D-1 (degree 0: the
+    context alone), output i has degree i: an input reaches a hidden unit of
+    degree >= its own, a hidden unit reaches the outputs of higher degree.
+
+    Returns:
+      (D, H) and (H, D) masks.
+    """
+    inputs = np.arange(1, latent_dim + 1)
+    hidden = np.arange(hidden_units) % latent_dim
+    return (hidden[None, :] >= inputs[:, None]).astype(np.float32), (inputs[None, :] > hidden[:, None]).astype(np.float32)
+
+
+class AutoregressiveStep(tfk.layers.Layer):
+    """One IAF step: z -> z * exp(log_scale) + shift, with (shift, log_scale)_i from z_<i and the context.
+
+    The output layer starts at zero, so a new step is exactly the identity:
+    z unchanged and log-determinant 0.
+    """
+
+    def __init__(self, latent_dim: int, hidden_units: int, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.latent_dim = latent_dim
+        self.hidden_units = hidden_units
+        into_hidden, out_of_hidden = made_masks(latent_dim, hidden_units)
+        self.hidden = MaskedDense(hidden_units, into_hidden, dtype="float32", name="hidden")
+        self.context = tfk.layers.Dense(hidden_units, use_bias=False, dtype="float32", name="context")
+        self.shift = MaskedDense(latent_dim, out_of_hidden, kernel_initializer="zeros", dtype="float32", name="shift")
+        self.log_scale = MaskedDense(
+            latent_dim, out_of_hidden, kernel_initializer="zeros", dtype="float32", name="log_scale"
+        )
+
+    def call(self, z, context):
+        """z (..., B, D), context (B, C) -> z' (..., B, D), log |det dz'/dz| (..., B)."""
+        hidden = tf.nn.relu(self.hidden(z) + self.context(context))
+        log_scale = _LOG_SCALE_BOUND * tf.tanh(self.log_scale(hidden) / _LOG_SCALE_BOUND)
+        return z * tf.exp(log_scale) + self.shift(hidden), tf.reduce_sum(log_scale, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "latent_dim": self.latent_dim, "hidden_units": self.hidden_units}
+
+
+class InverseAutoregressiveFlow(tfk.layers.Layer):
+    """q(z|x) as N(loc, diag scale^2) pushed through `steps` IAF steps (Kingma et al. 2016).
+
+        z_0 = loc + scale * eps,   z_t = z_(t-1) * exp(a_t(z_(t-1), h)) + b_t(z_(t-1), h),   t = 1..T
+        log q(z_T|x) = log N(z_0; loc, scale^2) - sum_t sum_i a_t,i
+
+    The context h is the encoder's output (loc and raw scale): every step is
+    conditioned on x. The order of z is reversed between steps, so that each
+    coordinate is transformed given the others at some step, and restored at
+    the end: a new flow (every step the identity) is exactly the identity. Sampling and the
+    density of the sample take one pass each, with no inverse.
+    """
+
+    def __init__(self, latent_dim: int, steps: int, hidden_units: int, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.latent_dim = latent_dim
+        self.steps = [AutoregressiveStep(latent_dim, hidden_units, name=f"step_{t}") for t in range(steps)]
+        self.hidden_units = hidden_units
+
+    def call(self, z, context):
+        """z_0 (..., B, D), context (B, C) -> z_T (..., B, D), sum of log-determinants (..., B)."""
+        log_det = tf.zeros(tf.shape(z)[:-1], z.dtype)
+        for t, step in enumerate(self.steps):
+            if t > 0:
+                z = tf.reverse(z, axis=[-1])
+            z, step_log_det = step(z, context)
+            log_det += step_log_det
+        if len(self.steps) % 2 == 0:  # an odd number of reversals: back to the base's order
+            z = tf.reverse(z, axis=[-1])
+        return z, log_det
+
+    def get_config(self):
+        return {**super().get_config(), "latent_dim": self.latent_dim, "steps": len(self.steps),
+                "hidden_units": self.hidden_units}
+
+
+class SampledRateLoss(tfk.layers.Layer):
+    """Adds the rate as a one-sample estimate, log q(z|x) - log p(z) at the distortion's z, averaged over the batch.
+
+    For a flow posterior or a learned prior the KL has no closed form; its
+    estimate uses the same z as the distortion, so that the reported ELBO is
+    exactly log p(x|z) + log p(z) - log q(z|x) at that z. The input passes through.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+    def call(self, log_q_over_p):
+        """log_q_over_p: (B,) at the first sample of z."""
+        self.add_loss(batch_mean(log_q_over_p))
+        return log_q_over_p
+
+
+def iaf(latent_dim: int, *, flow_steps: int, hidden_units: int, **_) -> InverseAutoregressiveFlow:
+    """The POSTERIORS table's factory for `iaf`."""
+    return InverseAutoregressiveFlow(latent_dim, flow_steps, hidden_units, name="flow")

@@ -1,7 +1,9 @@
 """The VAE: a Keras model made of TFP distribution layers around tensors-in, tensors-out networks.
 
-    x --encoder--> params --q_z--> q(z|x) = N(loc, diag scale^2)  [+ rate = KL(q(z|x) || p(z)), added once]
+    x --encoder--> params --q_z--> N(loc, diag scale^2)  [--flow--> q(z|x), with --posterior iaf]
       z_k ~ q(z|x), k = 1..K (reparameterised) --decoder--> logits --p_x_given_z--> prod Bernoulli(logits)
+    p(z): the `prior` layer (N(0, I), a learned mixture, or the VampPrior)
+    rate = KL(q(z|x) || p(z)), added once: closed form for gaussian + normal, else log q(z_1|x) - log p(z_1)
 
 The model's output is the distribution p(x|z); the loss is the run's objective
 (`tfvae.models.OBJECTIVES`: the ELBO, or the IWAE bound over K samples) as a
@@ -9,7 +11,8 @@ negative number of nats per image. Whatever the objective, the model reports
 the one-sample ELBO beside it, with
 
     distortion = -log p(x|z_1), the first reparameterised sample
-    rate       = KL(q(z|x) || N(0, I)), in closed form
+    rate       = KL(q(z|x) || p(z)): in closed form for the Gaussian posterior and the N(0, I) prior;
+                 otherwise the Monte Carlo estimate log q(z_1|x) - log p(z_1), at the distortion's sample
     elbo       = -(rate + distortion)
 
 Encoder and decoder networks are tensors in, tensors out (they are what gets
@@ -25,9 +28,8 @@ import tensorflow_probability as tfp
 import tf_keras as tfk
 
 from tfvae.config import IMAGE_SHAPE, Config
-from tfvae.models import ARCHITECTURES, LIKELIHOODS, OBJECTIVES
-from tfvae.models.posteriors import KLDivergenceLoss, make_posterior, posterior_params
-from tfvae.models.priors import standard_normal_prior
+from tfvae.models import ARCHITECTURES, LIKELIHOODS, OBJECTIVES, POSTERIORS, PRIORS
+from tfvae.models.posteriors import KLDivergenceLoss, SampledRateLoss, make_posterior, posterior_params
 from tfvae.models.replicas import global_position, replicas
 
 tfd = tfp.distributions
@@ -59,6 +61,10 @@ class VAE(tfk.Model):
       train_samples: K, samples of z per image in the objective.
       warmup_epochs: epochs of KL warm-up (the weight itself is `kl_weight`, set by
         `tfvae.callbacks.KLWarmup`); only decides whether `objective` is reported.
+      posterior: a key of `tfvae.models.POSTERIORS` (gaussian, iaf).
+      flow_steps: steps of the iaf flow.
+      prior: a key of `tfvae.models.PRIORS` (normal, mog, vamp).
+      prior_components: components of a mog prior, pseudo-inputs of a vamp prior.
       likelihood: p(x|z), a key of `tfvae.models.LIKELIHOODS`.
 
     Example:
@@ -80,6 +86,10 @@ class VAE(tfk.Model):
         objective="elbo",
         train_samples=1,
         warmup_epochs=0,
+        posterior="gaussian",
+        flow_steps=2,
+        prior="normal",
+        prior_components=500,
         likelihood="bernoulli",
         **kwargs,
     ):
@@ -94,13 +104,24 @@ class VAE(tfk.Model):
         self.objective = objective
         self.train_samples = train_samples
         self.warmup_epochs = warmup_epochs
+        self.posterior = posterior
+        self.flow_steps = flow_steps
+        self.prior_name = prior
+        self.prior_components = prior_components
         self.likelihood = likelihood
         networks = ARCHITECTURES[architecture]
         sizes = dict(hidden_units=hidden_units, hidden_layers=hidden_layers, filters=filters)
         self.encoder = networks.encoder(latent_dim, self.image_shape, **sizes)
         self.decoder = networks.decoder(latent_dim, self.image_shape, **sizes)
         self.q_z = tfpl.DistributionLambda(make_posterior, dtype="float32", name="q_z")
-        self.rate_loss = KLDivergenceLoss(latent_dim, name="rate")
+        flow = POSTERIORS[posterior]
+        self.flow = flow(latent_dim, flow_steps=flow_steps, hidden_units=hidden_units) if flow is not None else None
+        self.prior = PRIORS[prior](
+            latent_dim, components=prior_components, image_shape=self.image_shape, posterior_params=self.encode_params
+        )
+        # The rate: closed form for the textbook pair, else a one-sample estimate at the distortion's z.
+        self.closed_form_rate = self.flow is None and not self.prior.learned
+        self.rate_loss = KLDivergenceLoss(latent_dim, name="rate") if self.closed_form_rate else SampledRateLoss(name="rate")
         self.p_x_given_z = LIKELIHOODS[likelihood].layer(self.image_shape)
         self.objective_loss = OBJECTIVES[objective]
         # beta, the rate's weight in the objective: 1 except during warm-up (set per epoch by a callback).
@@ -116,11 +137,20 @@ class VAE(tfk.Model):
         self._latents = threading.local()
 
     def call(self, x, training=None):
-        q_z = self.rate_loss(self.q_z(self.encoder(x, training=training)))  # q(z|x): batch (B,), event (D,)
+        params = self.encoder(x, training=training)  # (B, 2D)
+        q_z = self.q_z(params)  # the Gaussian N(loc, scale^2): batch (B,), event (D,)
+        if self.closed_form_rate:
+            q_z = self.rate_loss(q_z)
         eps = self._posterior_noise(tf.shape(x)[0], training)  # (B, D), or (K, B, D) ~ N(0, I)
         z = q_z.mean() + q_z.stddev() * eps  # the reparameterisation trick: z ~ q(z|x), differentiable in phi
-        p_z = standard_normal_prior(self.latent_dim, dtype=z.dtype)
-        self._latents.log_q_over_p = q_z.log_prob(z) - p_z.log_prob(z)  # (B,) or (K, B)
+        log_q = q_z.log_prob(z)  # (B,) or (K, B)
+        if self.flow is not None:  # z_T = flow(z_0 | x), log q(z_T|x) = log N(z_0) - log |det dz_T/dz_0|
+            z, log_det = self.flow(z, params)
+            log_q -= log_det
+        log_q_over_p = log_q - self.prior.distribution().log_prob(z)  # (B,) or (K, B)
+        if not self.closed_form_rate:
+            self.rate_loss(log_q_over_p if self.train_samples == 1 else log_q_over_p[0])
+        self._latents.log_q_over_p = log_q_over_p
         if self.train_samples == 1:
             logits = self.decoder(z, training=training)  # (B, P)
         else:
@@ -198,6 +228,26 @@ class VAE(tfk.Model):
         """x (N, H, W, C) -> loc (N, D), scale (N, D) of q(z|x)."""
         return posterior_params(self.encoder(x, training=False))
 
+    def encode_sample(self, x, eps):
+        """x (N, H, W, C), eps (N, D) or (K, N, D) ~ N(0, I) -> z ~ q(z|x) and log q(z|x), (N, D) and (N,) (or K-first).
+
+        z is the posterior's sample for that noise: loc + scale * eps, pushed
+        through the flow for --posterior iaf. This is what the `encode_sample`
+        export signature computes.
+        """
+        params = self.encoder(x, training=False)
+        q_z = make_posterior(params)
+        z = q_z.mean() + q_z.stddev() * eps
+        log_q = q_z.log_prob(z)
+        if self.flow is not None:
+            z, log_det = self.flow(z, params)
+            log_q -= log_det
+        return z, log_q
+
+    def prior_mixture(self):
+        """p(z) as mixture parameters: logits (K,), loc (K, D), scale (K, D) (N(0, I): one component)."""
+        return self.prior.mixture()
+
     def reconstruct(self, x):
         """x (N, H, W, C) -> the decoder's means for one z ~ q(z|x) per image (the first of K), (N, H, W, C)."""
         means = self(x).mean()
@@ -216,6 +266,10 @@ class VAE(tfk.Model):
             "objective": self.objective,
             "train_samples": self.train_samples,
             "warmup_epochs": self.warmup_epochs,
+            "posterior": self.posterior,
+            "flow_steps": self.flow_steps,
+            "prior": self.prior_name,
+            "prior_components": self.prior_components,
             "likelihood": self.likelihood,
         }
 
@@ -237,6 +291,10 @@ def build_vae(config: Config) -> VAE:
         objective=config.objective,
         train_samples=config.train_samples,
         warmup_epochs=config.warmup_epochs,
+        posterior=config.posterior,
+        flow_steps=config.flow_steps,
+        prior=config.prior,
+        prior_components=config.prior_components,
         likelihood=config.likelihood,
     )
     vae(tf.zeros([1, *config.image_shape]))  # creates the weights

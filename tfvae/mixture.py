@@ -1,0 +1,171 @@
+"""A mixture of diagonal Gaussians in NumPy: the prior as data, for the evaluator and the device.
+
+    p(z) = sum_k pi_k N(z; loc_k, diag scale_k^2),   pi = softmax(logits)
+
+Every prior tfvae trains is one of these (N(0, I) is one component with loc 0
+and scale 1; a VampPrior is the mixture of the posteriors at its pseudo-inputs).
+An export writes it as `prior.npz` (arrays `logits (K,)`, `loc (K, D)`,
+`scale (K, D)`), read back with `allow_pickle=False`. No TensorFlow here: the
+on-device sampler draws from it with NumPy.
+
+Example:
+>>> prior = Mixture.standard_normal(2)
+>>> round(float(prior.log_density(np.zeros((1, 2)))[0]), 4)  # log N(0; 0, I_2) = -log(2 pi)
+-1.8379
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import os
+import zipfile
+
+import numpy as np
+
+__all__ = ["Mixture", "PriorFileError", "ARRAYS"]
+
+ARRAYS = ("logits", "loc", "scale")  # the arrays of prior.npz, in this order
+
+
+class PriorFileError(ValueError):
+    """A prior.npz (or prior arrays) that cannot be used; the message says why, in one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Mixture:
+    """logits (K,), loc (K, D), scale (K, D), float64, checked on construction."""
+
+    logits: np.ndarray
+    loc: np.ndarray
+    scale: np.ndarray
+
+    def __post_init__(self):
+        arrays = {}
+        for name in ARRAYS:
+            value = getattr(self, name)
+            if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
+                raise PriorFileError(f"prior array {name!r} must be a numeric array, got {_describe(value)}")
+            arrays[name] = value.astype(np.float64)
+            object.__setattr__(self, name, arrays[name])
+        logits, loc, scale = (arrays[name] for name in ARRAYS)
+        if logits.ndim != 1 or len(logits) < 1 or loc.ndim != 2 or loc.shape[0] != len(logits) or loc.shape[1] < 1:
+            raise PriorFileError(
+                f"prior arrays must be logits (K,), loc (K, D) and scale (K, D); got logits {logits.shape}, "
+                f"loc {loc.shape}"
+            )
+        if scale.shape != loc.shape:
+            raise PriorFileError(f"prior scale has shape {scale.shape}; loc has {loc.shape}: they must agree")
+        for name, value in arrays.items():
+            if not np.all(np.isfinite(value)):
+                raise PriorFileError(f"prior array {name!r} holds NaN or infinite values")
+        if not np.all(scale > 0):
+            raise PriorFileError("prior scale must be positive everywhere")
+
+    @classmethod
+    def standard_normal(cls, latent_dim: int) -> "Mixture":
+        """N(0, I_D) as one component."""
+        return cls(np.zeros(1), np.zeros((1, latent_dim)), np.ones((1, latent_dim)))
+
+    @property
+    def components(self) -> int:
+        return len(self.logits)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.loc.shape[1]
+
+    @property
+    def is_standard_normal(self) -> bool:
+        return self.components == 1 and not self.loc.any() and bool(np.all(self.scale == 1))
+
+    def log_weights(self) -> np.ndarray:
+        """log pi (K,), the normalised log mixture weights."""
+        return self.logits - _logsumexp(self.logits)
+
+    def log_density(self, z) -> np.ndarray:
+        """log p(z) for z (..., D) -> (...), float64.
+
+        Per component, log N(z; m, s^2) = -1/2 |z/s|^2 + z.(m/s^2) - 1/2 |m/s|^2 - sum log s - D/2 log 2 pi:
+        two (N, D) x (D, K) products, so K components cost two matrix products, not an (N, K, D) tensor.
+        """
+        z = np.asarray(z, dtype=np.float64)
+        shape = z.shape[:-1]
+        z = z.reshape(-1, self.latent_dim)  # (N, D)
+        precision = 1.0 / self.scale**2  # (K, D)
+        constant = (
+            self.log_weights()
+            - 0.5 * np.sum(self.loc**2 * precision, axis=1)
+            - np.sum(np.log(self.scale), axis=1)
+            - 0.5 * self.latent_dim * math.log(2 * math.pi)
+        )  # (K,)
+        per_component = -0.5 * (z * z) @ precision.T + z @ (self.loc * precision).T + constant  # (N, K)
+        return _logsumexp(per_component, axis=-1).reshape(shape)
+
+    def sample(self, rng: np.random.Generator, n: int, temperature: float = 1.0, dtype=np.float32) -> np.ndarray:
+        """z (n, D) of `dtype`: a component k ~ pi, then z = loc_k + temperature * scale_k * eps, eps ~ N(0, I).
+
+        For N(0, I) this draws exactly `temperature * rng.standard_normal((n, D))`, the
+        stream the sampler always drew, so seeds keep their pictures.
+        """
+        if self.is_standard_normal:
+            return (temperature * rng.standard_normal((n, self.latent_dim))).astype(dtype)
+        eps = rng.standard_normal((n, self.latent_dim))
+        return self.transform(eps, rng.random(n), temperature).astype(dtype)
+
+    def transform(self, eps, u, temperature: float = 1.0) -> np.ndarray:
+        """z = loc_k + temperature * scale_k * eps with k = the component whose CDF interval holds u: (n, D) float64.
+
+        eps (n, D) ~ N(0, I) and u (n,) ~ U(0, 1) give z ~ p(z); fixed eps and u
+        follow the prior as it is learned (the training sample grids).
+        """
+        cdf = np.cumsum(np.exp(self.log_weights()))
+        k = np.minimum(np.searchsorted(cdf, np.asarray(u) * cdf[-1], side="right"), self.components - 1)
+        return self.loc[k] + temperature * self.scale[k] * np.asarray(eps, dtype=np.float64)
+
+    def to_npz_bytes(self) -> bytes:
+        """The prior.npz file's bytes: float32 arrays `logits`, `loc`, `scale`."""
+        buffer = io.BytesIO()
+        np.savez(buffer, **{name: getattr(self, name).astype(np.float32) for name in ARRAYS})
+        return buffer.getvalue()
+
+    @classmethod
+    def load(cls, path: str, latent_dim: int = None) -> "Mixture":
+        """Read a prior.npz (allow_pickle=False), refusing anything else with one clear line."""
+        if not os.path.isfile(path):
+            raise PriorFileError(f"{path}: no such prior file")
+        if not zipfile.is_zipfile(path):
+            raise PriorFileError(f"{path} is not a readable .npz file (not a zip archive of arrays)")
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                missing = [name for name in ARRAYS if name not in npz.files]
+                if missing:
+                    raise PriorFileError(f"{path} lacks the array(s) {', '.join(missing)} (needs {', '.join(ARRAYS)})")
+                arrays = {name: npz[name] for name in ARRAYS}
+        except PriorFileError:
+            raise
+        except ValueError as e:  # object arrays need pickle, which is refused
+            raise PriorFileError(f"{path} holds an array that needs pickle, which tfvae does not load ({e})") from None
+        except (OSError, zipfile.BadZipFile, EOFError) as e:
+            raise PriorFileError(f"{path} is not a readable .npz file ({e})") from None
+        try:
+            prior = cls(**arrays)
+        except PriorFileError as e:
+            raise PriorFileError(f"{path}: {e}") from None
+        if latent_dim is not None and prior.latent_dim != latent_dim:
+            raise PriorFileError(f"{path} is a prior over D = {prior.latent_dim}; the decoder takes D = {latent_dim}")
+        return prior
+
+
+def _logsumexp(a, axis=None):
+    a = np.asarray(a, dtype=np.float64)
+    top = np.max(a, axis=axis, keepdims=True)
+    out = top + np.log(np.sum(np.exp(a - top), axis=axis, keepdims=True))
+    return out.squeeze(axis) if axis is not None else float(out.reshape(()))
+
+
+def _describe(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"an array of dtype {value.dtype}"
+    return type(value).__name__
