@@ -117,6 +117,10 @@ def test_train_evaluate_export_and_sample_on_the_edge(sources, tmp_path, monkeyp
         assert grid.size == (2 * shape[1], 2 * shape[0]) and grid.mode == ("RGB" if shape[2] == 3 else "L")
     shown = np.load(tmp_path / "grid.npy")
     assert shown.shape == (4, *shape) and shown.min() >= 0 and shown.max() <= 1
+    other = 4 - shape[2]  # 3 for a grey model, 1 for a colour one
+    refused = runner.invoke(cli, ["sample", "--model", decoder, "--channels", str(other), "--out", "no.png"])
+    assert refused.exit_code == 1 and not os.path.exists("no.png")
+    assert one_line_error(refused).startswith(f"Error: --channels {other}: the decoder was exported for {shape[2]}-channel")
 
     from tfvae.export.litert import TFLiteDecoder
     from tfvae.export.sampler import prior_latents
