@@ -243,3 +243,14 @@ def test_channels_3_on_a_decoder_exported_for_1_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match=r"--channels 3: the decoder was exported for 1-channel images \(8x8x1\)"):
         sample(GreyDecoder(), 4, channels=3)
+
+
+def test_mode_bernoulli_on_a_continuous_bernoulli_decoder_is_refused():
+    class GreyLevelsDecoder:
+        latent_dim, image_shape, likelihood = 2, (8, 8, 1), "continuous_bernoulli"
+
+    from tfvae.errors import ConfigError
+    from tfvae.export.sampler import sample
+
+    with pytest.raises(ConfigError, match="--mode bernoulli draws binary pixels, but this decoder is a continuous Bernoulli"):
+        sample(GreyLevelsDecoder(), 4, mode="bernoulli")

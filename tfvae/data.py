@@ -23,6 +23,8 @@ from tfvae.datasets import (  # noqa: F401  (re-exported)
 from tfvae.pipeline import make_dataset, make_training_dataset, steps_per_epoch  # noqa: F401
 
 __all__ = [
+    "BUILTIN_DATASETS",
+    "SOURCES",
     "DATA_DIR_ENV",
     "CACHE_DIR_ENV",
     "SPLIT_SIZES",
