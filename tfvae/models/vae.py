@@ -142,11 +142,7 @@ class VAE(tfk.Model):
         if self.closed_form_rate:
             q_z = self.rate_loss(q_z)
         eps = self._posterior_noise(tf.shape(x)[0], training)  # (B, D), or (K, B, D) ~ N(0, I)
-        z = q_z.mean() + q_z.stddev() * eps  # the reparameterisation trick: z ~ q(z|x), differentiable in phi
-        log_q = q_z.log_prob(z)  # (B,) or (K, B)
-        if self.flow is not None:  # z_T = flow(z_0 | x), log q(z_T|x) = log N(z_0) - log |det dz_T/dz_0|
-            z, log_det = self.flow(z, params)
-            log_q -= log_det
+        z, log_q = self._posterior_sample(params, q_z, eps)  # (B, D) and (B,), or K-first
         log_q_over_p = log_q - self.prior.distribution().log_prob(z)  # (B,) or (K, B)
         if not self.closed_form_rate:
             self.rate_loss(log_q_over_p if self.train_samples == 1 else log_q_over_p[0])
@@ -236,7 +232,14 @@ class VAE(tfk.Model):
         export signature computes.
         """
         params = self.encoder(x, training=False)
-        q_z = make_posterior(params)
+        return self._posterior_sample(params, make_posterior(params), eps)
+
+    def _posterior_sample(self, params, q_z, eps):
+        """z ~ q(z|x) for the noise eps, and log q(z|x) of that z.
+
+        z_0 = loc + scale * eps, the reparameterisation trick (differentiable in phi); with a flow,
+        z = flow(z_0 | x) and log q(z|x) = log N(z_0; loc, scale^2) - log |det dz/dz_0|.
+        """
         z = q_z.mean() + q_z.stddev() * eps
         log_q = q_z.log_prob(z)
         if self.flow is not None:
