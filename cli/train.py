@@ -10,6 +10,7 @@ from click.core import ParameterSource
 from tfvae.config import (
     ARCHITECTURE_NAMES,
     DATASETS,
+    DECODER_BIASES,
     LIKELIHOOD_NAMES,
     OBJECTIVE_NAMES,
     POSTERIOR_NAMES,
@@ -57,6 +58,9 @@ def _dataset(ctx, param, value):
                    "(a mixture of the posterior at learned pseudo-inputs).")
 @click.option("--prior-components", type=int, default=_DEFAULTS.prior_components, show_default=True,
               help="mog, vamp: mixture components (pseudo-inputs for vamp).")
+@click.option("--decoder-bias", type=click.Choice(DECODER_BIASES), default=_DEFAULTS.decoder_bias, show_default=True,
+              help="The decoder's output bias at the start: zero, or data: the logit of the training pixel means "
+                   "(an untrained decoder draws the average image).")
 @click.option("--objective", type=click.Choice(OBJECTIVE_NAMES), default=_DEFAULTS.objective, show_default=True,
               help="elbo: the evidence lower bound; iwae: the importance-weighted bound with --train-samples K.")
 @click.option("--train-samples", type=int, default=_DEFAULTS.train_samples, show_default=True,

@@ -147,3 +147,32 @@ def test_config_round_trip_rebuilds_the_same_function(x):
     z = np.random.default_rng(0).standard_normal((5, 2)).astype(np.float32)
     np.testing.assert_array_equal(vae.decode_logits(z).numpy(), clone.decode_logits(z).numpy())
     assert clone.get_config()["latent_dim"] == 2
+
+
+@pytest.mark.parametrize("architecture, image_shape", [("mlp", (6, 5, 1)), ("conv", (6, 5, 3))])
+def test_decoder_bias_from_the_data_starts_at_the_average_image(architecture, image_shape):
+    """--decoder-bias data: an MLP's last bias is the logit of each pixel's mean, a convolution's the logit of
+    each channel's mean; with the other weights zero the decoder's probabilities are those means."""
+    from tfvae.models.networks import set_output_bias
+
+    config = Config(architecture=architecture, latent_dim=2, hidden_units=8, filters=4, image_shape=image_shape)
+    vae = build_vae(config)
+    means = np.random.default_rng(0).uniform(0.05, 0.95, image_shape)
+    means[0, 0, 0] = 0.0  # a pixel never on: clipped, not -inf
+    set_output_bias(vae.decoder, means)
+    kernels = [w for layer in vae.decoder.layers for w in layer.trainable_weights if "kernel" in w.name]
+    for kernel in kernels:
+        kernel.assign(tf.zeros_like(kernel))
+    probs = tf.sigmoid(vae.decoder(tf.zeros([1, 2]))).numpy().reshape(image_shape)
+    expected = np.clip(means if architecture == "mlp" else means.mean(axis=(0, 1), keepdims=True) + 0 * means,
+                       1e-3, 1 - 1e-3)
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_pixel_means_are_bernoulli_means_for_static_and_dynamic_images():
+    from tfvae.pipeline import pixel_means
+
+    binary = np.array([[[[0]], [[1]]], [[[1]], [[1]]]], np.uint8)  # (2, 2, 1, 1)
+    np.testing.assert_allclose(pixel_means(binary), [[[0.5]], [[1.0]]])
+    grey = np.array([[[[0]], [[255]]], [[[51]], [[255]]]], np.uint8)
+    np.testing.assert_allclose(pixel_means(grey, dynamic=True), [[[0.1]], [[1.0]]])

@@ -46,6 +46,7 @@ OBJECTIVE_NAMES = tuple(OBJECTIVES)  # elbo, iwae
 LIKELIHOOD_NAMES = tuple(LIKELIHOODS)  # bernoulli, continuous_bernoulli
 POSTERIOR_NAMES = tuple(POSTERIORS)  # gaussian, iaf
 PRIOR_NAMES = tuple(PRIORS)  # normal, mog, vamp
+DECODER_BIASES = ("zero", "data")  # the decoder output bias at initialisation: 0, or logit(training pixel means)
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
 
@@ -74,6 +75,9 @@ class Config:
     flow_steps: int = 2  # iaf: autoregressive steps (unused by gaussian)
     prior: str = "normal"  # p(z), a key of tfvae.models.PRIORS: normal N(0, I), mog or vamp (learned mixtures)
     prior_components: int = 500  # mog, vamp: mixture components / pseudo-inputs (unused by normal)
+    # The decoder's output bias at initialisation: zero (the seed's model), or data: the logit of the training
+    # images' pixel means, so that an untrained decoder already draws the average image (a start, not a new model).
+    decoder_bias: str = "zero"
 
     # --- objective ---
     objective: str = "elbo"  # what training maximises, a key of tfvae.models.OBJECTIVES: elbo or iwae
@@ -142,6 +146,7 @@ class Config:
         _check_choice("objective", self.objective, tuple(OBJECTIVES))
         _check_choice("posterior", self.posterior, tuple(POSTERIORS))
         _check_choice("prior", self.prior, tuple(PRIORS))
+        _check_choice("decoder_bias", self.decoder_bias, DECODER_BIASES)
         _check_choice("strategy", self.strategy, STRATEGIES)
         for name in ("keep_best", "mixed_precision", "jit_compile", "deterministic"):
             if not isinstance(getattr(self, name), bool):

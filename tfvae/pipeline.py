@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["make_dataset", "make_training_dataset", "steps_per_epoch"]
+__all__ = ["make_dataset", "make_training_dataset", "steps_per_epoch", "pixel_means"]
 
 _MAX_INTENSITY = np.iinfo(np.uint8).max  # 255: grey level of a fully black pixel, p(x=1) = 1
 
@@ -135,6 +135,16 @@ def make_training_dataset(
 
     dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
     return _finish_pipeline(dataset)
+
+
+def pixel_means(images: np.ndarray, dynamic: bool = False) -> np.ndarray:
+    """(H, W, C) float64: each pixel's mean over `images`, as a Bernoulli mean (uint8 intensities / 255 when
+    `dynamic`, since those are binarized with probability grey level). Summed in chunks: no float copy of the set."""
+    scale = _MAX_INTENSITY if dynamic and images.dtype == np.uint8 else 1.0
+    total = np.zeros(images.shape[1:], np.float64)
+    for start in range(0, len(images), 4096):
+        total += images[start : start + 4096].sum(axis=0, dtype=np.float64)
+    return total / len(images) / scale
 
 
 def _check_images(images, batch_size, dynamic) -> np.ndarray:

@@ -24,11 +24,12 @@ from tfvae import plots
 from tfvae.callbacks import BestCheckpoint, HistoryCSV, KLWarmup, RaiseLostSignals, SampleGrids, StopOnNonFinite, TrainingCheckpoint
 from tfvae.config import Config
 from tfvae.datasets import canonical_dataset, config_splits
-from tfvae.pipeline import make_dataset, make_training_dataset, steps_per_epoch
+from tfvae.pipeline import make_dataset, make_training_dataset, pixel_means, steps_per_epoch
 from tfvae.distribute import agree, check_strategy, configure_devices, is_chief, is_multi_worker, make_strategy
 from tfvae.errors import ConfigError, TfvaeError, TrainingDiverged
 from tfvae.io import atomic_write_text
 from tfvae.models import build_vae
+from tfvae.models.networks import set_output_bias
 from tfvae.runs import (
     BEST_DIR,
     CHECKPOINT_DIR,
@@ -204,6 +205,8 @@ def _train(plan, splits, images, strategy, chief, run_dir, work_dir, verbose, lo
     if plan.epoch:
         checkpoint.read(checkpoint_path(run_dir, plan.epoch)).assert_existing_objects_matched()
     first_epoch = int(epoch.numpy())
+    if not plan.epoch and config.decoder_bias == "data":  # a new run: restored weights need no start
+        set_output_bias(vae.decoder, pixel_means(images, dynamic=splits.dynamic))
     if plan.action == "resume":
         log(f"resuming the unfinished run in {run_dir} after epoch {first_epoch}")
     elif chief and plan.action == "new":

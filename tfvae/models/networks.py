@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tf_keras as tfk
 
-__all__ = ["mlp_encoder", "mlp_decoder", "conv_encoder", "conv_decoder", "conv_grid"]
+__all__ = ["mlp_encoder", "mlp_decoder", "conv_encoder", "conv_decoder", "conv_grid", "set_output_bias"]
 
 # Stride-2 convolutions in the conv encoder (and transposed ones in its decoder): 28 -> 14 -> 7.
 CONV_LEVELS = 2
@@ -98,3 +99,24 @@ def conv_decoder(latent_dim: int, image_shape, *, hidden_units: int, filters: in
         layers.append(tfk.layers.Cropping2D(((0, extra_height), (0, extra_width)), dtype="float32"))
     layers.append(tfk.layers.Flatten(dtype="float32"))  # (B, H * W * C), like the MLP's
     return tfk.Sequential(layers, name="decoder")
+
+
+def set_output_bias(decoder: tfk.Model, pixel_means: np.ndarray, eps: float = 1e-3) -> None:
+    """Set the decoder's last bias to the logit of `pixel_means` (H, W, C), so that p(x|z) starts at the data's
+    average image, the Bernoulli maximum-likelihood fit of a decoder that ignores z.
+
+    Whatever the architecture: the bias of the last layer that has one is per pixel (B, H * W * C) for a dense
+    output, per channel (C,) for a convolution's (then each channel's mean over the image). Means are clipped
+    to [eps, 1 - eps]: pixels that are never on get logit -6.9, not -inf.
+    """
+    layer = next(layer for layer in reversed(decoder.layers) if getattr(layer, "bias", None) is not None)
+    means = np.asarray(pixel_means, np.float64)
+    size = int(np.prod(layer.bias.shape))
+    if size == means.size:
+        means = means.reshape(-1)
+    elif size == means.shape[-1]:
+        means = means.reshape(-1, size).mean(axis=0)
+    else:
+        raise ValueError(f"the decoder's last bias has {size} entries, neither one per pixel nor one per channel")
+    means = np.clip(means, eps, 1 - eps)
+    layer.bias.assign(np.log(means / (1 - means)).reshape(layer.bias.shape).astype(layer.bias.dtype.as_numpy_dtype))
