@@ -60,7 +60,8 @@ def describe(evaluation) -> str:
     stderr = f"{e.log_likelihood_stderr:.2f}" if math.isfinite(e.log_likelihood_stderr) else "n/a (one image)"
     samples = f"K = {e.importance_samples}" if e.target_se is None else (
         f"K = {e.importance_samples} at most, {e.importance_samples_used:.0f} used on average")
-    target = "" if e.target_se is None else f", target {e.target_se:g}"
+    target = "" if e.target_se is None else f", target {e.target_se:g}" + (
+        "" if math.hypot(e.sampling_bias, e.sampling_stderr) <= e.target_se else " not reached at this K")
     density = [] if e.likelihood == "bernoulli" else [
         f"  p(x|z): {e.meaning}; not comparable with a Bernoulli model's log p(x)"
     ]
