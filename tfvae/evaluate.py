@@ -446,14 +446,16 @@ def _log_mean_weight_variance(log_sum_w, log_sum_w2, samples: int):
     """sigma^2, the delta-method variance of log (1/K) sum_k w_k, from log sum_k w_k and log sum_k w_k^2: (B,).
 
     Var[w] / (K E[w]^2) with the sample moments is sum w^2 / (sum w)^2 - 1/K (= 1/ESS - 1/K), a ratio in
-    [1/K, 1] computed in log space; clipped at 0 against round-off (all weights equal gives exactly 1/K).
+    [1/K, 1] computed in log space; clipped at 0 against round-off (equal weights give 1/K, to ~1e-15).
     """
     return np.maximum(np.exp(log_sum_w2 - 2 * log_sum_w) - 1.0 / samples, 0.0)
 
 
 def _sampling_error(variance):
-    """sqrt(bias^2 + se^2) of the mean of log p(x) estimates with variances sigma_i^2 (n,): bias mean(sigma^2) / 2,
-    se sqrt(sum sigma^2) / n."""
+    """sqrt(bias^2 + se^2), the error of the mean of n estimates of log p(x) with variances sigma_i^2 (n,).
+
+    bias = mean(sigma^2) / 2 (each estimate is low by sigma_i^2 / 2); se = sqrt(sum sigma^2) / n.
+    """
     n = len(variance)
     return math.hypot(np.mean(variance) / 2, math.sqrt(np.sum(variance)) / n)
 
