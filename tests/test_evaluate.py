@@ -157,6 +157,115 @@ def test_importance_estimate_does_not_decrease_with_k_in_expectation(model):
     assert max(means) < np.mean(model.log_p_x) + 0.01  # a lower bound in expectation
 
 
+# --------------------------------------------------------------------------- the error from finite K
+
+
+def _per_image(monkeypatch):
+    """Spy on _evaluate_batch: a list that receives each batch's (log_likelihood, variance, samples)."""
+    batches = []
+    original = ev._evaluate_batch
+
+    def spy(*args):
+        result = original(*args)
+        batches.append((result[0], result[3], result[4]))
+        return result
+
+    monkeypatch.setattr(ev, "_evaluate_batch", spy)
+    return batches
+
+
+def test_log_mean_weight_variance_matches_direct_numpy_from_running_sums():
+    rng = np.random.default_rng(0)
+    log_w = rng.normal(-500.0, 2.0, (3, 40))  # (B, K): weights far below float64's range, heavy-tailed
+    log_w[2] = -123.0  # equal weights: no sampling error
+    log_sum_w, log_sum_w2 = np.full(3, -np.inf), np.full(3, -np.inf)
+    for start in range(0, 40, 7):  # in chunks, as _evaluate_batch accumulates them
+        chunk = log_w[:, start:start + 7]
+        log_sum_w = np.logaddexp(log_sum_w, ev._logsumexp(chunk))
+        log_sum_w2 = np.logaddexp(log_sum_w2, ev._logsumexp(2 * chunk))
+    w = np.exp(log_w - log_w.max(axis=1, keepdims=True))  # the ratio does not depend on the weights' scale
+    direct = (np.mean(w**2, axis=1) / np.mean(w, axis=1) ** 2 - 1.0) / 40  # Var[w] / (K E[w]^2), sample moments
+    np.testing.assert_allclose(ev._log_mean_weight_variance(log_sum_w, log_sum_w2, 40), direct, rtol=1e-9, atol=1e-15)
+    assert ev._log_mean_weight_variance(log_sum_w, log_sum_w2, 40)[2] < 1e-12  # 0 but for the round-off of 6 chunks
+
+
+def test_sampling_variance_predicts_the_spread_and_the_bias_over_seeds(model, monkeypatch):
+    seeds = range(60)
+    for k in (10, 30):
+        batches = _per_image(monkeypatch)
+        for seed in seeds:
+            model.evaluate(importance_samples=k, seed=seed)
+        estimates = np.stack([b[0] for b in batches])  # (seeds, N)
+        variance = np.stack([b[1] for b in batches]).mean()  # mean predicted sigma^2
+        spread = estimates.var(axis=0, ddof=1).mean()
+        assert 0.75 < spread / variance < 1.33, (k, spread, variance)  # measured 1.07 (K = 10), 0.98 (K = 30)
+        error = np.mean(estimates - model.log_p_x)  # the bias, -sigma^2 / 2, give or take 3 s.e.
+        assert abs(error - (-variance / 2)) < 3 * math.sqrt(spread / estimates.size), (k, error, variance)
+
+
+def _constant_weight_model(images):
+    """A decoder that ignores z, so p(z|x) = p(z) = N(0, 1) = q(z|x): every weight is exactly p(x)."""
+    b = np.random.default_rng(1).normal(0.0, 1.0, PIXELS).astype(np.float32)
+    encode = lambda x: (np.zeros((len(x), 1), np.float32), np.ones((len(x), 1), np.float32))
+    decode_logits = lambda z: np.broadcast_to(b, (len(z), PIXELS)).reshape(-1, *IMAGE_SHAPE)
+    x = images.reshape(len(images), -1).astype(np.float64)
+    log_p_x = x @ b - np.logaddexp(0.0, b.astype(np.float64)).sum()  # (N,) exact
+    return encode, decode_logits, log_p_x
+
+
+def test_constant_weights_have_no_sampling_error_and_stop_at_the_minimum(model, monkeypatch):
+    encode, decode_logits, log_p_x = _constant_weight_model(model.images)
+    monkeypatch.setattr(ev, "_DECODER_ROWS", IMAGES * 10)  # 10 samples per chunk, to see where it stops
+    for k, used in ((5000, ev._MIN_SAMPLES_BEFORE_STOPPING), (50, 50)):
+        evaluation = ev.evaluate_images(encode, decode_logits, model.images, importance_samples=k, target_se=1e-6)
+        # 0 but for round-off (sigma^2 ~ 1e-15, so s.e. ~ 1e-8): it stops at the first check
+        assert evaluation.sampling_stderr < 1e-6 and -1e-12 < evaluation.sampling_bias <= 0.0
+        assert (evaluation.importance_samples, evaluation.importance_samples_used) == (k, used)
+        assert evaluation.log_likelihood == pytest.approx(np.mean(log_p_x), rel=1e-6)
+
+
+def test_target_se_stops_early_and_reports_the_samples_used(model, monkeypatch):
+    batches = _per_image(monkeypatch)
+    evaluation = model.evaluate(importance_samples=20000, target_se=0.05)
+    assert evaluation.importance_samples == 20000
+    assert evaluation.importance_samples_used == np.mean(np.concatenate([b[2] for b in batches])) < 20000
+    assert math.hypot(evaluation.sampling_bias, evaluation.sampling_stderr) <= 0.05
+    assert evaluation.log_likelihood == pytest.approx(np.mean(model.log_p_x), abs=TOLERANCE)
+    finer = model.evaluate(importance_samples=20000, target_se=0.003)  # a tighter target costs more samples
+    assert evaluation.importance_samples_used < finer.importance_samples_used <= 20000
+    assert math.hypot(finer.sampling_bias, finer.sampling_stderr) <= 0.003
+
+
+def test_target_se_draws_the_same_noise_as_the_default_path(model):
+    default = model.evaluate(importance_samples=300, seed=3)
+    unreachable = model.evaluate(importance_samples=300, seed=3, target_se=1e-12)  # never met: all K samples
+    assert unreachable.importance_samples_used == 300 and default.importance_samples_used is None
+    for field in ("log_likelihood", "elbo", "distortion", "log_likelihood_stderr", "sampling_stderr", "sampling_bias"):
+        assert getattr(unreachable, field) == getattr(default, field)
+
+
+@pytest.mark.parametrize("batch_size", [None, 1, 8, 100, 10000])
+def test_decoder_rows_per_call_do_not_depend_on_k(batch_size):
+    # What one call allocates (noise, z, logits) is rows x (D or P): bounded by _DECODER_ROWS (or one row per image
+    # of a larger batch) whatever K is, so peak memory does not grow with K.
+    for k in (50, 50000):
+        batch = min(10000, batch_size or max(ev._MIN_BATCH_SIZE, ev._DECODER_ROWS // k))  # as evaluate_images picks
+        assert batch * ev._chunk_size(batch, k) <= max(ev._DECODER_ROWS, batch)
+
+
+def test_a_large_k_is_decoded_in_bounded_chunks(model):
+    rows = []
+
+    def decode_logits(z):
+        rows.append(len(z))
+        return model.decode_logits(z)
+
+    for k in (50, 50000):
+        rows.clear()
+        ev.evaluate_images(model.encode, decode_logits, model.images[:1], importance_samples=k)
+        assert sum(rows) == k and max(rows) <= ev._DECODER_ROWS
+
+
 # --------------------------------------------------------------------------- chunking, seeds, paths
 
 
@@ -212,6 +321,10 @@ def test_each_architecture_says_whether_xla_evaluates_it():
     ({"estimator": "posterior"}, "unknown --estimator"),
     ({"batch_size": 0}, "--batch-size must be a positive integer"),
     ({"seed": -1}, "--seed must be a non-negative integer"),
+    ({"target_se": 0}, "--target-se must be a positive number"),
+    ({"target_se": -0.1}, "--target-se must be a positive number"),
+    ({"target_se": math.nan}, "--target-se must be a positive number"),
+    ({"target_se": math.inf}, "--target-se must be a positive number"),
 ])
 def test_bad_options_are_refused(model, options, message):
     with pytest.raises(ConfigError, match=message):
@@ -235,8 +348,9 @@ def test_to_dict_is_json_with_the_documented_keys(model):
     one = ev.evaluate_images(model.encode, model.decode_logits, model.images[:1], importance_samples=3)
     values = json.loads(json.dumps(one.to_dict(), allow_nan=False))
     assert {"split", "examples", "elbo", "rate", "distortion", "log_likelihood", "log_likelihood_stderr",
-            "importance_samples", "estimator"} <= set(values)
+            "sampling_stderr", "sampling_bias", "importance_samples", "estimator"} <= set(values)
     assert values["examples"] == 1 and values["log_likelihood_stderr"] is None  # undefined for one image
+    assert not {"target_se", "importance_samples_used"} & set(values)  # only with a target
 
 
 def test_cli_defaults_match_the_library():
@@ -328,12 +442,26 @@ def test_cli_json_has_the_keys(run_dir, fake_data):
         ("test", 5, 7, "importance")
 
 
+def test_cli_target_se_reports_the_samples_used(run_dir, fake_data):
+    args = ["evaluate", "--run-dir", run_dir, "-k", "400", "--limit", "5", "--target-se", "0.5"]
+    values = json.loads(CliRunner().invoke(cli, args + ["--json"]).stdout)
+    assert (values["importance_samples"], values["target_se"]) == (400, 0.5)
+    assert ev._MIN_SAMPLES_BEFORE_STOPPING <= values["importance_samples_used"] <= 400
+    assert math.hypot(values["sampling_bias"], values["sampling_stderr"]) <= 0.5
+    text = CliRunner().invoke(cli, args).stdout
+    assert f"K = 400 at most, {values['importance_samples_used']:.0f} used on average" in text
+    assert f"s.e. {values['sampling_stderr']:.2g}" in text and "target 0.5;" in text
+    unreachable = CliRunner().invoke(cli, ["evaluate", "--run-dir", run_dir, "-k", "20", "--target-se", "1e-9"]).stdout
+    assert "K = 20 at most, 20 used on average" in unreachable and "target 1e-09 not reached at this K" in unreachable
+
+
 def test_cli_text_shows_the_same_figures(run_dir, fake_data):
     args = ["evaluate", "--run-dir", run_dir, "-k", "7", "--estimator", "prior", "--split", "train"]
     values = json.loads(CliRunner().invoke(cli, args + ["--json"]).stdout)
     text = CliRunner().invoke(cli, args).stdout
     for key in ("log_likelihood", "log_likelihood_stderr", "elbo", "rate", "distortion"):
         assert f"{values[key]:.2f}" in text
+    assert f"bias ≈ {values['sampling_bias']:.2g}, s.e. {values['sampling_stderr']:.2g}" in text
     assert "train split, 12 images" in text and "K = 7" in text and "prior" in text
 
 
@@ -343,6 +471,9 @@ def test_cli_text_shows_the_same_figures(run_dir, fake_data):
     (["--importance-samples", "0"], "--importance-samples must be a positive integer"),
     (["--estimator", "exact"], "unknown --estimator"),
     (["--limit", "13"], "--limit 13 is larger than the 12 test images"),
+    (["--target-se", "0"], "--target-se must be a positive number of nats, got 0.0"),
+    (["--target-se", "-0.05"], "--target-se must be a positive number of nats, got -0.05"),
+    (["--target-se", "nan"], "--target-se must be a positive number of nats, got nan"),
 ])
 def test_cli_errors_are_one_line(run_dir, fake_data, args, message):
     if "--run-dir" not in args:

@@ -18,6 +18,21 @@ with a large variance: it is here to show why the encoder is needed.
 
 Both are computed with log-sum-exp, K in chunks (a running log-sum-exp per
 image), so memory is bounded by `_DECODER_ROWS` decoder inputs whatever K is.
+
+The error that comes from finite K is estimated from the same weights, per
+image, by the delta method: with w-bar = (1/K) sum_k w_k,
+
+    sigma^2 = Var[log w-bar] ~= ((1/K) sum_k w_k^2 / w-bar^2 - 1) / K = sum_k w_k^2 / (sum_k w_k)^2 - 1/K
+
+(1/ESS - 1/K, ESS the effective sample size), and log w-bar is biased low by
+about sigma^2 / 2. Over n images the mean is off by -mean(sigma^2) / 2 with a
+standard error sqrt(sum sigma^2) / n (`sampling_bias`, `sampling_stderr`); this
+is not `log_likelihood_stderr`, the spread across images, which K does not
+reduce. With heavy-tailed weights sigma^2 is underestimated (the largest
+weights are the rarest), so it is a guide, not a bound. With `target_se` each
+batch of images stops sampling once its own error, sqrt(bias^2 + se^2) over
+the batch, is at most `target_se`: since the error of the overall mean is at
+most the largest batch's, the target then holds for the mean.
 The ELBO is reported beside them: distortion averaged over K samples
 z_k ~ q(z|x) (the same samples as the importance estimate); the rate in closed
 form for the Gaussian posterior and the N(0, I) prior, else (a flow posterior,
@@ -78,6 +93,9 @@ SPLITS = ("test", "validation", "train")
 # Decoder inputs per call. Bounds memory (the logits are rows x 784 float32, 25 MB)
 # while keeping the matmuls large enough to run near the CPU's peak.
 _DECODER_ROWS = 8192
+# With a target error, no batch stops before this many samples per image (or K if smaller):
+# sigma^2 estimated from a few heavy-tailed weights is too small (the weights that matter are rare).
+_MIN_SAMPLES_BEFORE_STOPPING = 100
 # Images per batch when K is large: enough that per-batch overhead (encoder call,
 # noise, bookkeeping) is negligible; with small K batches grow to fill _DECODER_ROWS.
 _MIN_BATCH_SIZE = 16
@@ -99,13 +117,20 @@ class Evaluation:
     distortion: float  # -log p(x|z), averaged over K samples z ~ q(z|x)
     log_likelihood: float  # the estimate of log p(x)
     log_likelihood_stderr: float  # standard error of `log_likelihood` across images; NaN for one image
-    importance_samples: int  # K, samples per image
+    # The error of `log_likelihood` from finite K (not the spread across images), from the per-image delta-method
+    # variances sigma_i^2 of log (1/K) sum_k w_k: the standard error sqrt(sum sigma_i^2) / n, and the expected
+    # error -mean(sigma_i^2) / 2 (negative: the estimate is biased low).
+    sampling_stderr: float
+    sampling_bias: float
+    importance_samples: int  # K, samples per image (with `target_se`, the most)
     estimator: str  # one of ESTIMATORS
     seconds: float  # wall time of the estimation (data and model loading excluded)
     rate_estimate: str = "closed_form"  # how `rate` was computed: closed_form, or monte_carlo (K samples per image)
     # p(x|z), a key of tfvae.models.LIKELIHOODS. continuous_bernoulli: every log p is a log-density of grey
     # levels, not a log-probability, and is not comparable with a Bernoulli model's figures.
     likelihood: str = "bernoulli"
+    target_se: Optional[float] = None  # stop sampling a batch once its sampling error is this small; None: all K
+    importance_samples_used: Optional[float] = None  # with `target_se`: samples per image, averaged over the images
 
     @property
     def meaning(self) -> str:
@@ -117,8 +142,13 @@ class Evaluation:
         return self.examples / self.seconds if self.seconds > 0 else math.inf
 
     def to_dict(self) -> dict:
-        """The fields as a JSON-ready dict; a NaN standard error becomes None (JSON null)."""
+        """The fields as a JSON-ready dict; a NaN standard error becomes None (JSON null).
+
+        Without `target_se` its two fields are left out: every image used `importance_samples`.
+        """
         values = dataclasses.asdict(self)
+        if self.target_se is None:
+            del values["target_se"], values["importance_samples_used"]
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
 
 
@@ -138,6 +168,7 @@ def evaluate_images(
     prior: Optional[Mixture] = None,
     sample_posterior: Optional[Callable] = None,
     likelihood: str = "bernoulli",
+    target_se: Optional[float] = None,
 ) -> Evaluation:
     """ELBO, rate, distortion and an estimate of log p(x) for binary images (or grey levels).
 
@@ -149,7 +180,7 @@ def evaluate_images(
         (`_DECODER_ROWS`, the most rows per call).
       images: (N, H, W, C) values in {0, 1}, any numeric dtype (grey levels in [0, 1]
         for the continuous Bernoulli).
-      importance_samples: K >= 1, samples of z per image.
+      importance_samples: K >= 1, samples of z per image (with `target_se`, the most).
       estimator: "importance" (z ~ q(z|x), the IWAE bound) or "prior" (z ~ p(z)).
         With "prior" the ELBO still needs K samples from q(z|x), so the decoder
         runs 2K times per image.
@@ -171,16 +202,21 @@ def evaluate_images(
         gives the flow's base (its scale must be positive; it is not otherwise used).
       likelihood: "bernoulli" (binary images) or "continuous_bernoulli" (grey
         levels in [0, 1]; every log p is then a log-density).
+      target_se: None samples K per image. A positive number of nats: after
+        each chunk, once it has at least min(100, K) samples per image, a batch
+        stops when sqrt(bias^2 + se^2) of its mean is at most `target_se`
+        (see the module docstring). The samples drawn are the first ones of the
+        default path, so the noise is the same; the ELBO averages over them.
 
     Returns:
       An `Evaluation`, averaged over the images.
 
     Raises:
-      ConfigError: K < 1, an unknown estimator, a bad batch size or seed.
+      ConfigError: K < 1, an unknown estimator, a bad batch size, seed or target.
       ValueError: `images` is not a non-empty stack of binary 28x28 images, or
         `encode` / `decode_logits` return the wrong shapes.
     """
-    _check_options(importance_samples, estimator, batch_size, seed)
+    _check_options(importance_samples, estimator, batch_size, seed, target_se)
     if likelihood not in LIKELIHOODS:
         raise ConfigError(f"unknown likelihood {likelihood!r}; choose one of: {', '.join(LIKELIHOODS)}")
     images = _binary_images(images) if LIKELIHOODS[likelihood].binary else _grey_images(images)  # (N, H, W, C) float32
@@ -195,15 +231,18 @@ def evaluate_images(
         log_p_x_given_z = _numpy_log_p_x_given_z(decode_logits, likelihood)
 
     started = time.perf_counter()
-    log_likelihood, rate, distortion = (np.empty(n) for _ in range(3))  # (N,) float64 each
-    bar = _progress_bar(n, f"{estimator} sampling, K = {importance_samples}", enabled=progress)
+    log_likelihood, rate, distortion, variance = (np.empty(n) for _ in range(4))  # (N,) float64 each
+    samples = np.empty(n, dtype=np.int64)  # (N,) samples used per image
+    most = f"K = {importance_samples}" if target_se is None else f"K <= {importance_samples}, s.e. {target_se:g}"
+    bar = _progress_bar(n, f"{estimator} sampling, {most}", enabled=progress)
     try:
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             rngs = [np.random.default_rng((seed, i)) for i in range(start, stop)]
-            log_likelihood[start:stop], rate[start:stop], distortion[start:stop] = _evaluate_batch(
+            (log_likelihood[start:stop], rate[start:stop], distortion[start:stop], variance[start:stop],
+             samples[start:stop]) = _evaluate_batch(
                 encode, log_p_x_given_z, images[start:stop], rngs, importance_samples, chunk_size, estimator,
-                prior, sample_posterior,
+                prior, sample_posterior, target_se,
             )
             if bar is not None:
                 bar.update(stop - start)
@@ -221,11 +260,15 @@ def evaluate_images(
         distortion=float(np.mean(distortion)),
         log_likelihood=float(np.mean(log_likelihood)),
         log_likelihood_stderr=stderr,
+        sampling_stderr=float(math.sqrt(np.sum(variance)) / n),
+        sampling_bias=float(-np.mean(variance) / 2),
         importance_samples=int(importance_samples),
         estimator=estimator,
         seconds=seconds,
         rate_estimate="closed_form" if prior is None and sample_posterior is None else "monte_carlo",
         likelihood=likelihood,
+        target_se=None if target_se is None else float(target_se),
+        importance_samples_used=None if target_se is None else float(np.mean(samples)),
     )
 
 
@@ -240,6 +283,7 @@ def evaluate_run(
     data_dir: Optional[str] = None,
     seed: int = 0,
     progress: bool = True,
+    target_se: Optional[float] = None,
 ) -> Evaluation:
     """Evaluate the newest checkpoint of a run on one split of its dataset.
 
@@ -253,6 +297,7 @@ def evaluate_run(
       data_dir: where the data is; None: the run's config, then $TFVAE_DATA_DIR, then TFDS.
       seed: fixes the noise (see `evaluate_images`).
       progress: show a progress bar on stderr.
+      target_se: stop sampling early at this error of the mean, in nats (see `evaluate_images`).
 
     Returns:
       An `Evaluation` of the run's model on the split.
@@ -265,7 +310,7 @@ def evaluate_run(
         raise ConfigError(f"unknown --split {split!r}; choose one of: {', '.join(SPLITS)}")
     if limit is not None:
         _check_positive_int("--limit", limit)
-    _check_options(importance_samples, estimator, batch_size, seed)
+    _check_options(importance_samples, estimator, batch_size, seed, target_se)
 
     config, vae = load_vae(run_dir)
     images = split_images(config, split, data_dir)
@@ -288,6 +333,7 @@ def evaluate_run(
         prior=None if config.prior == "normal" else Mixture(*(t.numpy() for t in vae.prior_mixture())),
         sample_posterior=None if config.posterior == "gaussian" else _batch_first(vae.encode_sample),
         likelihood=config.likelihood,
+        target_se=target_se,
     )
 
 
@@ -319,8 +365,8 @@ def split_images(config: Config, split: str, data_dir: Optional[str] = None) -> 
 
 
 def _evaluate_batch(encode, log_p_x_given_z, images, rngs, importance_samples, chunk_size, estimator,
-                    prior=None, sample_posterior=None):
-    """Per-image log p(x) estimate, rate and distortion for one batch of images.
+                    prior=None, sample_posterior=None, target_se=None):
+    """Per-image log p(x) estimate, rate, distortion and sampling variance for one batch of images.
 
     Args:
       encode: images (B, H, W, C) -> loc, scale (B, D).
@@ -332,9 +378,12 @@ def _evaluate_batch(encode, log_p_x_given_z, images, rngs, importance_samples, c
       estimator: one of ESTIMATORS.
       prior: a `Mixture`, or None for N(0, I).
       sample_posterior: None for q(z|x) = N(loc, scale^2), else images, eps -> z, log q(z|x).
+      target_se: None, or stop after the chunk at which `_sampling_error` of the batch falls to it
+        (not before min(_MIN_SAMPLES_BEFORE_STOPPING, K) samples).
 
     Returns:
-      log_likelihood, rate, distortion: (B,) float64 each.
+      log_likelihood, rate, distortion, variance (sigma^2 of log_likelihood from finite K): (B,) float64 each;
+      samples: the number of samples each image used, (B,) int.
     """
     batch = len(images)
     x = images.reshape(batch, -1)  # (B, P)
@@ -352,9 +401,11 @@ def _evaluate_batch(encode, log_p_x_given_z, images, rngs, importance_samples, c
     log_prior = prior.log_density if prior is not None else _log_standard_normal
 
     log_sum_w = np.full(batch, -np.inf)  # running log sum_k w_k, (B,)
+    log_sum_w2 = np.full(batch, -np.inf)  # running log sum_k w_k^2, (B,), for sigma^2
     sum_log_p_x_given_z = np.zeros(batch)  # running sum_k log p(x|z_k), z_k ~ q(z|x), for the distortion
-    for start in range(0, importance_samples, chunk_size):
-        size = min(chunk_size, importance_samples - start)
+    drawn = 0  # samples per image so far
+    while drawn < importance_samples:
+        size = min(chunk_size, importance_samples - drawn)
         eps = np.stack([rng.standard_normal((size, latent_dim), dtype=np.float32) for rng in rngs])  # (B, C, D)
         if sample_posterior is None:
             z = loc[:, None, :] + scale[:, None, :] * eps  # (B, C, D), z ~ q(z|x)
@@ -378,11 +429,35 @@ def _evaluate_batch(encode, log_p_x_given_z, images, rngs, importance_samples, c
             z_prior = eps if prior is None else _mixture_sample(prior, rngs, eps)
             log_w = _checked(log_p_x_given_z(x, z_prior), (batch, size)).astype(np.float64)  # (B, C)
         log_sum_w = np.logaddexp(log_sum_w, _logsumexp(log_w))
-    log_likelihood = log_sum_w - math.log(importance_samples)  # log (1/K) sum_k w_k
-    distortion = -sum_log_p_x_given_z / importance_samples
+        log_sum_w2 = np.logaddexp(log_sum_w2, _logsumexp(2 * log_w))
+        drawn += size
+        if (target_se is not None and drawn >= min(_MIN_SAMPLES_BEFORE_STOPPING, importance_samples)
+                and _sampling_error(_log_mean_weight_variance(log_sum_w, log_sum_w2, drawn)) <= target_se):
+            break
+    log_likelihood = log_sum_w - math.log(drawn)  # log (1/K) sum_k w_k
+    distortion = -sum_log_p_x_given_z / drawn
     if not textbook:
-        rate = sum_log_q_over_p / importance_samples
-    return log_likelihood, rate, distortion
+        rate = sum_log_q_over_p / drawn
+    variance = _log_mean_weight_variance(log_sum_w, log_sum_w2, drawn)
+    return log_likelihood, rate, distortion, variance, np.full(batch, drawn)
+
+
+def _log_mean_weight_variance(log_sum_w, log_sum_w2, samples: int):
+    """sigma^2, the delta-method variance of log (1/K) sum_k w_k, from log sum_k w_k and log sum_k w_k^2: (B,).
+
+    Var[w] / (K E[w]^2) with the sample moments is sum w^2 / (sum w)^2 - 1/K (= 1/ESS - 1/K), a ratio in
+    [1/K, 1] computed in log space; clipped at 0 against round-off (equal weights give 1/K, to ~1e-15).
+    """
+    return np.maximum(np.exp(log_sum_w2 - 2 * log_sum_w) - 1.0 / samples, 0.0)
+
+
+def _sampling_error(variance):
+    """sqrt(bias^2 + se^2), the error of the mean of n estimates of log p(x) with variances sigma_i^2 (n,).
+
+    bias = mean(sigma^2) / 2 (each estimate is low by sigma_i^2 / 2); se = sqrt(sum sigma^2) / n.
+    """
+    n = len(variance)
+    return math.hypot(np.mean(variance) / 2, math.sqrt(np.sum(variance)) / n)
 
 
 def _log_standard_normal(z):
@@ -550,8 +625,11 @@ def _checked(array, shape, what="decode_logits returned logits"):
     return array
 
 
-def _check_options(importance_samples, estimator, batch_size, seed) -> None:
+def _check_options(importance_samples, estimator, batch_size, seed, target_se=None) -> None:
     _check_positive_int("--importance-samples", importance_samples)
+    if target_se is not None and (isinstance(target_se, bool) or not isinstance(target_se, (int, float, np.number))
+                                  or not math.isfinite(target_se) or target_se <= 0):
+        raise ConfigError(f"--target-se must be a positive number of nats, got {target_se!r}")
     if estimator not in ESTIMATORS:
         raise ConfigError(f"unknown --estimator {estimator!r}; choose one of: {', '.join(ESTIMATORS)}")
     if batch_size is not None:
