@@ -114,3 +114,84 @@ def test_products_round_trip_through_json():
     for product in (p for c in calls for p in c.training_products()):
         again = flops.Product.from_dict(json.loads(json.dumps(product.to_dict())))
         assert again == product and again.key == product.key
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def invoke(*args):
+    from tfvae.cli.main import cli
+
+    return CliRunner().invoke(cli, ["bench", *args])
+
+
+def test_help_lists_the_options_and_imports_no_tensorflow():
+    code = ("import sys; from click.testing import CliRunner; from tfvae.cli.main import cli; "
+            "r = CliRunner().invoke(cli, ['bench', '--help']); "
+            "assert r.exit_code == 0, r.output; assert '--sections' in r.output and '--run-dir' in r.output; "
+            "assert '--architecture' in r.output; sys.exit(3 if 'tensorflow' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--sections", "matmul,nope"], "'nope' is not one of"),
+    (["--sections", "sample"], "--export-dir"),
+    (["--variants", "fast"], "'fast' is not one of"),
+    (["--run-dir", ".", "--latent-dim", "3"], "drop --latent-dim"),
+    (["--epochs", "0"], "--epochs"),
+])
+def test_bad_options_are_one_line_and_exit_2(args, words):
+    result = invoke(*args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and words in lines[0], result.stderr
+
+
+def test_a_missing_run_is_one_line(tmp_path):
+    result = invoke("--run-dir", str(tmp_path / "nope"))
+    assert result.exit_code == 1 and result.stderr.strip().splitlines() == [
+        f"Error: run directory {tmp_path / 'nope'} does not exist"]
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_reports_every_figure_and_its_floors(synthetic_data_dir, tmp_path):
+    out = tmp_path / "bench.json"
+    result = invoke("--latent-dim", "2", "--hidden-units", "16", "--sections", "matmul,train,evaluate",
+                    "--variants", "spe16", "--epochs", "2", "--limit", "512", "--eval-images", "8",
+                    "--importance-samples", "4", "--seconds", "0.05", "--data-dir", synthetic_data_dir,
+                    "--json", "--out", str(out))
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report == json.loads(out.read_text())
+    assert report["failed"] == [] and report["machine"]["cpus"] == os.cpu_count()
+    assert report["machine"]["cpu_flags"] is not None and report["date"] and "bench" in report["command"]
+    assert report["model"]["latent_dim"] == 2
+
+    matmul = report["matmul"]
+    train, = report["train"]
+    evaluate = report["evaluate"]
+    # Every product of both workloads was measured, so both floors are complete.
+    assert set(train["workload"]["products"]) | set(evaluate["workload"]["products"]) == set(matmul["gflops"])
+    assert all(v > 0 for v in matmul["gflops"].values()) and set(matmul["square_gflops"]) == {"2048", "4096"}
+    assert train["examples"] == 512 and len(train["epoch_seconds"]) == 2
+    forward = 2 * (784 * 16 + 16 * 4 + 2 * 16 + 16 * 784)
+    assert train["workload"]["flops_per_image"] == 3 * forward - 2 * 784 * 16  # no input gradient at the first layer
+    assert train["floor_seconds"] > 0 and train["times_floor"] == train["seconds_per_epoch"] / train["floor_seconds"]
+    assert evaluate["examples"] == 8 and evaluate["importance_samples"] == 4
+    assert evaluate["floor_seconds"] > 0 and evaluate["times_floor"] > 0 and evaluate["log_likelihood"] < 0
+    assert all(section["peak_rss_mb"] > 0 for section in (matmul, train, evaluate))
+
+
+@pytest.mark.slow
+def test_sample_section_on_a_tiny_export(run_dir):
+    from tfvae.export.exporter import export_run
+
+    export_run(run_dir, tflite=True, log=lambda message: None)
+    edge_tfvae = os.path.join(os.path.dirname(sys.executable), "tfvae")  # `tfvae sample` of a .tflite: no TensorFlow
+    result = invoke("--sections", "sample", "--export-dir", os.path.join(run_dir, "export"), "--repeats", "3",
+                    "--runs", "1", "--edge-tfvae", edge_tfvae, "--json")
+    assert result.exit_code == 0, result.stderr
+    sample = json.loads(result.stdout)["sample"]
+    assert sample["files"]["decoder.tflite"] > 0 and sample["sample_wall_seconds"]["runs"] == 1
+    assert set(sample["latency_seconds"]) == {"decoder.tflite", "saved_model"}
+    assert math.isfinite(sample["peak_rss_mb"])
