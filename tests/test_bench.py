@@ -195,3 +195,16 @@ def test_sample_section_on_a_tiny_export(run_dir):
     assert sample["files"]["decoder.tflite"] > 0 and sample["sample_wall_seconds"]["runs"] == 1
     assert set(sample["latency_seconds"]) == {"decoder.tflite", "saved_model"}
     assert math.isfinite(sample["peak_rss_mb"])
+
+
+def test_each_convolution_kernel_runs_at_its_shape():
+    from tfvae import bench, flops
+
+    calls = flops.training_calls(build(architecture="conv", latent_dim=2, hidden_units=8, filters=4), 2)
+    products = {p.op: p for c in calls for p in c.training_products() if p.op != flops.MATMUL}
+    assert set(products) == {flops.CONV2D, flops.CONV2D_BACKPROP_INPUT, flops.CONV2D_BACKPROP_FILTER}
+    for product in products.values():
+        inputs, kernel, outputs, _, _ = product.shape
+        expected = {flops.CONV2D: outputs, flops.CONV2D_BACKPROP_INPUT: inputs, flops.CONV2D_BACKPROP_FILTER: kernel}
+        assert tuple(bench._conv_inputs(product, 1)(0).shape) == tuple(expected[product.op])
+        assert bench.measure_gflops(product, seconds=0.01) > 0
