@@ -677,7 +677,8 @@ def run(options: BenchOptions, *, command: str = "", out: Optional[str] = None, 
         for section in options.sections:
             log(f"bench: {section} ...")
             if section == "train":
-                results["train"] = [_run_child("train", options, options_path, v) for v in options.variants]
+                results["train"] = [{"variant": v} | _run_child("train", options, options_path, v)
+                                    for v in options.variants]
             else:
                 results[section] = _run_child(section, options, options_path)
             for failed in _failures({section: results[section]}):
