@@ -136,6 +136,7 @@ def cli(debug):
       tfvae evaluate --run-dir DIR     ELBO and importance-sampled log p(x)
       tfvae export --run-dir DIR --tflite
       tfvae sample --model DIR/export/decoder.tflite
+      tfvae bench --sections matmul,train,evaluate   speed against this machine's FLOP floors
 
     Local data: --data-dir or TFVAE_DATA_DIR (a folder laid out like shared/data);
     otherwise tensorflow-datasets downloads it.
@@ -143,12 +144,13 @@ def cli(debug):
 
 
 # The command modules import nothing heavy: each loads TensorFlow (if at all) inside its function.
+from tfvae.cli.bench import bench  # noqa: E402
 from tfvae.cli.evaluate import evaluate  # noqa: E402
 from tfvae.cli.export import export  # noqa: E402
 from tfvae.cli.sample import sample  # noqa: E402
 from tfvae.cli.train import train  # noqa: E402
 
-for _command in (train, evaluate, export, sample):
+for _command in (train, evaluate, export, sample, bench):
     cli.add_command(_command)
 
 

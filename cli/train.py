@@ -7,18 +7,8 @@ import shlex
 import click
 from click.core import ParameterSource
 
-from tfvae.config import (
-    ARCHITECTURE_NAMES,
-    DATASETS,
-    DECODER_BIASES,
-    LIKELIHOOD_NAMES,
-    OBJECTIVE_NAMES,
-    POSTERIOR_NAMES,
-    PRIOR_NAMES,
-    STRATEGIES,
-    Config,
-)
-from tfvae.presets import PRESETS
+from tfvae.cli import flags
+from tfvae.config import DATASETS, DECODER_BIASES, LIKELIHOOD_NAMES, STRATEGIES, Config
 
 _DEFAULTS = Config()
 
@@ -37,39 +27,28 @@ def _dataset(ctx, param, value):
 
 
 @click.command()
-@click.option("--preset", type=click.Choice(tuple(PRESETS)), default="classic", show_default=True,
-              help="A named set of options (see BENCHMARKS.md); options given explicitly override it.")
+@flags.PRESET
 @click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True,
               help="Passes over the training set; a larger value trains a finished run further.")
-@click.option("--latent-dim", type=int, default=_DEFAULTS.latent_dim, show_default=True, help="D, the dimension of z.")
-@click.option("--hidden-units", type=int, default=_DEFAULTS.hidden_units, show_default=True, help="Width of each hidden layer.")
-@click.option("--hidden-layers", type=int, default=_DEFAULTS.hidden_layers, show_default=True,
-              help="Dense hidden layers in the encoder and in the decoder.")
-@click.option("--architecture", type=click.Choice(ARCHITECTURE_NAMES), default=_DEFAULTS.architecture, show_default=True,
-              help="mlp: dense layers; conv: stride-2 convolutions down, transposed convolutions up.")
-@click.option("--filters", type=int, default=_DEFAULTS.filters, show_default=True,
-              help="conv: channels of the first convolution, doubled at each level.")
-@click.option("--posterior", type=click.Choice(POSTERIOR_NAMES), default=_DEFAULTS.posterior, show_default=True,
-              help="q(z|x): gaussian, a diagonal Gaussian; iaf, an inverse autoregressive flow on top of it.")
-@click.option("--flow-steps", type=int, default=_DEFAULTS.flow_steps, show_default=True,
-              help="iaf: autoregressive steps of the flow.")
-@click.option("--prior", type=click.Choice(PRIOR_NAMES), default=_DEFAULTS.prior, show_default=True,
-              help="p(z): normal, N(0, I); mog, a learned mixture of Gaussians; vamp, the VampPrior "
-                   "(a mixture of the posterior at learned pseudo-inputs).")
-@click.option("--prior-components", type=int, default=_DEFAULTS.prior_components, show_default=True,
-              help="mog, vamp: mixture components (pseudo-inputs for vamp).")
+@flags.LATENT_DIM
+@flags.HIDDEN_UNITS
+@flags.HIDDEN_LAYERS
+@flags.ARCHITECTURE
+@flags.FILTERS
+@flags.POSTERIOR
+@flags.FLOW_STEPS
+@flags.PRIOR
+@flags.PRIOR_COMPONENTS
 @click.option("--decoder-bias", type=click.Choice(DECODER_BIASES), default=_DEFAULTS.decoder_bias, show_default=True,
               help="The decoder's output bias at the start: zero, or data: the logit of the training pixel means "
                    "(an untrained decoder draws the average image).")
-@click.option("--objective", type=click.Choice(OBJECTIVE_NAMES), default=_DEFAULTS.objective, show_default=True,
-              help="elbo: the evidence lower bound; iwae: the importance-weighted bound with --train-samples K.")
-@click.option("--train-samples", type=int, default=_DEFAULTS.train_samples, show_default=True,
-              help="K, samples of z per image in the objective.")
+@flags.OBJECTIVE
+@flags.TRAIN_SAMPLES
 @click.option("--warmup-epochs", type=int, default=_DEFAULTS.warmup_epochs, show_default=True,
               help="KL warm-up: the rate's weight rises linearly from 0 to 1 over N epochs.")
 @click.option("--keep-best/--no-keep-best", default=_DEFAULTS.keep_best, show_default=True,
               help="The run's model is the epoch with the best validation objective, not the last.")
-@click.option("--batch-size", type=int, default=_DEFAULTS.batch_size, show_default=True, help="Global batch size.")
+@flags.BATCH_SIZE
 @click.option("--learning-rate", type=float, default=_DEFAULTS.learning_rate, show_default=True, help="Adam step size.")
 @click.option(
     "--dataset",

@@ -5,8 +5,9 @@
     tfvae.export.sampler    ancestral sampling from any decoder, PNG and .npy output (no TensorFlow)
     tfvae.export.savedmodel the tensors-in, tensors-out tf.Module and SavedModel / Keras decoders (TensorFlow)
     tfvae.export.exporter   `export_run`: SavedModel, TFLite, quantized decoders and manifest.json (TensorFlow)
-    tfvae.export.benchmark  `python -m tfvae.export.benchmark EXPORT_DIR`: the figures for BENCHMARKS.md
 
 This file stays empty of imports: `import tfvae.export` and the on-device
-modules must never import TensorFlow.
+modules must never import TensorFlow. An export's figures (sizes, quantization
+cost, decode latency, `tfvae sample` wall time) are the `sample` section of
+`tfvae bench --export-dir EXPORT_DIR` (tfvae.bench).
 """

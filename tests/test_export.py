@@ -392,12 +392,13 @@ def test_cli_defaults_match_the_library():
     assert export_cli._IMPORTANCE_SAMPLES == exporter.DEFAULT_IMPORTANCE_SAMPLES
 
 
-def test_benchmark_reports_sizes_quantization_and_latency(exported, capsys):
-    from tfvae.export import benchmark
+def test_bench_sample_section_reports_sizes_quantization_and_latency(exported):
+    from tfvae.bench import BenchOptions, section_sample
 
     directory, manifest = exported
-    results = benchmark.main([directory, "--repeats", "3", "--json"])
-    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(results))
+    options = BenchOptions(config=Config(latent_dim=LATENT_DIM), sections=("sample",), export_dir=directory, repeats=3)
+    results = section_sample(options)  # in this process: no subprocess, no parsing
+    assert json.loads(json.dumps(results)) == results
     assert results["files"]["decoder_int8.tflite"] == manifest["files"]["decoder_int8.tflite"]["bytes"]
     assert set(results["latency_seconds"]) == {"decoder.tflite", "decoder_float16.tflite", "decoder_int8.tflite",
                                               "saved_model"}

@@ -83,6 +83,8 @@ __all__ = [
     "Evaluation",
     "evaluate_images",
     "evaluate_run",
+    "evaluate_vae",
+    "evaluation_sizes",
     "split_images",
 ]
 
@@ -221,8 +223,7 @@ def evaluate_images(
         raise ConfigError(f"unknown likelihood {likelihood!r}; choose one of: {', '.join(LIKELIHOODS)}")
     images = _binary_images(images) if LIKELIHOODS[likelihood].binary else _grey_images(images)  # (N, H, W, C) float32
     n = len(images)
-    batch_size = min(n, batch_size or max(_MIN_BATCH_SIZE, _DECODER_ROWS // importance_samples))
-    chunk_size = _chunk_size(batch_size, importance_samples)
+    batch_size, chunk_size = evaluation_sizes(n, importance_samples, batch_size)
     if traceable:
         encode, log_p_x_given_z = _compiled(encode), _compiled_log_p_x_given_z(decode_logits, jit_compile, likelihood)
         if sample_posterior is not None:
@@ -272,6 +273,32 @@ def evaluate_images(
     )
 
 
+def evaluation_sizes(examples: int, importance_samples: int, batch_size: Optional[int] = None) -> tuple:
+    """(B, C): images per batch and samples per image in one decoder call, as `evaluate_images` chooses them.
+
+    The decoder sees B · C rows per call, at most max(`_DECODER_ROWS`, B); `tfvae.bench` counts FLOPs and
+    measures throughput at these shapes.
+    """
+    batch_size = min(examples, batch_size or max(_MIN_BATCH_SIZE, _DECODER_ROWS // importance_samples))
+    return batch_size, _chunk_size(batch_size, importance_samples)
+
+
+def evaluate_vae(config: Config, vae, images, **options) -> Evaluation:
+    """`evaluate_images` for a Keras VAE built from `config`: its own posterior and prior, compiled as
+    `tfvae evaluate` runs it. `options` are `evaluate_images`'s keyword arguments."""
+    return evaluate_images(
+        vae.encode_params,
+        vae.decode_logits,
+        images,
+        traceable=True,
+        jit_compile=ARCHITECTURES[config.architecture].xla_evaluation,
+        prior=None if config.prior == "normal" else Mixture(*(t.numpy() for t in vae.prior_mixture())),
+        sample_posterior=None if config.posterior == "gaussian" else _batch_first(vae.encode_sample),
+        likelihood=config.likelihood,
+        **options,
+    )
+
+
 def evaluate_run(
     run_dir: str,
     *,
@@ -318,9 +345,9 @@ def evaluate_run(
         if limit > len(images):
             raise ConfigError(f"--limit {limit} is larger than the {len(images)} {split} images")
         images = images[:limit]
-    return evaluate_images(
-        vae.encode_params,
-        vae.decode_logits,
+    return evaluate_vae(
+        config,
+        vae,
         images,
         importance_samples=importance_samples,
         estimator=estimator,
@@ -328,11 +355,6 @@ def evaluate_run(
         seed=seed,
         progress=progress,
         split=split,
-        traceable=True,
-        jit_compile=ARCHITECTURES[config.architecture].xla_evaluation,
-        prior=None if config.prior == "normal" else Mixture(*(t.numpy() for t in vae.prior_mixture())),
-        sample_posterior=None if config.posterior == "gaussian" else _batch_first(vae.encode_sample),
-        likelihood=config.likelihood,
         target_se=target_se,
     )
 

@@ -1,0 +1,103 @@
+"""`tfvae bench`: options -> Config and BenchOptions -> tfvae.bench.run -> a markdown table, or one JSON object."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+
+import click
+from click.core import ParameterSource
+
+from tfvae.bench import SECTIONS, VARIANTS, BenchOptions  # no TensorFlow: each section imports it in its own process
+from tfvae.cli import flags
+from tfvae.errors import ConfigError
+
+_DEFAULTS = BenchOptions.__dataclass_fields__  # the library's defaults, shown in --help
+
+
+def _default(name):
+    return _DEFAULTS[name].default
+
+
+def _names(choices):
+    """A callback for a comma-separated list of `choices`: a tuple, or a usage error naming the choices."""
+
+    def parse(ctx, param, value):
+        names = tuple(v.strip() for v in value.split(",") if v.strip())
+        unknown = [n for n in names if n not in choices]
+        if unknown or not names:
+            raise click.BadParameter(f"{(unknown or [value])[0]!r} is not one of {', '.join(map(repr, choices))}.")
+        return names
+
+    return parse
+
+
+@click.command()
+@click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+              help="A trained run: its config is the model measured, its weights are evaluated. "
+                   "Without it, the model flags below describe an untrained model (same FLOPs).")
+@flags.model_options
+@click.option("--sections", default=",".join(_default("sections")), show_default=True, callback=_names(tuple(SECTIONS)),
+              help=f"Comma-separated, run in that order, each in its own process: {', '.join(SECTIONS)}.")
+@click.option("--variants", default=",".join(_default("variants")), show_default=True, callback=_names(tuple(VARIANTS)),
+              help="train: the levers measured, each in its own process.")
+@click.option("--epochs", type=click.IntRange(1), default=_default("epochs"), show_default=True,
+              help="train: epochs per variant (the first is not timed).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="train, profile: the first N training images only.")
+@click.option("--eval-images", type=click.IntRange(1), default=_default("eval_images"), show_default=True,
+              help="evaluate: the first N test images.")
+@click.option("--importance-samples", "-k", type=click.IntRange(1), default=_default("importance_samples"),
+              show_default=True, help="evaluate: K, samples of z per image.")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=_default("seconds"), show_default=True,
+              help="matmul, conv: time per throughput measurement.")
+@click.option("--export-dir", type=click.Path(file_okay=False), default=None,
+              help="sample: an export written by `tfvae export` (needed by the sample section).")
+@click.option("--edge-tfvae", type=click.Path(dir_okay=False), default=None,
+              help="sample: the `tfvae` of an environment without TensorFlow, for the wall time of `tfvae sample`.")
+@click.option("--runs", type=click.IntRange(1), default=_default("runs"), show_default=True,
+              help="sample: runs of `tfvae sample` (median).")
+@click.option("--repeats", type=click.IntRange(1), default=_default("repeats"), show_default=True,
+              help="sample: decoder calls per latency (median).")
+@click.option("--data-dir", type=click.Path(file_okay=False), envvar="TFVAE_DATA_DIR",
+              help="Local data laid out like shared/data [env: TFVAE_DATA_DIR].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (every figure) instead of the table.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the JSON report here, after every section (atomically).")
+@click.option("--verbose", is_flag=True, help="Show the sections' own stderr.")
+@click.pass_context
+def bench(ctx, run_dir, preset, sections, variants, as_json, out, **options):
+    """Measure training, evaluation and sampling of a model against this machine's FLOP floors.
+
+    FLOPs come from the built model's layers (tfvae.flops); the floor of a
+    workload is its products' FLOPs over the throughput measured here at each
+    product's shape (matmul, conv). Progress goes to stderr; a section that
+    fails is reported and the exit code is 1.
+
+    \b
+      tfvae bench --sections matmul,train,evaluate --epochs 4
+      tfvae bench --preset best --sections matmul,conv,train,evaluate --json
+      tfvae bench --run-dir runs/default40 --sections evaluate,matmul
+      tfvae bench --sections sample --export-dir runs/default40/export --edge-tfvae edge/bin/tfvae
+    """
+    from tfvae.bench import run, table
+    from tfvae.presets import expand_preset
+
+    model = {k: options.pop(k) for k in flags.MODEL_FIELDS}
+    given = [k for k in ("preset", *flags.MODEL_FIELDS) if ctx.get_parameter_source(k) != ParameterSource.DEFAULT]
+    if run_dir:
+        if given:
+            raise click.UsageError(f"--run-dir takes the model from the run; drop --{given[0].replace('_', '-')}")
+        from tfvae.runs import open_run
+
+        config = open_run(run_dir)
+    else:
+        config = expand_preset(preset, **{k: v for k, v in model.items() if k in given})
+    try:
+        bench_options = BenchOptions(config=config, run_dir=run_dir, sections=sections, variants=variants, **options)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+    results = run(bench_options, command=shlex.join(sys.argv), out=out, log=lambda line: click.echo(line, err=True))
+    click.echo(json.dumps(results, indent=2) if as_json else table(results))
+    if results["failed"]:
+        ctx.exit(1)

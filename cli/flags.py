@@ -1,0 +1,60 @@
+"""Options shared by commands: the model and objective flags of `tfvae train`, which `tfvae bench` takes too.
+
+Each name is a click decorator; applying it to several commands gives each its own option. Defaults come
+from `Config()`, help texts are written once here.
+"""
+
+from __future__ import annotations
+
+import click
+
+from tfvae.config import ARCHITECTURE_NAMES, OBJECTIVE_NAMES, POSTERIOR_NAMES, PRIOR_NAMES, Config
+from tfvae.presets import PRESETS
+
+_DEFAULTS = Config()
+
+PRESET = click.option(
+    "--preset", type=click.Choice(tuple(PRESETS)), default="classic", show_default=True,
+    help="A named set of options (see BENCHMARKS.md); options given explicitly override it.")
+LATENT_DIM = click.option("--latent-dim", type=int, default=_DEFAULTS.latent_dim, show_default=True,
+                          help="D, the dimension of z.")
+HIDDEN_UNITS = click.option("--hidden-units", type=int, default=_DEFAULTS.hidden_units, show_default=True,
+                            help="Width of each hidden layer.")
+HIDDEN_LAYERS = click.option("--hidden-layers", type=int, default=_DEFAULTS.hidden_layers, show_default=True,
+                             help="Dense hidden layers in the encoder and in the decoder.")
+ARCHITECTURE = click.option(
+    "--architecture", type=click.Choice(ARCHITECTURE_NAMES), default=_DEFAULTS.architecture, show_default=True,
+    help="mlp: dense layers; conv: stride-2 convolutions down, transposed convolutions up.")
+FILTERS = click.option("--filters", type=int, default=_DEFAULTS.filters, show_default=True,
+                       help="conv: channels of the first convolution, doubled at each level.")
+POSTERIOR = click.option(
+    "--posterior", type=click.Choice(POSTERIOR_NAMES), default=_DEFAULTS.posterior, show_default=True,
+    help="q(z|x): gaussian, a diagonal Gaussian; iaf, an inverse autoregressive flow on top of it.")
+FLOW_STEPS = click.option("--flow-steps", type=int, default=_DEFAULTS.flow_steps, show_default=True,
+                          help="iaf: autoregressive steps of the flow.")
+PRIOR = click.option(
+    "--prior", type=click.Choice(PRIOR_NAMES), default=_DEFAULTS.prior, show_default=True,
+    help="p(z): normal, N(0, I); mog, a learned mixture of Gaussians; vamp, the VampPrior "
+         "(a mixture of the posterior at learned pseudo-inputs).")
+PRIOR_COMPONENTS = click.option("--prior-components", type=int, default=_DEFAULTS.prior_components,
+                                show_default=True, help="mog, vamp: mixture components (pseudo-inputs for vamp).")
+OBJECTIVE = click.option(
+    "--objective", type=click.Choice(OBJECTIVE_NAMES), default=_DEFAULTS.objective, show_default=True,
+    help="elbo: the evidence lower bound; iwae: the importance-weighted bound with --train-samples K.")
+TRAIN_SAMPLES = click.option("--train-samples", type=int, default=_DEFAULTS.train_samples, show_default=True,
+                             help="K, samples of z per image in the objective.")
+BATCH_SIZE = click.option("--batch-size", type=int, default=_DEFAULTS.batch_size, show_default=True,
+                          help="Global batch size.")
+
+# The flags that define the model and its training step, in `tfvae train`'s order.
+MODEL_OPTIONS = (PRESET, LATENT_DIM, HIDDEN_UNITS, HIDDEN_LAYERS, ARCHITECTURE, FILTERS, POSTERIOR, FLOW_STEPS, PRIOR,
+                 PRIOR_COMPONENTS, OBJECTIVE, TRAIN_SAMPLES, BATCH_SIZE)
+MODEL_FIELDS = ("latent_dim", "hidden_units", "hidden_layers", "architecture", "filters", "posterior", "flow_steps",
+                "prior", "prior_components", "objective", "train_samples", "batch_size")
+
+
+def model_options(command):
+    """Adds MODEL_OPTIONS to a click command (decorators apply bottom-up, so in reverse)."""
+    for option in reversed(MODEL_OPTIONS):
+        command = option(command)
+    return command
