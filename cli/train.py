@@ -40,8 +40,8 @@ def _dataset(ctx, param, value):
 @flags.PRIOR
 @flags.PRIOR_COMPONENTS
 @click.option("--decoder-bias", type=click.Choice(DECODER_BIASES), default=_DEFAULTS.decoder_bias, show_default=True,
-              help="The decoder's output bias at the start: zero, or data: the logit of the training pixel means "
-                   "(an untrained decoder draws the average image).")
+              help="The decoder's output bias at the start of a new run: data, the logit of the training pixel "
+                   "means (an untrained decoder draws the average image); zero, the seed's start.")
 @flags.OBJECTIVE
 @flags.TRAIN_SAMPLES
 @click.option("--warmup-epochs", type=int, default=_DEFAULTS.warmup_epochs, show_default=True,

@@ -67,3 +67,13 @@ def test_saved_json_is_plain_data(tmp_path):
     save_config(Config(), str(tmp_path / "c.json"))
     values = json.loads((tmp_path / "c.json").read_text())
     assert values["latent_dim"] == 20 and values["version"] == 1
+
+
+def test_decoder_bias_defaults_to_data_old_runs_load_as_zero_and_it_is_not_a_run_difference():
+    from tfvae.config import Config
+
+    assert Config().decoder_bias == "data"
+    old = {k: v for k, v in Config().to_dict().items() if k != "decoder_bias"}
+    assert Config.from_dict(old).decoder_bias == "zero"  # written before the option: started at zero
+    assert Config.from_dict(Config(decoder_bias="data").to_dict()).decoder_bias == "data"
+    assert Config(decoder_bias="zero").run_differences(Config(decoder_bias="data")) == []

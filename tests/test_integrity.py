@@ -150,6 +150,21 @@ def test_a_run_that_never_completed_an_epoch_is_replaced_by_a_new_one(tmp_path):
 # --------------------------------------------------------------------------- resuming and re-running
 
 
+def test_a_run_started_at_zero_bias_trains_further_with_the_default_and_keeps_its_record(tiny_run, tmp_path):
+    """--decoder-bias only starts a new run: an old run (no field: zero) resumes with today's default command."""
+    config, _, _ = tiny_run
+    run_dir = copy_run(tiny_run, tmp_path)
+    path = os.path.join(run_dir, "config.json")
+    with open(path) as f:
+        saved = json.load(f)
+    del saved["decoder_bias"]  # as written before the option existed
+    with open(path, "w") as f:
+        json.dump(saved, f)
+    plan = plan_run(run_dir, config.replace(epochs=3), log=lambda message: None)
+    assert (plan.action, plan.epoch, plan.config.decoder_bias) == ("extend", 2, "zero")
+    assert load_config(path).decoder_bias == "zero"
+
+
 def test_resume_elsewhere_with_other_devices_and_more_epochs_equals_one_straight_run(synthetic_data_dir, tmp_path):
     """Trained 1 epoch from one working directory with a relative --data-dir, then finished with more epochs from
     another directory, other execution settings and the data from the environment: the history of a straight run."""

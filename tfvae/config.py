@@ -75,9 +75,10 @@ class Config:
     flow_steps: int = 2  # iaf: autoregressive steps (unused by gaussian)
     prior: str = "normal"  # p(z), a key of tfvae.models.PRIORS: normal N(0, I), mog or vamp (learned mixtures)
     prior_components: int = 500  # mog, vamp: mixture components / pseudo-inputs (unused by normal)
-    # The decoder's output bias at initialisation: zero (the seed's model), or data: the logit of the training
-    # images' pixel means, so that an untrained decoder already draws the average image (a start, not a new model).
-    decoder_bias: str = "zero"
+    # The decoder's output bias at initialisation: data, the logit of the training images' pixel means, so that an
+    # untrained decoder already draws the average image (a start, not a new model: BENCHMARKS.md, "Model
+    # quality", note 9); or zero, the seed's start. Only a new run uses it: a resumed run keeps its own.
+    decoder_bias: str = "data"
 
     # --- objective ---
     objective: str = "elbo"  # what training maximises, a key of tfvae.models.OBJECTIVES: elbo or iwae
@@ -199,14 +200,17 @@ class Config:
             raise ConfigError(f"config.json has unknown fields {unknown}; was it written by another tfvae version?")
         if "version" not in values:
             raise ConfigError("config.json has no 'version' field; it was not written by tfvae")
+        values = {"decoder_bias": "zero", **values}  # runs written before the field existed started at zero
         return cls(**values)
 
 
 # How a run is computed: may change when a run resumes, on another machine or with other devices.
 EXECUTION_FIELDS = tuple(f.name for f in dataclasses.fields(Config) if f.metadata.get("execution"))
-# What a run is: a resumed run must agree on all of these. `epochs` may grow; `version` is checked on load.
+# What a run is: a resumed run must agree on all of these. `epochs` may grow; `version` is checked on load;
+# `decoder_bias` only starts a new run (a resumed one keeps its own: tfvae.runs.plan_run).
 _RUN_FIELDS = tuple(
-    f.name for f in dataclasses.fields(Config) if f.name not in EXECUTION_FIELDS + ("epochs", "version")
+    f.name for f in dataclasses.fields(Config)
+    if f.name not in EXECUTION_FIELDS + ("epochs", "version", "decoder_bias")
 )
 
 

@@ -187,6 +187,7 @@ def plan_run(run_dir: str, config: Config, *, overwrite: bool = False, log=print
     changed = saved.execution_differences(config)
     if changed:
         log(f"resuming with other execution settings: {'; '.join(changed)}")
+    config = config.replace(decoder_bias=saved.decoder_bias)  # how the run started is part of its record
     plan = _save_plan(run_dir, RunPlan(config, epoch, "extend" if finished else "resume"))
     if finished:
         log(f"training the finished run in {run_dir} further: epochs {saved.epochs} -> {config.epochs}")
