@@ -10,7 +10,7 @@ replaced (with `overwrite`) only once the new one is complete.
     quantized       decoder_float16.tflite (float16 weights), decoder_int8.tflite (dynamic-range int8 weights)
     manifest.json   shapes; each file's size and sha256; each file's parity with the Keras model on a
                     fixed batch of z; each TFLite decoder's change in test ELBO and log p(x) on a subset
-    web/            with `web`: a static page that samples in the browser (tfvae.export.web)
+    web/            with `web`: a static page that samples the exported prior and decoder in the browser (tfvae.export.web)
 
 Example:
 >>> manifest = export_run("runs/x", tflite=True, quantize=("float16", "int8"))  # doctest: +SKIP
@@ -146,11 +146,6 @@ def export_run(
     _check_target(out, overwrite)  # before any slow work
     _check_writable(out)
     config, vae = load_vae(run_dir, log=log)
-    if web_model and config.prior != "normal":
-        raise ConfigError(
-            f"--web: the page samples from N(0, I) only, and this run's prior is {config.prior!r}; export without "
-            f"--web (`tfvae sample` on the device reads {layout.PRIOR_FILE})"
-        )
     if web_model and (config.image_shape[-1] != 1 or config.likelihood != "bernoulli"):
         raise ConfigError(
             f"--web draws grey Bernoulli decoders only; this run's images are "

@@ -10,7 +10,7 @@
       decoder_int8.tflite       `decode`, int8 dynamic-range    (with --quantize int8)
       web/                      a static page that samples in the browser with LiteRT.js  (with --web)
         index.html, tfvae.js, random.js, style.css   the page (plain ES modules, no bundler)
-        tfvae.json              what the page needs: D, the batch, the prior, the decoders
+        tfvae.json              what the page needs: D, the batch, the prior (from prior.npz), the decoders
         decoder.tflite          `decode`, float32, batch fixed at WEB_BATCH
         decoder_int8.tflite     `decode`, int8 dynamic-range, batch fixed at WEB_BATCH
         litertjs/               the LiteRT.js runtime, its WebAssembly builds and its LICENSE

@@ -16,6 +16,13 @@ model to any batch, so `tfvae sample --model OUT/web/decoder.tflite` runs it too
     web/decoder_int8.tflite   the same with dynamic-range int8 weights
     web/tfvae.json            {"latent_dim", "batch", "prior", "models", "default_model", "grid", "manifold", ...}
 
+The page samples the exported prior: "prior" in tfvae.json is read from the
+export's prior.npz (one source of truth with `tfvae sample`), N(0, I) as
+{"family": "normal", "loc": 0.0, "scale": 1.0} and a learned prior (mog, or a
+VampPrior as the mixture of the posteriors at its pseudo-inputs) as
+{"family": "mixture", "logits" (K,), "loc" (K, D), "scale" (K, D)}, each value
+the shortest decimal that reads back as the same float32.
+
 Example:
 >>> entry, parity = write_site("OUT", vae, config, z, probs, "int8", print)  # doctest: +SKIP
 >>> entry["models"]["int8"]["inputs"]  # doctest: +SKIP
@@ -28,6 +35,7 @@ import json
 import os
 import shutil
 import tempfile
+from statistics import NormalDist
 
 import numpy as np
 
@@ -36,6 +44,7 @@ from tfvae.errors import ConfigError, InstallError, ModelFileError
 from tfvae.export import layout, litertjs
 from tfvae.export.litert import TFLiteDecoder
 from tfvae.io import file_sha256
+from tfvae.mixture import Mixture, PriorFileError
 
 __all__ = [
     "DEFAULT_WEB_MODEL",
@@ -46,6 +55,8 @@ __all__ = [
     "PAGE_CONFIG_VERSION",
     "parse_web_model",
     "check_web_decoder",
+    "page_prior",
+    "manifold_prior_mass",
     "write_site",
 ]
 
@@ -121,23 +132,67 @@ def _copy_assets(site: str) -> None:
                     ignore=shutil.ignore_patterns("__pycache__"))
 
 
-def _page_config(config, default_model: str, runtime: dict) -> dict:
+def _float32_values(array) -> list:
+    """A nested list of the shortest decimals that read back as the same float32 (str of a numpy float32)."""
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 0:
+        return float(str(array[()]))
+    return [_float32_values(row) for row in array]
+
+
+def page_prior(prior: Mixture, trained: str) -> dict:
+    """tfvae.json's "prior": N(0, I) as today's pages read it, any other prior as its mixture arrays.
+
+    Args:
+      prior: the export's prior.npz, read with `Mixture.load`.
+      trained: the run's `--prior` (normal, mog, vamp), shown by the page.
+    """
+    if prior.is_standard_normal:
+        # No parameters to ship: p(z) = N(0, I_D), written out so that the page can refuse another.
+        return {"family": "normal", "loc": 0.0, "scale": 1.0}
+    return {
+        "family": "mixture",  # p(z) = sum_k softmax(logits)_k N(loc_k, diag scale_k^2)
+        "trained": trained,
+        "components": prior.components,
+        "logits": _float32_values(prior.logits),  # (K,)
+        "loc": _float32_values(prior.loc),  # (K, D)
+        "scale": _float32_values(prior.scale),  # (K, D)
+    }
+
+
+def manifold_prior_mass(prior: Mixture, eps: float = MANIFOLD_EPS) -> float:
+    """P(z in the manifold's square) under `prior` (D = 2): the square spans N(0, 1)'s eps to 1 - eps quantiles.
+
+    The manifold is drawn on N(0, I)'s quantiles (as manifold.png); for a learned
+    prior the page says how much of the prior's mass that square holds.
+    """
+    low, high = NormalDist().inv_cdf(eps), NormalDist().inv_cdf(1 - eps)
+    cdf = np.vectorize(NormalDist().cdf)
+    inside = cdf((high - prior.loc) / prior.scale) - cdf((low - prior.loc) / prior.scale)  # (K, 2)
+    return float(np.exp(prior.log_weights()) @ np.prod(inside, axis=1))
+
+
+def _page_config(config, prior: Mixture, default_model: str, runtime: dict) -> dict:
     """tfvae.json: everything the page reads, and nothing it does not (no paths from this machine)."""
+    manifold = None
+    if config.latent_dim == 2:
+        manifold = {"side": MANIFOLD_SIDE, "eps": MANIFOLD_EPS}
+        if not prior.is_standard_normal:
+            manifold["prior_mass"] = round(manifold_prior_mass(prior), 4)
     return {
         "version": PAGE_CONFIG_VERSION,
         "tfvae_version": __version__,
         "latent_dim": config.latent_dim,
         "image_shape": list(config.image_shape),
         "batch": layout.WEB_BATCH,
-        # The prior has no parameters to ship: p(z) = N(0, I_D), written out so the page can refuse another.
-        "prior": {"family": "normal", "loc": 0.0, "scale": 1.0},
+        "prior": page_prior(prior, config.prior),
         "models": {
             name: {"file": file, "description": _DESCRIPTIONS[name]} for name, file in layout.WEB_MODEL_FILES.items()
         },
         "default_model": default_model,
         "grid": {"columns": GRID_COLUMNS},
         "interpolation": {"steps": INTERPOLATION_STEPS},
-        "manifold": {"side": MANIFOLD_SIDE, "eps": MANIFOLD_EPS} if config.latent_dim == 2 else None,
+        "manifold": manifold,
         "runtime": {"package": litertjs.CORE, "version": runtime[litertjs.CORE]["version"], "accelerator": "wasm"},
     }
 
@@ -146,7 +201,7 @@ def write_site(directory, vae, config, z, reference_probs, default_model, log) -
     """Write DIRECTORY/web: the page, the runtime, fixed-batch float32 and int8 decoders, and tfvae.json.
 
     Args:
-      directory: the export being written (the staging directory).
+      directory: the export being written (the staging directory), which already holds prior.npz.
       vae: the run's Keras model.
       config: the run's config.
       z: (n, D) float32 latents on which each web decoder is compared with the Keras model.
@@ -183,10 +238,17 @@ def write_site(directory, vae, config, z, reference_probs, default_model, log) -
             log(f"wrote {relative} ({os.path.getsize(path):,} bytes, batch {layout.WEB_BATCH}, "
                 f"max |probs - Keras| {parity[relative]['max_abs_diff_probs']:.2e})")
 
-    page_config = _page_config(config, default_model, runtime)
-    with open(os.path.join(site, layout.WEB_CONFIG_FILE), "w", encoding="utf-8") as f:
-        f.write(json.dumps(page_config, indent=2) + "\n")
-    log(f"wrote {layout.WEB_DIR}/ (the page, LiteRT.js {page_config['runtime']['version']}, starting with {default_model})")
+    try:  # the page samples what `tfvae sample` samples: the export's own prior.npz
+        prior = Mixture.load(os.path.join(directory, layout.PRIOR_FILE), latent_dim=config.latent_dim)
+    except PriorFileError as e:
+        raise ModelFileError(str(e)) from None
+    page_config = _page_config(config, prior, default_model, runtime)
+    path = os.path.join(site, layout.WEB_CONFIG_FILE)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(_json_text(page_config) + "\n")
+    log(f"wrote {layout.WEB_DIR}/ (the page, LiteRT.js {page_config['runtime']['version']}, starting with "
+        f"{default_model}; prior {config.prior}, {prior.components} component(s) in {layout.WEB_CONFIG_FILE}, "
+        f"{os.path.getsize(path):,} bytes)")
     entry = {
         "directory": layout.WEB_DIR,
         "batch": layout.WEB_BATCH,
@@ -196,3 +258,19 @@ def write_site(directory, vae, config, z, reference_probs, default_model, log) -
         "page_config": f"{layout.WEB_DIR}/{layout.WEB_CONFIG_FILE}",
     }
     return entry, parity
+
+
+def _json_text(value, indent: str = "") -> str:
+    """JSON indented by two spaces, as json.dumps(indent=2), but a list of numbers on one line.
+
+    A VampPrior of 500 components in D = 32 is 32,000 numbers: one row of loc
+    or scale per line keeps tfvae.json readable and about 400 KB, not 1 MB of
+    one-number lines.
+    """
+    inner = indent + "  "
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{json.dumps(key)}: {_json_text(item, inner)}" for key, item in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(value, list) and any(isinstance(item, (dict, list)) for item in value):
+        return "[\n" + ",\n".join(inner + _json_text(item, inner) for item in value) + "\n" + indent + "]"
+    return json.dumps(value)

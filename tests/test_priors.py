@@ -280,13 +280,19 @@ def test_a_vamp_flow_run_trains_evaluates_and_exports(vamp_flow_run):
     assert evaluation.log_likelihood > evaluation.elbo
 
 
-def test_the_web_page_refuses_a_learned_prior(vamp_flow_run, tmp_path):
+def test_the_web_page_samples_the_exported_vamp_prior(vamp_flow_run, tmp_path):
+    """export --web of a VampPrior run writes the page with the prior.npz mixture (the posteriors at the pseudo-inputs)."""
     from tfvae.cli.main import cli
 
-    result = CliRunner().invoke(cli, ["export", "--run-dir", vamp_flow_run, "--out", str(tmp_path / "w"), "--web"])
-    assert result.exit_code == 1
-    assert "the page samples from N(0, I) only" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert not os.path.exists(tmp_path / "w")
+    out = tmp_path / "w"
+    result = CliRunner().invoke(cli, ["export", "--run-dir", vamp_flow_run, "--out", str(out), "--web"])
+    assert result.exit_code == 0, result.output
+    with open(out / "web" / "tfvae.json") as f:
+        prior = json.load(f)["prior"]
+    assert prior["family"] == "mixture" and prior["trained"] == "vamp" and prior["components"] == 4
+    exported = Mixture.load(str(out / "prior.npz"), latent_dim=2)
+    for name in ("logits", "loc", "scale"):
+        np.testing.assert_array_equal(np.array(prior[name], dtype=np.float32), getattr(exported, name).astype(np.float32))
 
 
 def test_edge_samples_follow_the_exported_mixture(tmp_path, vamp_flow_run):

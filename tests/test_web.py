@@ -7,7 +7,8 @@ chromedriver they are skipped with the reason (`-rs` prints it); on CI (CI=true)
 where .ci/run installs them, they fail instead.
 
 One tiny run (D = 2) is exported once for the module, with the web page and the
-TFLite files.
+TFLite files; a second tiny run with a learned mixture prior (mog, K = 3) is
+exported with the page alone, for the page's sampling of a mixture.
 """
 
 import hashlib
@@ -23,6 +24,7 @@ from click.testing import CliRunner
 from tfvae.config import Config, save_config
 from tfvae.errors import ModelFileError, WriteError
 from tfvae.export import layout, litertjs
+from tfvae.mixture import Mixture
 
 import web_browser
 
@@ -44,6 +46,30 @@ def exported(run_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def site(exported):
     return os.path.join(exported[0], layout.WEB_DIR)
+
+
+MIXTURE_COMPONENTS = 3
+
+
+@pytest.fixture(scope="module")
+def mixture_exported(tmp_path_factory, synthetic_data_dir):
+    """The export directory of a one-epoch tiny run with --prior mog --prior-components 3, with --web."""
+    from tfvae.config import Config
+    from tfvae.export.exporter import export_run
+    from tfvae.train import train_and_evaluate
+
+    config = Config(epochs=1, limit=256, latent_dim=LATENT_DIM, hidden_units=16, batch_size=64, prior="mog",
+                    prior_components=MIXTURE_COMPONENTS, data_dir=synthetic_data_dir)
+    run_dir = str(tmp_path_factory.mktemp("mog") / "run")
+    train_and_evaluate(config, run_dir, verbose=0, log=QUIET)
+    out = os.path.join(run_dir, "export")
+    export_run(run_dir, out, web=True, log=QUIET)
+    return out
+
+
+@pytest.fixture(scope="module")
+def mixture_site(mixture_exported):
+    return os.path.join(mixture_exported, layout.WEB_DIR)
 
 
 def read_json(path):
@@ -124,6 +150,48 @@ def test_page_config_tells_the_page_what_it_needs_and_no_local_paths(site):
     assert {name: model["file"] for name, model in config["models"].items()} == layout.WEB_MODEL_FILES
     assert config["grid"]["columns"] ** 2 == config["batch"]
     assert os.sep + "tmp" not in json.dumps(config)
+
+
+def test_page_config_of_a_learned_prior_is_its_prior_npz_to_float32_precision(mixture_exported, mixture_site):
+    """tfvae.json's prior is the export's prior.npz, value for value as float32; the N(0, I) page keeps its form."""
+    from tfvae.export.web import manifold_prior_mass
+
+    config = read_json(os.path.join(mixture_site, layout.WEB_CONFIG_FILE))
+    prior = config["prior"]
+    assert prior["family"] == "mixture" and prior["trained"] == "mog" and prior["components"] == MIXTURE_COMPONENTS
+    with np.load(os.path.join(mixture_exported, layout.PRIOR_FILE), allow_pickle=False) as npz:
+        for name in ("logits", "loc", "scale"):
+            written = np.array(prior[name], dtype=np.float64)
+            assert written.shape == npz[name].shape, name
+            assert np.array_equal(written.astype(np.float32), npz[name]), name  # the same float32, every value
+            shortest = [float(str(value)) for value in npz[name].ravel()]  # the shortest decimal of each float32
+            assert written.ravel().tolist() == shortest, name  # no digits beyond float32's
+    assert not np.allclose(prior["loc"], 0)  # a learned prior, not N(0, I) in disguise
+    mixture = Mixture.load(os.path.join(mixture_exported, layout.PRIOR_FILE))
+    assert config["manifold"]["prior_mass"] == round(manifold_prior_mass(mixture), 4)
+    with open(os.path.join(mixture_site, layout.WEB_CONFIG_FILE), encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    assert len(lines) < 100  # a row of loc or scale per line, not a number per line
+
+
+def test_manifold_prior_mass_is_the_mixtures_mass_in_the_square():
+    from tfvae.export.web import manifold_prior_mass
+
+    assert manifold_prior_mass(Mixture.standard_normal(2)) == pytest.approx(0.9**2)  # 5% cut on each side
+    far = Mixture(np.log([0.75, 0.25]), np.array([[0.0, 0.0], [50.0, 0.0]]), np.ones((2, 2)))
+    assert manifold_prior_mass(far) == pytest.approx(0.75 * 0.9**2)
+    rng = np.random.default_rng(0)
+    wide = Mixture(np.array([0.0, 1.0]), np.array([[1.0, -0.5], [0.0, 2.0]]), np.array([[0.5, 1.0], [2.0, 0.3]]))
+    z = wide.sample(rng, 200_000, dtype=np.float64)
+    inside = np.mean(np.all(np.abs(z) <= plots_manifold_edge(), axis=1))
+    assert manifold_prior_mass(wide) == pytest.approx(inside, abs=0.005)  # Monte Carlo: sd 0.001
+
+
+def plots_manifold_edge():
+    """The manifold grid's outermost |z| (the normal quantile of 1 - eps), from tfvae.plots."""
+    from tfvae import plots
+
+    return float(np.max(plots.manifold_latents(20)))
 
 
 def test_check_web_decoder_refuses_an_encoder_and_a_dynamic_batch(exported):
@@ -210,8 +278,8 @@ def test_unwritable_out_is_a_write_error(run_dir):
 # --------------------------------------------------------------------------- the page in Chromium
 
 
-def mulberry32_normals(seed, count):
-    """random.js's standardNormals in Python: mulberry32 uniforms (x + 0.5) / 2^32, Box-Muller pairs."""
+def mulberry32_uniforms(seed):
+    """random.js's uniforms in Python: mulberry32, then (x + 0.5) / 2^32; each call gives the next."""
     mask = 0xFFFFFFFF
     state = seed & mask
 
@@ -223,11 +291,33 @@ def mulberry32_normals(seed, count):
         t = (t ^ ((t + (((t ^ (t >> 7)) * (t | 61)) & mask)) & mask)) & mask
         return (((t ^ (t >> 14)) & mask) + 0.5) / 2.0**32
 
+    return uniform
+
+
+def box_muller(uniform, count):
     normals = []
     while len(normals) < count:
         r, angle = math.sqrt(-2.0 * math.log(uniform())), 2.0 * math.pi * uniform()
         normals += [r * math.cos(angle), r * math.sin(angle)]
     return np.array(normals[:count])
+
+
+def mulberry32_normals(seed, count):
+    """random.js's standardNormals in Python: mulberry32 uniforms, Box-Muller pairs."""
+    return box_muller(mulberry32_uniforms(seed), count)
+
+
+def mixture_replay(seed, n, prior, temperature=1.0):
+    """random.js's drawPrior for a mixture, replayed in Python: (z (n, D) float64, components (n,)).
+
+    The n * D normals first, then one uniform per image, whose component is tfvae.mixture's inverse CDF.
+    """
+    uniform = mulberry32_uniforms(seed)
+    eps = box_muller(uniform, n * prior.latent_dim).reshape(n, prior.latent_dim)
+    u = np.array([uniform() for _ in range(n)])
+    cdf = np.cumsum(np.exp(prior.log_weights()))
+    components = np.minimum(np.searchsorted(cdf, u * cdf[-1], side="right"), prior.components - 1)
+    return prior.transform(eps, u, temperature), components
 
 
 @pytest.fixture(scope="module")
@@ -446,3 +536,153 @@ def test_screenshot_of_the_page(browser, server, tmp_path):
     assert pixels.shape[0] > 600 and pixels.std() > 20
     if os.environ.get("TFVAE_WEB_SCREENSHOT"):
         shutil.copyfile(path, os.environ["TFVAE_WEB_SCREENSHOT"])
+
+
+# --------------------------------------------------------------------------- a learned prior in Chromium
+
+
+def page_latents(attributes, latent_dim=LATENT_DIM):
+    """(z (64, D), components (64,)) that the page drew for its grid, from data-tfvae-z and -components."""
+    z = np.array([float(v) for v in attributes["z"].split(",")]).reshape(-1, latent_dim)
+    return z, np.array([int(k) for k in attributes["components"].split(",")])
+
+
+@pytest.fixture(scope="module")
+def mixture_server(mixture_site):
+    with web_browser.serve(mixture_site) as served:
+        yield served
+
+
+@pytest.mark.browser
+def test_the_n01_page_exposes_its_latents_as_before(browser, server):
+    """The N(0, I) page draws what it always drew (the first 64 * D normals) and says each image is component 0."""
+    attributes = load(browser, server, "?seed=4&t=0.7")
+    z, components = page_latents(attributes)
+    want = (0.7 * mulberry32_normals(4, 64 * LATENT_DIM)).astype(np.float32).reshape(64, LATENT_DIM)
+    np.testing.assert_array_equal(z, want)
+    assert not components.any()
+    assert "N(0, I)" in browser.find_element("id", "prior-caption").text
+
+
+@pytest.mark.browser
+def test_a_mixture_prior_page_draws_its_grid_from_the_exported_mixture(browser, mixture_server, mixture_site,
+                                                                        mixture_exported):
+    """A mog export loads with no console error; its grid is the mixture's z (replayed in Python) decoded."""
+    from tfvae import plots
+    from tfvae.export.sampler import open_decoder
+
+    base, answered = mixture_server
+    browser.get_log("browser")  # drop what came before
+    answered.clear()
+    attributes = load(browser, mixture_server, "?seed=2&t=0.9")
+    assert web_browser.console_errors(browser) == []
+    assert all(status == 200 for _, status in answered), answered
+    prior = Mixture.load(os.path.join(mixture_exported, layout.PRIOR_FILE))
+
+    z, components = page_latents(attributes)
+    want, want_components = mixture_replay(2, 64, prior, temperature=0.9)
+    np.testing.assert_array_equal(components, want_components)
+    np.testing.assert_allclose(z, want.astype(np.float32), rtol=0, atol=1e-6)
+    assert len(set(components)) > 1  # the grid shows more than one component of the learned prior
+
+    decoder = open_decoder(os.path.join(mixture_site, "decoder.tflite"))
+    grey = web_browser.canvas_grey(browser, "grid")
+    expected = np.round(255 * plots.tile(decoder.decode(z.astype(np.float32))["probs"], 8))
+    assert np.max(np.abs(grey - expected)) <= 1
+    assert grey.std() > 1 and len(np.unique(grey)) > 20
+    prior_caption = browser.find_element("id", "prior-caption").text
+    assert "learned mixture of Gaussians: a mixture of 3 diagonal Gaussians" in prior_caption
+    caption = browser.find_element("id", "manifold-caption").text
+    assert "not of the learned prior" in caption and "% of its mass" in caption
+
+
+# Two far-apart components with weights 0.8 / 0.2 and a different scale in each dimension.
+KNOWN_MIXTURE = {
+    "logits": [math.log(0.8), math.log(0.2)],
+    "loc": [[-4.0, 3.0], [5.0, -2.0]],
+    "scale": [[0.5, 1.5], [1.0, 0.25]],
+}
+
+
+@pytest.fixture(scope="module")
+def known_mixture_server(mixture_site, tmp_path_factory):
+    """The mog page, with tfvae.json's prior replaced by KNOWN_MIXTURE."""
+    copy = str(tmp_path_factory.mktemp("known") / "web")
+    shutil.copytree(mixture_site, copy)
+    path = os.path.join(copy, layout.WEB_CONFIG_FILE)
+    config = read_json(path)
+    config["prior"] = {"family": "mixture", "trained": "mog", "components": 2, **KNOWN_MIXTURE}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(config, f)
+    with web_browser.serve(copy) as served:
+        yield served
+
+
+DRAW_WITH_THE_PAGES_PRIOR = """
+const [seed, n, temperature, done] = arguments;
+Promise.all([import('./random.js'), fetch('tfvae.json').then((r) => r.json())]).then(([random, config]) => {
+  const drawn = random.drawPrior(seed, n, config.latent_dim, temperature, config.prior);
+  done({z: Array.from(drawn.z), components: Array.from(drawn.components)});
+});
+"""
+
+
+@pytest.mark.browser
+def test_the_pages_mixture_draws_have_the_mixtures_weights_means_and_spread(browser, known_mixture_server):
+    """4000 draws of random.js's drawPrior with the page's own prior: component frequencies and per-component means
+    and standard deviations within sampling error; temperature 0.5 halves the spread within each component."""
+    n, loc, scale = 4000, np.array(KNOWN_MIXTURE["loc"]), np.array(KNOWN_MIXTURE["scale"])
+    for query, temperature in (("?seed=11", 1.0), ("?seed=11&t=0.5", 0.5)):  # the page draws its grid with drawPrior
+        attributes = load(browser, known_mixture_server, query)
+        page_z, page_components = page_latents(attributes)
+        grid = browser.execute_async_script(DRAW_WITH_THE_PAGES_PRIOR, 11, 64, temperature)
+        np.testing.assert_array_equal(page_z, np.array(grid["z"]).reshape(64, 2))
+        np.testing.assert_array_equal(page_components, grid["components"])
+    assert web_browser.console_errors(browser) == []
+
+    draws = {}
+    for temperature in (1.0, 0.5):
+        drawn = browser.execute_async_script(DRAW_WITH_THE_PAGES_PRIOR, 123, n, temperature)
+        draws[temperature] = np.array(drawn["z"]).reshape(n, 2), np.array(drawn["components"])
+    z, components = draws[1.0]
+    frequency = np.mean(components == 0)
+    assert abs(frequency - 0.8) < 4 * math.sqrt(0.8 * 0.2 / n), frequency  # 4 sd: 0.025
+    nearest = np.argmin(((z[:, None, :] - loc[None]) ** 2).sum(-1), axis=1)
+    assert np.mean(nearest == components) > 0.999  # each z lies by its own component's loc
+    for k in range(2):
+        chosen = z[components == k]
+        stderr = scale[k] / math.sqrt(len(chosen))
+        assert np.all(np.abs(chosen.mean(axis=0) - loc[k]) < 4 * stderr), (k, chosen.mean(axis=0))
+        # The sd of a sample sd is about sd / sqrt(2 m): 4 of those.
+        assert np.all(np.abs(chosen.std(axis=0, ddof=1) / scale[k] - 1) < 4 / math.sqrt(2 * len(chosen))), k
+
+    cooled, cooled_components = draws[0.5]
+    np.testing.assert_array_equal(cooled_components, components)  # the same uniforms pick the same components
+    for k in range(2):
+        spread = z[components == k].std(axis=0, ddof=1)
+        cooled_spread = cooled[cooled_components == k].std(axis=0, ddof=1)
+        np.testing.assert_allclose(cooled_spread / spread, 0.5, rtol=1e-5)  # the same eps, half the scale
+        stderr = 0.5 * scale[k] / math.sqrt(np.sum(components == k))
+        assert np.all(np.abs(cooled[cooled_components == k].mean(axis=0) - loc[k]) < 4 * stderr), k
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("prior, message", [
+    ({"family": "student", "df": 3},
+     "tfvae.json's prior has family \"student\"; this page samples \"normal\" and \"mixture\""),
+    ({"family": "mixture", **KNOWN_MIXTURE, "scale": [[0.5, 1.5], [1.0, -0.25]]},
+     "tfvae.json's prior has a scale that is not positive"),
+    ({"family": "mixture", **KNOWN_MIXTURE, "loc": [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]},
+     "tfvae.json's prior is a mixture whose loc is not (K, D) = (2, 2) finite numbers"),
+])
+def test_a_prior_the_page_cannot_sample_is_a_clear_error(browser, mixture_site, tmp_path, prior, message):
+    copy = str(tmp_path / "web")
+    shutil.copytree(mixture_site, copy)
+    path = os.path.join(copy, layout.WEB_CONFIG_FILE)
+    config = read_json(path)
+    config["prior"] = prior
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(config, f)
+    with web_browser.serve(copy) as (base, _):
+        attributes = web_browser.open_page(browser, base + "index.html")
+    assert attributes["status"] == "error" and message in attributes["error"], attributes

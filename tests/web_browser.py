@@ -20,6 +20,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -165,6 +166,19 @@ def requested_urls(driver) -> list:
             params = message["params"]
             urls.append((params["request"]["url"], params.get("documentURL", "")))
     return urls
+
+
+# LiteRT's native log writes to stderr, which its WebAssembly build sends to console.error: every line at INFO
+# or WARNING ("INFO: [environment.cc:36] Creating LiteRT environment ...") reaches the log as SEVERE. Its ERROR
+# lines, and everything else at SEVERE, are errors.
+_RUNTIME_LOG_LINE = re.compile(r'/litertjs/wasm/[\w.]+\.js \d+:\d+ "(INFO|WARNING): ')
+
+
+def console_errors(driver) -> list:
+    """The errors the page logged (console.error, uncaught exceptions, failed loads) since the last call,
+    without the LiteRT runtime's INFO and WARNING log lines."""
+    return [entry["message"] for entry in driver.get_log("browser")
+            if entry["level"] == "SEVERE" and not _RUNTIME_LOG_LINE.search(entry["message"])]
 
 
 def foreign_requests(urls, base: str) -> list:

@@ -1,13 +1,21 @@
-// The page's latents: a seeded generator, standard normals, and the normal quantile for the manifold.
+// The page's latents: a seeded generator, standard normals, draws from the prior (N(0, I) or a mixture of
+// diagonal Gaussians), and the normal quantile for the manifold.
 // Plain functions, no DOM, no runtime: tests import this module on its own.
 //
 // Generator: mulberry32. Its state is a uint32 set to the seed; each draw adds 0x6D2B79F5 to the state
 // and returns a 32-bit hash of it, x. Uniforms are u = (x + 0.5) / 2^32, strictly inside (0, 1), so the
 // logarithm below is finite. Standard normals come in pairs by Box-Muller:
 //   r = sqrt(-2 ln u1),  z = r cos(2 pi u2),  z' = r sin(2 pi u2)
-// and a grid of n latents of dimension D takes the first n * D normals, row by row (image i gets
-// normals i*D .. i*D + D - 1). It is not numpy's generator: the same seed always gives the same page,
-// but not the same z as `tfvae sample --seed`.
+//
+// The stream of a grid of n latents of dimension D, from one generator seeded with the seed:
+//   1. eps: the first n * D normals, row by row (image i gets normals i*D .. i*D + D - 1); they use the
+//      first 2 * ceil(n * D / 2) uniforms (with n * D odd, the last sine is dropped).
+//   2. a mixture prior only: the next n uniforms, u_i for image i, pick its component by inverse CDF:
+//      k_i = the number of c_k <= u_i * c_K, where c_k = pi_1 + ... + pi_k, pi = softmax(logits)
+//      (capped at K - 1, zero-based), as tfvae.mixture.Mixture.transform picks it.
+//   z_i = loc_k + T * scale_k * eps_i  (N(0, I): z_i = T * eps_i; T is the temperature)
+// So N(0, I) pages draw what they always drew, and a mixture page's eps are the N(0, I) page's. It is not
+// numpy's generator: the same seed always gives the same page, but not the same z as `tfvae sample --seed`.
 
 const TWO_TO_32 = 4294967296;
 
@@ -27,13 +35,14 @@ export function mulberry32(seed) {
   };
 }
 
-/**
- * `count` standard normals from mulberry32(seed) by Box-Muller, as described above.
- * @return {Float64Array}
- */
-export function standardNormals(seed, count) {
+/** The uniforms (x + 0.5) / 2^32 of mulberry32(seed), one per call, strictly inside (0, 1). */
+export function uniforms(seed) {
   const next = mulberry32(seed);
-  const uniform = () => (next() + 0.5) / TWO_TO_32;
+  return () => (next() + 0.5) / TWO_TO_32;
+}
+
+/** `count` standard normals by Box-Muller from `uniform`, which gives 2 * ceil(count / 2) uniforms. */
+function boxMuller(uniform, count) {
   const normals = new Float64Array(count);
   for (let i = 0; i < count; i += 2) {
     const r = Math.sqrt(-2 * Math.log(uniform()));
@@ -45,14 +54,76 @@ export function standardNormals(seed, count) {
 }
 
 /**
- * n latents z = temperature * eps, eps ~ N(0, I_D), from the seed: (n * D) float32, row by row.
- * Temperature 1 samples the prior itself; below 1 stays nearer its mode.
+ * `count` standard normals from mulberry32(seed) by Box-Muller, as described above.
+ * @return {Float64Array}
  */
-export function priorLatents(seed, n, latentDim, temperature = 1) {
-  const eps = standardNormals(seed, n * latentDim);
+export function standardNormals(seed, count) {
+  return boxMuller(uniforms(seed), count);
+}
+
+/**
+ * The cumulative mixture weights c_1 .. c_K of softmax(logits) (c_K = 1 up to round-off).
+ * @param {number[]} logits (K,)
+ * @return {Float64Array}
+ */
+export function mixtureCdf(logits) {
+  const top = Math.max(...logits);
+  const cdf = new Float64Array(logits.length);
+  let total = 0;
+  logits.forEach((logit, k) => {
+    total += Math.exp(logit - top);
+    cdf[k] = total;
+  });
+  return cdf.map((c) => c / total);
+}
+
+/** The component whose CDF interval holds u: the number of c_k <= u * c_K, capped at K - 1 (zero-based). */
+export function pickComponent(cdf, u) {
+  const target = u * cdf[cdf.length - 1];
+  let low = 0;
+  let high = cdf.length; // binary search for the first c_k > target
+  while (low < high) {
+    const middle = (low + high) >> 1;
+    if (cdf[middle] <= target) low = middle + 1;
+    else high = middle;
+  }
+  return Math.min(low, cdf.length - 1);
+}
+
+/**
+ * n latents z ~ p(z) from the seed, each component's scale times `temperature`, in the stream order above.
+ * Temperature 1 samples the prior itself; below 1 stays nearer its modes.
+ * @param {object|undefined} prior tfvae.json's "prior": {"family": "normal"} (or undefined) for N(0, I_D);
+ *   {"family": "mixture", "logits" (K,), "loc" (K, D), "scale" (K, D)} for a mixture of diagonal Gaussians.
+ * @return {{z: Float32Array, components: Int32Array}} z (n * D) row by row, and each image's component
+ *   (all 0 for N(0, I)).
+ */
+export function drawPrior(seed, n, latentDim, temperature = 1, prior = undefined) {
+  const uniform = uniforms(seed);
+  const eps = boxMuller(uniform, n * latentDim);
   const z = new Float32Array(n * latentDim);
-  for (let i = 0; i < z.length; i++) z[i] = temperature * eps[i];
-  return z;
+  const components = new Int32Array(n);
+  if (!prior || prior.family === "normal") {
+    for (let i = 0; i < z.length; i++) z[i] = temperature * eps[i];
+    return {z, components};
+  }
+  const cdf = mixtureCdf(prior.logits);
+  for (let i = 0; i < n; i++) {
+    const k = pickComponent(cdf, uniform());
+    const loc = prior.loc[k];
+    const scale = prior.scale[k];
+    components[i] = k;
+    for (let j = 0; j < latentDim; j++) z[i * latentDim + j] = loc[j] + temperature * scale[j] * eps[i * latentDim + j];
+  }
+  return {z, components};
+}
+
+/**
+ * n latents z = temperature * eps, eps ~ N(0, I_D), from the seed (or from `prior`, see drawPrior):
+ * (n * D) float32, row by row.
+ */
+export function priorLatents(seed, n, latentDim, temperature = 1, prior = undefined) {
+  return drawPrior(seed, n, latentDim, temperature, prior).z;
 }
 
 /**

@@ -1,17 +1,24 @@
 // The tfvae page: samples from a VAE decoder in the browser, with LiteRT.js on WebAssembly (the CPU).
 //
-//   z ~ N(0, T^2 I_D)   seeded (random.js)            (64, D)    the grid; T is the temperature
-//   p = decoder(z)      decoder.tflite in LiteRT.js   (64, 28, 28, 1)  the Bernoulli means, drawn as grey levels
+//   k ~ Categorical(pi)           seeded (random.js)            (64,)      a mixture prior only: each image's component
+//   z = loc_k + T scale_k eps     eps ~ N(0, I_D), seeded       (64, D)    the grid; T is the temperature
+//                                 (N(0, I): z = T eps)
+//   p = decoder(z)                decoder.tflite in LiteRT.js   (64, 28, 28, 1)  the Bernoulli means, drawn as grey levels
+//
+// The prior is tfvae.json's "prior", read from the export's prior.npz: N(0, I), or the mixture of diagonal
+// Gaussians that the run learned (mog, or a VampPrior as the mixture of its posteriors at the pseudo-inputs).
 //
 // Contract for tests and for pages that embed this one: once the first grid is drawn, <body> carries
 //   data-tfvae-status="ready", data-tfvae-samples (images in the grid), data-tfvae-mean (the mean of all
-//   their pixel probabilities), data-tfvae-model, data-tfvae-seed, data-tfvae-temperature, data-tfvae-ready-ms;
+//   their pixel probabilities), data-tfvae-model, data-tfvae-seed, data-tfvae-temperature, data-tfvae-ready-ms,
+//   data-tfvae-z (the grid's z, 64 * D numbers row by row, comma-separated) and data-tfvae-components (each
+//   image's mixture component, zero-based, comma-separated; all 0 for N(0, I));
 // the status is "busy" while a later grid is being drawn, and on failure it is "error" with data-tfvae-error.
 // The URL's query (?model=int8&seed=7&t=0.8) sets the starting state and follows every change, so a
 // reload draws the same grid.
 
 import {Tensor, loadAndCompile, loadLiteRt, supportsFeature} from "@litertjs/core";
-import {interpolationLatents, manifoldLatents, priorLatents} from "./random.js";
+import {drawPrior, interpolationLatents, manifoldLatents} from "./random.js";
 
 const CONFIG_FILE = "tfvae.json";
 const RUNTIME_WASM_DIR = "./litertjs/wasm/";
@@ -133,6 +140,39 @@ function drawImages(canvas, probs, n, columns, height, width) {
   context.putImageData(image, 0, 0);
 }
 
+/**
+ * Refuses a "prior" in tfvae.json that this page cannot sample, with what is wrong; returns a one-line description.
+ * N(0, I) is {"family": "normal", "loc": 0, "scale": 1}; a mixture has logits (K,), loc (K, D), scale (K, D).
+ */
+function checkPrior(prior, latentDim) {
+  const where = `${CONFIG_FILE}'s prior`;
+  if (!prior || typeof prior !== "object") throw new PageError(`${CONFIG_FILE} names no prior; export the page again`);
+  if (prior.family === "normal") {
+    if (prior.loc !== 0 || prior.scale !== 1) {
+      throw new PageError(`${where} is a normal other than N(0, I), which this page does not sample: ` +
+        `${JSON.stringify(prior)}`);
+    }
+    return `N(0, I_${latentDim})`;
+  }
+  if (prior.family !== "mixture") {
+    throw new PageError(`${where} has family ${JSON.stringify(prior.family)}; this page samples "normal" and "mixture"`);
+  }
+  const finite = (row) => Array.isArray(row) && row.every((v) => typeof v === "number" && Number.isFinite(v));
+  const {logits, loc, scale} = prior;
+  if (!finite(logits) || logits.length < 1) {
+    throw new PageError(`${where} is a mixture whose logits are not a list of K finite numbers`);
+  }
+  const k = logits.length;
+  for (const [name, rows] of [["loc", loc], ["scale", scale]]) {
+    if (!Array.isArray(rows) || rows.length !== k || !rows.every((row) => finite(row) && row.length === latentDim)) {
+      throw new PageError(`${where} is a mixture whose ${name} is not (K, D) = (${k}, ${latentDim}) finite numbers`);
+    }
+  }
+  if (!scale.every((row) => row.every((v) => v > 0))) throw new PageError(`${where} has a scale that is not positive`);
+  const trained = {mog: "a learned mixture of Gaussians", vamp: "a VampPrior"}[prior.trained] || "a mixture prior";
+  return `${trained}: a mixture of ${k} diagonal Gaussian${k === 1 ? "" : "s"} in D = ${latentDim}`;
+}
+
 function mean(values) {
   let sum = 0;
   for (const value of values) sum += value;
@@ -176,7 +216,8 @@ class Page {
   async draw(all) {
     const {batch, latent_dim: latentDim, image_shape: [height, width]} = this.config;
     const decoder = await this.decoder(this.model);
-    this.z = priorLatents(this.seed, batch, latentDim, this.temperature);
+    const {z, components} = drawPrior(this.seed, batch, latentDim, this.temperature, this.config.prior);
+    this.z = z;
     const probs = await decoder.decode(this.z);
     drawImages(element("grid"), probs, batch, this.columns, height, width);
     await this.drawStrip(decoder);
@@ -190,6 +231,8 @@ class Page {
       tfvaeModel: this.model,
       tfvaeSeed: String(this.seed),
       tfvaeTemperature: String(this.temperature),
+      tfvaeZ: Array.from(z).join(","),
+      tfvaeComponents: Array.from(components).join(","),
     });
     const model = this.config.models[this.model];
     element("status").textContent =
@@ -286,9 +329,7 @@ async function main() {
       "and the decoder runs in WebAssembly: open the page in a browser with WebAssembly enabled");
   }
   const config = await (await fetchOk(CONFIG_FILE)).json();
-  if (config.prior.family !== "normal" || config.prior.loc !== 0 || config.prior.scale !== 1) {
-    throw new PageError(`this page samples the standard normal prior only; ${CONFIG_FILE} names ${JSON.stringify(config.prior)}`);
-  }
+  const prior = checkPrior(config.prior, config.latent_dim);
   const page = new Page(config, {});
   try {
     await loadLiteRt(RUNTIME_WASM_DIR);
@@ -299,11 +340,20 @@ async function main() {
     version: config.runtime.version,
     build: (await supportsFeature("relaxedSimd")) ? "WebAssembly with relaxed SIMD (CPU)" : "WebAssembly (CPU, compatible build)",
   };
+  element("prior-caption").textContent = config.prior.family === "normal"
+    ? "z = T \u00b7 \u03b5, \u03b5 ~ N(0, I): the prior N(0, I) the model was trained with."
+    : `The prior is the model's own, ${prior}, from the export's prior.npz: each image picks a component k ` +
+      "with the mixture's weights, then z = loc_k + T \u00b7 scale_k \u00b7 \u03b5, \u03b5 ~ N(0, I).";
   if (config.manifold) {
     element("manifold-section").hidden = false;
+    // The grid is N(0, I)'s, as manifold.png draws it for every prior; for a learned prior, say how much
+    // of its mass the square holds, so that an empty-looking region is read as such.
+    const mass = config.manifold.prior_mass;
+    const learned = config.prior.family === "normal" ? "" : " These are the quantiles of N(0, 1), not of the " +
+      "learned prior" + (typeof mass === "number" ? `: the square holds ${(100 * mass).toFixed(1)}% of its mass.` : ".");
     element("manifold-caption").textContent = `Decoder means on a ${config.manifold.side} x ${config.manifold.side} ` +
       `grid of z at the normal quantile of probabilities from ${config.manifold.eps} to ${1 - config.manifold.eps} ` +
-      "(z1 left to right, z2 top to bottom from high to low), as manifold.png shows it.";
+      "(z1 left to right, z2 top to bottom from high to low), as manifold.png shows it." + learned;
   }
   page.bindControls();
   element("app").hidden = false;
