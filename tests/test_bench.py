@@ -1,6 +1,7 @@
 """Tests for `tfvae bench` and the FLOP walk (`tfvae.flops`): counts against closed forms, and tiny runs of the sections."""
 
 import json
+import shlex
 import math
 import os
 import subprocess
@@ -164,7 +165,10 @@ def test_tiny_benchmark_reports_every_figure_and_its_floors(synthetic_data_dir, 
     report = json.loads(result.stdout)
     assert report == json.loads(out.read_text())
     assert report["failed"] == [] and report["machine"]["cpus"] == os.cpu_count()
-    assert report["machine"]["cpu_flags"] is not None and report["date"] and "bench" in report["command"]
+    assert report["machine"]["cpu_flags"] is not None and report["date"]
+    words = shlex.split(report["command"])  # the bench command as given, whoever called click (here pytest)
+    assert words[1] == "bench" and "--json" in words and not words[0].endswith("pytest")
+    assert words[words.index("--latent-dim") + 1] == "2" and words[words.index("--out") + 1] == str(out)
     assert report["model"]["latent_dim"] == 2
 
     matmul = report["matmul"]

@@ -95,7 +95,9 @@ def test_train_evaluate_export_and_sample_on_the_edge(sources, tmp_path, monkeyp
     figures = json.loads(evaluated.stdout.strip().splitlines()[-1])
     assert figures["likelihood"] == likelihood and figures["examples"] >= 1
     assert np.isfinite([figures["elbo"], figures["log_likelihood"]]).all()
-    assert figures["log_likelihood"] >= figures["elbo"] - 1e-3  # the IWAE bound at K = 3 is no lower than the ELBO
+    # The IWAE bound at K = 3 is no lower than the ELBO in expectation; here the ELBO's rate is the closed-form KL
+    # while the bound's weights carry sampled rates, so the two differ by Monte Carlo noise (up to 0.04 nats seen).
+    assert figures["log_likelihood"] >= figures["elbo"] - 0.5
 
     exported = runner.invoke(cli, ["export", "--run-dir", "run", "--tflite", "--quantize", "float16,int8",
                                    "--eval-images", "1", "--importance-samples", "3"])
