@@ -96,24 +96,8 @@ def bench(ctx, run_dir, preset, sections, variants, as_json, out, **options):
         bench_options = BenchOptions(config=config, run_dir=run_dir, sections=sections, variants=variants, **options)
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
-    results = run(bench_options, command=command_line(ctx), out=out, log=lambda line: click.echo(line, err=True))
+    results = run(bench_options, command=shlex.join(flags.command_line(ctx)), out=out, log=lambda line: click.echo(line, err=True))
     click.echo(json.dumps(results, indent=2) if as_json else table(results))
     if results["failed"]:
         ctx.exit(1)
-
-
-def command_line(ctx: click.Context) -> str:
-    """The command as the user gave it, for the report: `tfvae bench` and the options from the command line
-    (not sys.argv, which names whatever program called click: python -m, a test runner)."""
-    words = ctx.command_path.split()
-    for param in ctx.command.params:
-        if ctx.get_parameter_source(param.name) != ParameterSource.COMMANDLINE:
-            continue
-        value = ctx.params[param.name]
-        name = next((o for o in param.opts if o.startswith("--")), param.opts[0])
-        if getattr(param, "is_flag", False):
-            words.append(name if value or not param.secondary_opts else param.secondary_opts[0])
-        else:
-            words += [name, str(value)]
-    return shlex.join(words)
 

@@ -7,6 +7,7 @@ from `Config()`, help texts are written once here.
 from __future__ import annotations
 
 import click
+from click.core import ParameterSource
 
 from tfvae.config import ARCHITECTURE_NAMES, OBJECTIVE_NAMES, POSTERIOR_NAMES, PRIOR_NAMES, Config
 from tfvae.presets import PRESETS
@@ -58,3 +59,23 @@ def model_options(command):
     for option in reversed(MODEL_OPTIONS):
         command = option(command)
     return command
+
+
+def command_line(ctx: click.Context, leave_out=()) -> list:
+    """The words of the command as the user gave it: the command path and each option that came from the command
+    line (not from a default or the environment), except `leave_out` (parameter names)."""
+    words = ctx.command_path.split()
+    for param in ctx.command.params:
+        if param.name in leave_out or ctx.get_parameter_source(param.name) != ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name]
+        long_names = [o for o in param.opts if o.startswith("--")] or param.opts
+        if getattr(param, "is_flag", False):
+            if value:
+                words.append(long_names[0])
+            elif param.secondary_opts:
+                words.append(param.secondary_opts[0])
+        else:
+            words += [long_names[0], str(value)]
+    return words
+

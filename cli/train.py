@@ -131,17 +131,5 @@ def resume_command(ctx: click.Context, run_dir: str) -> str:
     Options that came from defaults or the environment (TFVAE_DATA_DIR) are
     left out: they come back the same way.
     """
-    words = ctx.command_path.split()
-    for param in ctx.command.params:
-        if param.name in ("run_dir", "overwrite") or ctx.get_parameter_source(param.name) != ParameterSource.COMMANDLINE:
-            continue
-        value = ctx.params[param.name]
-        long_names = [o for o in param.opts if o.startswith("--")] or param.opts
-        if getattr(param, "is_flag", False):
-            if value:
-                words.append(long_names[0])
-            elif param.secondary_opts:
-                words.append(param.secondary_opts[0])
-        else:
-            words += [long_names[0], str(value)]
+    words = flags.command_line(ctx, leave_out=("run_dir", "overwrite"))
     return shlex.join(words + ["--run-dir", run_dir])
