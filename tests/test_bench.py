@@ -154,6 +154,22 @@ def test_a_missing_run_is_one_line(tmp_path):
         f"Error: run directory {tmp_path / 'nope'} does not exist"]
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="PYTHONSAFEPATH came with Python 3.11")
+def test_children_import_the_installed_tfvae_not_a_checkout_in_the_working_directory(tmp_path):
+    """`python -m tfvae.bench` puts the working directory first on sys.path: run from inside another checkout, the
+    children would measure that checkout's code."""
+    from tfvae.bench import _child_env
+
+    (tmp_path / "tfvae").mkdir()
+    (tmp_path / "tfvae" / "__init__.py").write_text("raise ImportError('the checkout in the working directory')\n")
+    code = "import tfvae, sys; sys.stdout.write(tfvae.__file__)"
+    shadowed = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert shadowed.returncode != 0 and "the checkout in the working directory" in shadowed.stderr
+    child = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_child_env(), capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr
+    assert os.path.dirname(child.stdout) == os.path.dirname(__import__("tfvae").__file__)
+
+
 @pytest.mark.slow
 def test_tiny_benchmark_reports_every_figure_and_its_floors(synthetic_data_dir, tmp_path):
     out = tmp_path / "bench.json"

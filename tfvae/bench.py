@@ -441,7 +441,7 @@ def section_strategies(options: BenchOptions) -> dict:
                    "--run-dir", run_dir, *flags]
         if options.data_dir:
             command += ["--data-dir", options.data_dir]
-        return subprocess.Popen(command, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+        return subprocess.Popen(command, env={**_child_env(), **(env or {})},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     results = {}
@@ -634,12 +634,19 @@ def machine() -> dict:
     }
 
 
+def _child_env() -> dict:
+    """The environment of a child process: quiet TensorFlow, and `python -m` not importing from the working
+    directory (PYTHONSAFEPATH, Python 3.11+), so that a bench run inside another tfvae checkout measures the
+    installed tfvae that started it, not that checkout's."""
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONSAFEPATH": "1"}
+
+
 def _run_child(section: str, options: BenchOptions, options_path: str, variant: Optional[str] = None) -> dict:
     """Run one section in a fresh process; return its JSON result with its peak RSS added."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
         path = out.name
     command = [sys.executable, "-m", "tfvae.bench", "--child", section, options_path, path, *([variant] if variant else [])]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = _child_env()
     try:
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                    stderr=None if options.verbose else subprocess.DEVNULL)
