@@ -71,6 +71,10 @@ VARIANTS = {  # the levers, spelled out (the default config is "spe16")
     "jit": {"jit_compile": True, "steps_per_execution": 1},
     "spe16": {"jit_compile": False, "steps_per_execution": 16},
     "jit+spe16": {"jit_compile": True, "steps_per_execution": 16},
+    "spe64": {"jit_compile": False, "steps_per_execution": 64},
+    "epoch": {"jit_compile": False, "steps_per_execution": None},  # a whole epoch per graph call
+    # bfloat16 matrix products and activations (AVX512_BF16 on CPUs), distributions and loss in float32.
+    "bf16": {"jit_compile": False, "steps_per_execution": 16, "mixed_precision": True},
 }
 GRID = 64  # images in one sample grid
 # Throughput measurement: independent products per graph call, enough that dispatch costs nothing.
@@ -307,8 +311,13 @@ def section_train(options: BenchOptions, variant: str) -> dict:
     from tfvae.data import make_training_dataset, steps_per_epoch
     from tfvae.train import compile_vae
 
-    config = options.config.replace(**VARIANTS[variant])
-    images, dynamic = _training_images(options, config)
+    from tfvae.distribute import configure_devices
+
+    images, dynamic = _training_images(options, options.config)
+    steps = steps_per_epoch(len(images), options.config.batch_size)
+    lever = VARIANTS[variant]
+    config = options.config.replace(**{**lever, "steps_per_execution": lever["steps_per_execution"] or steps})
+    configure_devices(config)  # the precision policy, before the model is built
     vae = compile_vae(config, tf.distribute.get_strategy())
     seconds = []
 
@@ -321,7 +330,7 @@ def section_train(options: BenchOptions, variant: str) -> dict:
 
     data = make_training_dataset(images, config.batch_size, seed=0, epochs=options.epochs, dynamic=dynamic)
     history = vae.fit(
-        data, epochs=options.epochs, steps_per_epoch=steps_per_epoch(len(images), config.batch_size),
+        data, epochs=options.epochs, steps_per_epoch=steps,
         callbacks=[EpochTimer()], verbose=0,
     ).history
     steady = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]

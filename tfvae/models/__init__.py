@@ -105,13 +105,16 @@ class Likelihood:
 
     layer(image_shape) -> a TFP distribution layer over logits (B, P) or (K, B, P);
     mean(logits) -> E[x|z], the picture a sample grid shows (TensorFlow, exportable: builtin TFLite ops);
-    binary: the data are binarized (validation and test once, train every epoch), else grey levels in [0, 1].
+    binary: the data are binarized (validation and test once, train every epoch), else grey levels in [0, 1];
+    distortion(p_x_given_z, x) -> -log p(x|z) per image, what the training step computes (a fused expression
+    where one pays, else the distribution's own log_prob).
     """
 
     layer: Callable
     mean: Callable
     binary: bool
     description: str
+    distortion: Callable
 
 
 _LIKELIHOODS = "tfvae.models.likelihoods"
@@ -121,12 +124,14 @@ LIKELIHOODS = {
         _lazy(_LIKELIHOODS, "bernoulli_mean"),
         True,
         "Bernoulli on binarized pixels: log p(x|z) is a log-probability (nats)",
+        _lazy(_LIKELIHOODS, "bernoulli_distortion"),
     ),
     "continuous_bernoulli": Likelihood(
         _lazy(_LIKELIHOODS, "continuous_bernoulli_layer"),
         _lazy(_LIKELIHOODS, "continuous_bernoulli_mean"),
         False,
         "continuous Bernoulli on grey levels (Loaiza-Ganem & Cunningham 2019): log p(x|z) is a log-density",
+        _lazy(_LIKELIHOODS, "distribution_distortion"),
     ),
 }
 

@@ -21,7 +21,14 @@ import tensorflow_probability as tfp
 tfd = tfp.distributions
 tfpl = tfp.layers
 
-__all__ = ["bernoulli_layer", "bernoulli_mean", "continuous_bernoulli_layer", "continuous_bernoulli_mean"]
+__all__ = [
+    "bernoulli_distortion",
+    "bernoulli_layer",
+    "bernoulli_mean",
+    "continuous_bernoulli_layer",
+    "continuous_bernoulli_mean",
+    "distribution_distortion",
+]
 
 # Below this |l / 2| the continuous-Bernoulli mean is its Taylor series: the direct formula loses
 # about 1e-6 there in float32, the series' first omitted term is below 1e-8.
@@ -33,6 +40,25 @@ def bernoulli_layer(image_shape):
     return tfpl.IndependentBernoulli(
         tuple(image_shape), convert_to_tensor_fn=tfd.Distribution.mean, dtype="float32", name="p_x_given_z"
     )
+
+
+def bernoulli_distortion(p_x_given_z, x):
+    """-log p(x|z) per image of prod Bernoulli(logits), as one fused expression over the logits.
+
+    sigmoid_cross_entropy_with_logits(x, l) = max(l, 0) - l x + log(1 + e^-|l|) is -log p(x|l) for x in {0, 1}:
+    one exp and one log per pixel, forward and backward, where TFP's Bernoulli.log_prob takes a softplus of
+    both -l and l. The same figure to float round-off (BENCHMARKS.md, "Training speed").
+    """
+    bernoulli = p_x_given_z.distribution  # Independent(Bernoulli(logits (..., H, W, C)))
+    logits = bernoulli.logits
+    x = tf.cast(x, logits.dtype)
+    per_pixel = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.broadcast_to(x, tf.shape(logits)), logits=logits)
+    return tf.reduce_sum(per_pixel, axis=tf.range(-p_x_given_z.reinterpreted_batch_ndims, 0))
+
+
+def distribution_distortion(p_x_given_z, x):
+    """-log p(x|z) per image: the distribution's own log_prob."""
+    return -p_x_given_z.log_prob(tf.cast(x, tf.float32))
 
 
 def bernoulli_mean(logits):

@@ -185,7 +185,7 @@ class VAE(tfk.Model):
         its images divided by the global batch size. A replica with no images
         contributes 0 (never NaN).
         """
-        distortion = -y_pred.log_prob(tf.cast(y, tf.float32))  # (B,), or (K, B)
+        distortion = LIKELIHOODS[self.likelihood].distortion(y_pred, y)  # (B,), or (K, B)
         log_q_over_p = self._latents.log_q_over_p  # the same shape, from this thread's call
         if distortion.shape.rank == 1:  # one sample per image: the (K, B) layout with K = 1
             distortion, log_q_over_p = distortion[None], log_q_over_p[None]
