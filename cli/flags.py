@@ -75,6 +75,11 @@ def command_line(ctx: click.Context, leave_out=()) -> list:
                 words.append(long_names[0])
             elif param.secondary_opts:
                 words.append(param.secondary_opts[0])
+        elif getattr(param, "multiple", False):
+            for item in value:
+                words += [long_names[0], str(item)]
+        elif isinstance(value, (tuple, list)):  # a comma-separated list parsed by a callback (--sections a,b)
+            words += [long_names[0], ",".join(map(str, value))]
         else:
             words += [long_names[0], str(value)]
     return words

@@ -185,6 +185,7 @@ def test_tiny_benchmark_reports_every_figure_and_its_floors(synthetic_data_dir, 
     words = shlex.split(report["command"])  # the bench command as given, whoever called click (here pytest)
     assert words[1] == "bench" and "--json" in words and not words[0].endswith("pytest")
     assert words[words.index("--latent-dim") + 1] == "2" and words[words.index("--out") + 1] == str(out)
+    assert words[words.index("--sections") + 1] == "matmul,train,evaluate"  # as typed, not a Python tuple
     assert report["model"]["latent_dim"] == 2
 
     matmul = report["matmul"]
