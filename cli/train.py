@@ -37,6 +37,7 @@ def _dataset(ctx, param, value):
 @flags.FILTERS
 @flags.POSTERIOR
 @flags.FLOW_STEPS
+@flags.FLOW_CONTEXT
 @flags.PRIOR
 @flags.PRIOR_COMPONENTS
 @click.option("--decoder-bias", type=click.Choice(DECODER_BIASES), default=_DEFAULTS.decoder_bias, show_default=True,
