@@ -229,6 +229,11 @@ _RUN_FIELDS = tuple(
 )
 
 
+# Fields whose default changed after runs were written with the old one: a resumed run left at the default keeps
+# its own value (`flow_context`: features since the option came, params before).
+FOLLOW_RUN = ("flow_context",)
+
+
 def save_config(config: Config, path: str) -> None:
     """Write `config` as JSON to `path` atomically (a temporary file, then a rename)."""
     from tfvae.io import atomic_write_text
