@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 from click.core import ParameterSource
 
-from tfvae.config import ARCHITECTURE_NAMES, OBJECTIVE_NAMES, POSTERIOR_NAMES, PRIOR_NAMES, Config
+from tfvae.config import ARCHITECTURE_NAMES, FLOW_CONTEXT_NAMES, OBJECTIVE_NAMES, POSTERIOR_NAMES, PRIOR_NAMES, Config
 from tfvae.presets import PRESETS
 
 _DEFAULTS = Config()
@@ -33,6 +33,10 @@ POSTERIOR = click.option(
     help="q(z|x): gaussian, a diagonal Gaussian; iaf, an inverse autoregressive flow on top of it.")
 FLOW_STEPS = click.option("--flow-steps", type=int, default=_DEFAULTS.flow_steps, show_default=True,
                           help="iaf: autoregressive steps of the flow.")
+FLOW_CONTEXT = click.option(
+    "--flow-context", type=click.Choice(FLOW_CONTEXT_NAMES), default=_DEFAULTS.flow_context, show_default=True,
+    help="iaf: what conditions each step: features, the encoder's last hidden layer; params, its output "
+         "(loc and raw scale).")
 PRIOR = click.option(
     "--prior", type=click.Choice(PRIOR_NAMES), default=_DEFAULTS.prior, show_default=True,
     help="p(z): normal, N(0, I); mog, a learned mixture of Gaussians; vamp, the VampPrior "
@@ -48,10 +52,10 @@ BATCH_SIZE = click.option("--batch-size", type=int, default=_DEFAULTS.batch_size
                           help="Global batch size.")
 
 # The flags that define the model and its training step, in `tfvae train`'s order.
-MODEL_OPTIONS = (PRESET, LATENT_DIM, HIDDEN_UNITS, HIDDEN_LAYERS, ARCHITECTURE, FILTERS, POSTERIOR, FLOW_STEPS, PRIOR,
-                 PRIOR_COMPONENTS, OBJECTIVE, TRAIN_SAMPLES, BATCH_SIZE)
+MODEL_OPTIONS = (PRESET, LATENT_DIM, HIDDEN_UNITS, HIDDEN_LAYERS, ARCHITECTURE, FILTERS, POSTERIOR, FLOW_STEPS,
+                 FLOW_CONTEXT, PRIOR, PRIOR_COMPONENTS, OBJECTIVE, TRAIN_SAMPLES, BATCH_SIZE)
 MODEL_FIELDS = ("latent_dim", "hidden_units", "hidden_layers", "architecture", "filters", "posterior", "flow_steps",
-                "prior", "prior_components", "objective", "train_samples", "batch_size")
+                "flow_context", "prior", "prior_components", "objective", "train_samples", "batch_size")
 
 
 def model_options(command):

@@ -37,6 +37,7 @@ def _dataset(ctx, param, value):
 @flags.FILTERS
 @flags.POSTERIOR
 @flags.FLOW_STEPS
+@flags.FLOW_CONTEXT
 @flags.PRIOR
 @flags.PRIOR_COMPONENTS
 @click.option("--decoder-bias", type=click.Choice(DECODER_BIASES), default=_DEFAULTS.decoder_bias, show_default=True,
@@ -105,7 +106,7 @@ def train(ctx, preset, run_dir, overwrite, verbose, data_dir, **options):
     optimisation options may not. One process at a time trains a run.
     """
     from tfvae.cli.main import RESUME_COMMAND
-    from tfvae.presets import expand_preset
+    from tfvae.presets import PRESETS, expand_preset
     from tfvae.runs import default_run_dir
     from tfvae.train import train_and_evaluate
 
@@ -122,6 +123,7 @@ def train(ctx, preset, run_dir, overwrite, verbose, data_dir, **options):
         verbose="auto" if verbose is None else verbose,
         log=lambda message: click.echo(message, err=True),
         resume_command=ctx.meta[RESUME_COMMAND],
+        defaulted=[name for name in options if name not in given and name not in PRESETS.get(preset, {})],
     )
 
 

@@ -75,7 +75,7 @@ def test_iaf_context_runs_per_image_and_the_autoregressive_layers_per_sample():
     vae = build(latent_dim=2, hidden_units=8, posterior="iaf", flow_steps=2)
     per_chunk = flops.evaluation_calls(vae, batch_size=4, chunk_size=3)["per_chunk"]
     flow = {c.layer: c.forward.shape for c in per_chunk if c.network == "flow"}
-    assert flow["context"] == (4, 4, 8)  # B images, (loc, raw scale) -> hidden
+    assert flow["context"] == (4, 8, 8)  # B images, h (the encoder's 8 hidden units) -> hidden
     assert flow["hidden"] == (12, 2, 8) and flow["shift"] == (12, 8, 2)  # C · B samples
 
 

@@ -77,3 +77,21 @@ def test_decoder_bias_defaults_to_data_old_runs_load_as_zero_and_it_is_not_a_run
     assert Config.from_dict(old).decoder_bias == "zero"  # written before the option: started at zero
     assert Config.from_dict(Config(decoder_bias="data").to_dict()).decoder_bias == "data"
     assert Config(decoder_bias="zero").run_differences(Config(decoder_bias="data")) == []
+
+
+def test_a_flow_run_written_before_flow_context_reads_as_params(tmp_path):
+    """config.json files from before the field: a flow posterior keeps the context its checkpoints were trained with
+    (the encoder's params); a Gaussian run, which has no flow, reads like a new one."""
+    old_flow = {"version": 1, "posterior": "iaf", "flow_steps": 2, "latent_dim": 2}
+    assert Config.from_dict(old_flow).flow_context == "params"
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(old_flow))
+    assert load_config(str(path)).flow_context == "params"
+    old_gaussian = {"version": 1, "latent_dim": 2}
+    assert Config.from_dict(old_gaussian) == Config(latent_dim=2, decoder_bias="zero")
+    assert Config.from_dict({**old_gaussian, "posterior": "gaussian"}).run_differences(Config(latent_dim=2)) == []
+    # New runs condition on the features, and a value written down is kept.
+    assert Config(posterior="iaf").flow_context == "features"
+    assert Config.from_dict({**old_flow, "flow_context": "features"}).flow_context == "features"
+    with pytest.raises(ConfigError, match="unknown --flow-context 'loc'; choose one of: features, params"):
+        Config(posterior="iaf", flow_context="loc")

@@ -165,6 +165,43 @@ def test_a_run_started_at_zero_bias_trains_further_with_the_default_and_keeps_it
     assert load_config(path).decoder_bias == "zero"
 
 
+def test_an_iaf_run_from_before_flow_context_resumes_with_its_own_command(tiny_run, tmp_path):
+    """Flow runs written before --flow-context conditioned on the encoder's params: the command that started one
+    (no --flow-context, whose default is now features) resumes it as params; asking for features explicitly is
+    another model, refused."""
+    config, _, _ = tiny_run
+    run_dir = copy_run(tiny_run, tmp_path)
+    path = os.path.join(run_dir, "config.json")
+    with open(path) as f:
+        saved = json.load(f)
+    saved["posterior"] = "iaf"  # plan_run compares configs; the weights are not read here
+    saved.pop("flow_context", None)  # as written before the option existed
+    with open(path, "w") as f:
+        json.dump(saved, f)
+    command = config.replace(epochs=3, posterior="iaf")
+    assert command.flow_context == "features"
+    with pytest.raises(RunError, match="--flow-context 'params' -> 'features'"):
+        plan_run(run_dir, command, log=lambda message: None)  # chosen explicitly
+    plan = plan_run(run_dir, command, log=lambda message: None, defaulted=("flow_context", "latent_dim"))
+    assert (plan.action, plan.epoch, plan.config.flow_context) == ("extend", 2, "params")
+    assert load_config(path).flow_context == "params"
+
+
+def test_train_tells_which_fields_the_user_left_at_their_defaults(monkeypatch, tmp_path):
+    """What `plan_run` may take from an older run: neither a flag given nor a preset's value."""
+    import tfvae.train
+
+    monkeypatch.chdir(tmp_path)
+    seen = {}
+    monkeypatch.setattr(tfvae.train, "train_and_evaluate", lambda config, run_dir, **kw: seen.update(kw))
+    assert CliRunner().invoke(cli, ["train", "--posterior", "iaf", "--run-dir", "r"]).exit_code == 0
+    assert "flow_context" in seen["defaulted"] and "posterior" not in seen["defaulted"]
+    assert CliRunner().invoke(cli, ["train", "--flow-context", "params", "--run-dir", "r"]).exit_code == 0
+    assert "flow_context" not in seen["defaulted"]
+    assert CliRunner().invoke(cli, ["train", "--preset", "best", "--run-dir", "r"]).exit_code == 0
+    assert "latent_dim" not in seen["defaulted"] and "hidden_units" in seen["defaulted"]
+
+
 def test_resume_elsewhere_with_other_devices_and_more_epochs_equals_one_straight_run(synthetic_data_dir, tmp_path):
     """Trained 1 epoch from one working directory with a relative --data-dir, then finished with more epochs from
     another directory, other execution settings and the data from the environment: the history of a straight run."""

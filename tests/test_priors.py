@@ -15,6 +15,7 @@ from tfvae import evaluate as ev
 from tfvae.config import IMAGE_SHAPE, Config
 from tfvae.mixture import Mixture, PriorFileError
 from tfvae.models import build_vae
+from tfvae.models.posteriors import features_context
 
 small = dict(hidden_units=16)
 
@@ -59,11 +60,12 @@ def test_learned_prior_layers_match_their_numpy_mixture(prior):
         np.testing.assert_array_equal(logits, np.zeros(5))
 
 
-def test_a_new_flow_is_exactly_the_gaussian_posterior():
+@pytest.mark.parametrize("flow_context", ["features", "params"])
+def test_a_new_flow_is_exactly_the_gaussian_posterior(flow_context):
     """The flow's output layers start at zero: z = loc + scale * eps and log q = log N(z; loc, scale^2), exactly."""
     import tensorflow_probability as tfp
 
-    vae = build_vae(Config(latent_dim=3, posterior="iaf", flow_steps=2, **small))
+    vae = build_vae(Config(latent_dim=3, posterior="iaf", flow_steps=2, flow_context=flow_context, **small))
     x = binary_images(4)
     eps = tf.constant(np.random.default_rng(0).normal(size=(4, 3)), tf.float32)
     z, log_q = vae.encode_sample(x, eps)
@@ -82,10 +84,50 @@ def set_flow_weights(vae, seed=0, spread=0.5):
             layer.bias.assign(rng.normal(0, spread, layer.bias.shape).astype(np.float32))
 
 
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_the_features_context_is_the_encoder_split_before_its_last_layer(architecture):
+    """h is the input of the encoder's last Dense layer, and the params computed from it are encoder(x), bit for bit:
+    the encoder's weights and structure are those of a Gaussian or params-context model."""
+    from tfvae.models.posteriors import params_context
+
+    vae = build_vae(Config(architecture=architecture, filters=4, latent_dim=3, posterior="iaf", **small))
+    x = binary_images(4)
+    params, h = features_context(vae.encoder, x)
+    assert h.shape == (4, small["hidden_units"])  # the last hidden layer, not the 2D params
+    np.testing.assert_array_equal(params.numpy(), vae.encoder(x).numpy())
+    np.testing.assert_array_equal(params.numpy(), vae.encoder.layers[-1](h).numpy())
+    same_params, context = params_context(vae.encoder, x)
+    np.testing.assert_array_equal(context.numpy(), same_params.numpy())
+    np.testing.assert_array_equal(same_params.numpy(), params.numpy())
+    # The flow is conditioned on h: the context layer of each step reads H numbers, not 2D.
+    assert all(step.context.kernel.shape == (small["hidden_units"], small["hidden_units"]) for step in vae.flow.steps)
+
+
+def test_a_features_flow_depends_on_h_and_encode_sample_passes_it():
+    """The same z_0 (the same params and noise) with two different h gives two different z; and encode_sample is
+    the flow at the encoder's h."""
+    vae = build_vae(Config(latent_dim=3, posterior="iaf", flow_steps=2, **small))
+    set_flow_weights(vae)
+    x = binary_images(4)
+    eps = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+    loc, scale = vae.encode_params(x)
+    z0 = loc + scale * eps
+    h = vae.encoder.layers[-2](vae.encoder.layers[-3](x))  # Flatten, then the hidden Dense: (B, H)
+    other_h = h + tf.constant(np.random.default_rng(1).normal(size=h.shape), tf.float32)
+    z, log_det = vae.flow(z0, h)
+    other_z, other_log_det = vae.flow(z0, other_h)
+    assert (np.abs(z.numpy() - other_z.numpy()).max(axis=-1) > 1e-3).all()  # every image's z moves
+    assert not np.allclose(log_det.numpy(), other_log_det.numpy())
+    sampled_z, log_q = vae.encode_sample(x, eps)
+    np.testing.assert_allclose(sampled_z.numpy(), z.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(log_q.numpy(), _gaussian_log_q(vae, x, eps[:, None])[:, 0] - log_det.numpy(),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_the_flow_is_autoregressive_and_its_log_density_is_the_change_of_variables():
     vae = build_vae(Config(latent_dim=3, posterior="iaf", flow_steps=1, **small))
     set_flow_weights(vae)
-    context = vae.encoder(binary_images(1))
+    _, context = features_context(vae.encoder, binary_images(1))
     z0 = tf.constant([[0.3, -1.2, 0.7]])
     with tf.GradientTape() as tape:
         tape.watch(z0)
@@ -228,14 +270,16 @@ def test_a_prior_file_that_is_not_npz_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def vamp_flow_run(tmp_path_factory, synthetic_data_dir):
-    """A one-epoch run with a VampPrior and a flow posterior, exported with all three decoders."""
+    """A one-epoch run with a VampPrior and a flow posterior on the encoder's features, exported with all three
+    decoders."""
     from tfvae.cli.main import cli
 
     run_dir = str(tmp_path_factory.mktemp("vamp") / "run")
     runner = CliRunner()
     result = runner.invoke(cli, ["train", "--epochs", "1", "--limit", "256", "--latent-dim", "2", "--hidden-units",
                                  "16", "--batch-size", "64", "--prior", "vamp", "--prior-components", "4",
-                                 "--posterior", "iaf", "--flow-steps", "2", "--data-dir", synthetic_data_dir,
+                                 "--posterior", "iaf", "--flow-steps", "2", "--flow-context", "features",
+                                 "--data-dir", synthetic_data_dir,
                                  "--run-dir", run_dir])
     assert result.exit_code == 0, result.output
     result = runner.invoke(cli, ["export", "--run-dir", run_dir, "--tflite", "--quantize", "float16,int8",
@@ -251,6 +295,8 @@ def test_a_vamp_flow_run_trains_evaluates_and_exports(vamp_flow_run):
 
     with open(os.path.join(vamp_flow_run, "summary.json")) as f:
         assert json.load(f)["rate_estimate"] == "monte_carlo"
+    with open(os.path.join(vamp_flow_run, "config.json")) as f:
+        assert json.load(f)["flow_context"] == "features"
     export = os.path.join(vamp_flow_run, "export")
     with open(os.path.join(export, "manifest.json")) as f:
         manifest = json.load(f)
@@ -395,6 +441,68 @@ def test_priors_and_flows_combine_with_conv_iwae_and_warmup(tmp_path):
     np.testing.assert_allclose(log_q, keras_log_q.numpy(), atol=1e-4)
     probs = TFLiteDecoder(str(tmp_path / "decoder.tflite")).decode(z)["probs"]
     np.testing.assert_allclose(probs, tf.sigmoid(vae.decode_logits(keras_z)).numpy(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_features_flow_exports_encode_sample_with_the_keras_numbers(tmp_path):
+    """The SavedModel's and encoder.tflite's (builtin ops only) encode_sample compute the Keras flow at h."""
+    from tfvae.export import layout
+    from tfvae.export.exporter import convert_signature
+    from tfvae.export.litert import TFLiteEncoder
+    from tfvae.export.savedmodel import save_signatures
+
+    vae = build_vae(Config(latent_dim=3, posterior="iaf", flow_steps=2, flow_context="features", **small))
+    set_flow_weights(vae, spread=0.3)
+    x, eps = binary_images(5), np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    keras_z, keras_log_q = (t.numpy() for t in vae.encode_sample(x, eps))
+    loc, scale = vae.encode_params(x)
+    assert not np.allclose(keras_z, (loc + scale * eps).numpy())  # not the identity: parity can fail
+
+    saved_model = str(tmp_path / "saved_model")
+    save_signatures(vae, saved_model)
+    loaded = tf.saved_model.load(saved_model)
+    outputs = loaded.signatures[layout.ENCODE_SAMPLE](**{layout.X: tf.constant(x), layout.EPS: tf.constant(eps)})
+    np.testing.assert_allclose(outputs[layout.Z].numpy(), keras_z, atol=1e-6)
+    np.testing.assert_allclose(outputs[layout.LOG_Q].numpy(), keras_log_q, atol=1e-5)
+
+    (tmp_path / "encoder.tflite").write_bytes(convert_signature(saved_model, [layout.ENCODE, layout.ENCODE_SAMPLE]))
+    z, log_q = TFLiteEncoder(str(tmp_path / "encoder.tflite")).encode_sample(x, eps)
+    np.testing.assert_allclose(z, keras_z, atol=1e-5)
+    np.testing.assert_allclose(log_q, keras_log_q, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_flow_run_from_before_flow_context_loads_evaluates_and_trains_further(synthetic_data_dir, tmp_path):
+    """A params-context run whose config.json has no flow_context (as every flow run before the field): its
+    checkpoints load (they would not as a features flow), it evaluates, and it trains further."""
+    from tfvae.errors import RunError
+    from tfvae.runs import load_vae
+    from tfvae.train import train_and_evaluate
+
+    config = Config(epochs=1, limit=128, latent_dim=2, hidden_units=16, batch_size=64, posterior="iaf", flow_steps=1,
+                    flow_context="params", data_dir=synthetic_data_dir)
+    run_dir = str(tmp_path / "old")
+    quiet = dict(verbose=0, log=lambda message: None)
+    train_and_evaluate(config, run_dir, **quiet)
+    path = os.path.join(run_dir, "config.json")
+    with open(path) as f:
+        values = json.load(f)
+
+    def write_config(**changes):
+        with open(path, "w") as f:
+            json.dump({k: v for k, v in {**values, **changes}.items() if v is not None}, f)
+
+    write_config(flow_context="features")  # the context the checkpoint was not trained with
+    with pytest.raises(RunError):
+        load_vae(run_dir, log=lambda message: None)
+    write_config(flow_context=None)  # the old file
+    loaded, vae = load_vae(run_dir, log=lambda message: None)
+    assert loaded.flow_context == vae.flow_context == "params"
+    evaluation = ev.evaluate_run(run_dir, limit=8, importance_samples=20, progress=False)
+    assert np.isfinite(evaluation.log_likelihood) and evaluation.log_likelihood > evaluation.elbo
+    train_and_evaluate(loaded.replace(epochs=2), run_dir, **quiet)
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        assert len(f.read().strip().splitlines()) == 3  # a header and two epochs
 
 
 def test_a_learned_prior_and_flow_run_trained_further_equals_a_straight_run(synthetic_data_dir, tmp_path):

@@ -15,7 +15,9 @@ from typing import Optional
 
 from tfvae.datasets.mnist import BUILTIN_DATASETS  # NumPy only
 from tfvae.errors import ConfigError, DataError
-from tfvae.models import ARCHITECTURES, LIKELIHOODS, OBJECTIVES, POSTERIORS, PRIORS  # the registries (no TensorFlow)
+from tfvae.models import (  # the registries (no TensorFlow)
+    ARCHITECTURES, FLOW_CONTEXTS, LIKELIHOODS, OBJECTIVES, POSTERIORS, PRIORS,
+)
 
 __all__ = [
     "Config",
@@ -25,6 +27,7 @@ __all__ = [
     "OBJECTIVE_NAMES",
     "LIKELIHOOD_NAMES",
     "POSTERIOR_NAMES",
+    "FLOW_CONTEXT_NAMES",
     "PRIOR_NAMES",
     "STRATEGIES",
     "IMAGE_SHAPE",
@@ -45,6 +48,7 @@ ARCHITECTURE_NAMES = tuple(ARCHITECTURES)  # mlp, conv
 OBJECTIVE_NAMES = tuple(OBJECTIVES)  # elbo, iwae
 LIKELIHOOD_NAMES = tuple(LIKELIHOODS)  # bernoulli, continuous_bernoulli
 POSTERIOR_NAMES = tuple(POSTERIORS)  # gaussian, iaf
+FLOW_CONTEXT_NAMES = tuple(FLOW_CONTEXTS)  # features, params
 PRIOR_NAMES = tuple(PRIORS)  # normal, mog, vamp
 DECODER_BIASES = ("zero", "data")  # the decoder output bias at initialisation: 0, or logit(training pixel means)
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
@@ -73,6 +77,10 @@ class Config:
     filters: int = 32  # conv: channels of the first convolution, doubled at each stride-2 level (unused by mlp)
     posterior: str = "gaussian"  # q(z|x), a key of tfvae.models.POSTERIORS: gaussian, or iaf (a flow on top of it)
     flow_steps: int = 2  # iaf: autoregressive steps (unused by gaussian)
+    # iaf: what conditions every step, a key of tfvae.models.FLOW_CONTEXTS: features, the encoder's last hidden
+    # layer h (Kingma et al. 2016), or params, its output (loc, raw scale), what flow runs written before this
+    # field used: their config.json, without it, reads as params (unused by gaussian).
+    flow_context: str = "features"
     prior: str = "normal"  # p(z), a key of tfvae.models.PRIORS: normal N(0, I), mog or vamp (learned mixtures)
     prior_components: int = 500  # mog, vamp: mixture components / pseudo-inputs (unused by normal)
     # The decoder's output bias at initialisation: data, the logit of the training images' pixel means, so that an
@@ -146,6 +154,7 @@ class Config:
         _check_choice("architecture", self.architecture, tuple(ARCHITECTURES))
         _check_choice("objective", self.objective, tuple(OBJECTIVES))
         _check_choice("posterior", self.posterior, tuple(POSTERIORS))
+        _check_choice("flow_context", self.flow_context, FLOW_CONTEXT_NAMES)
         _check_choice("prior", self.prior, tuple(PRIORS))
         _check_choice("decoder_bias", self.decoder_bias, DECODER_BIASES)
         _check_choice("strategy", self.strategy, STRATEGIES)
@@ -191,7 +200,11 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict) -> "Config":
-        """Build a config from parsed JSON, refusing unknown or missing-version fields."""
+        """Build a config from parsed JSON, refusing unknown or missing-version fields.
+
+        A missing field takes its default, except `flow_context` for a flow posterior: a run written before
+        the field existed conditioned its flow on the encoder's params, and its checkpoints hold that flow.
+        """
         if not isinstance(values, dict):
             raise ConfigError("config.json must hold a JSON object")
         known = {f.name for f in dataclasses.fields(cls)}
@@ -201,6 +214,8 @@ class Config:
         if "version" not in values:
             raise ConfigError("config.json has no 'version' field; it was not written by tfvae")
         values = {"decoder_bias": "zero", **values}  # runs written before the field existed started at zero
+        if "flow_context" not in values and values.get("posterior") == "iaf":
+            values = {**values, "flow_context": "params"}  # flows written before the field existed
         return cls(**values)
 
 
@@ -212,6 +227,11 @@ _RUN_FIELDS = tuple(
     f.name for f in dataclasses.fields(Config)
     if f.name not in EXECUTION_FIELDS + ("epochs", "version", "decoder_bias")
 )
+
+
+# Fields whose default changed after runs were written with the old one: a resumed run left at the default keeps
+# its own value (`flow_context`: features since the option came, params before).
+FOLLOW_RUN = ("flow_context",)
 
 
 def save_config(config: Config, path: str) -> None:

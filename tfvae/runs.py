@@ -25,7 +25,7 @@ import shutil
 import sys
 import time
 
-from tfvae.config import Config, load_config, save_config
+from tfvae.config import FOLLOW_RUN, Config, load_config, save_config
 from tfvae.errors import RunError
 from tfvae.io import FileLock, LockHeld, atomic_write_text, lock_holder
 
@@ -135,7 +135,7 @@ def lock_run(run_dir: str) -> FileLock:
         raise RunError(f"cannot lock run directory {run_dir}: {e.strerror or e}") from None
 
 
-def plan_run(run_dir: str, config: Config, *, overwrite: bool = False, log=print) -> RunPlan:
+def plan_run(run_dir: str, config: Config, *, overwrite: bool = False, log=print, defaulted=()) -> RunPlan:
     """Decide what training `config` in `run_dir` means, and write config.json for it.
 
     - an empty directory, or a run that never completed an epoch: a new run;
@@ -145,6 +145,10 @@ def plan_run(run_dir: str, config: Config, *, overwrite: bool = False, log=print
       differ, and what changed is reported in one line;
     - a finished run and a larger `--epochs`: trained further;
     - with `overwrite`: whatever tfvae wrote there (and the run's export) is removed first.
+
+    `defaulted` names the fields of `config` the user left at their defaults: on resume, those whose default
+    changed between tfvae versions (`tfvae.config.FOLLOW_RUN`) take the run's own values, so that the command
+    that started an older run still resumes it.
 
     The caller holds the run's lock. Nothing of the user's (a folder that is
     not a tfvae run) is ever deleted.
@@ -169,6 +173,7 @@ def plan_run(run_dir: str, config: Config, *, overwrite: bool = False, log=print
         saved = load_config(os.path.join(run_dir, CONFIG_FILE))
     except Exception as e:
         raise RunError(f"{run_dir} holds a run whose {e}; pass --overwrite to start afresh") from None
+    config = config.replace(**{name: getattr(saved, name) for name in FOLLOW_RUN if name in defaulted})
     differences = saved.run_differences(config)
     if differences:
         raise RunError(

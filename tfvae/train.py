@@ -98,7 +98,8 @@ def training_checkpoint(vae, epoch: tf.Variable) -> tf.train.Checkpoint:
 
 
 def train_and_evaluate(
-    config: Config, run_dir: str, *, overwrite: bool = False, verbose="auto", log=print, resume_command: str = ""
+    config: Config, run_dir: str, *, overwrite: bool = False, verbose="auto", log=print, resume_command: str = "",
+    defaulted=(),
 ) -> dict:
     """Train the VAE of `config`, writing config, history, checkpoints, logs and plots to `run_dir`.
 
@@ -118,6 +119,8 @@ def train_and_evaluate(
       verbose: Keras' progress display: "auto", 0, 1 or 2.
       log: where one-line status messages go.
       resume_command: the command that resumes this run, shown when training starts.
+      defaulted: names of config fields left at their defaults (not chosen by the user); on resume, those
+        of `tfvae.config.FOLLOW_RUN` take the run's own values (tfvae.runs.plan_run).
 
     Returns:
       The final figures (also written to summary.json): ELBO, rate and
@@ -134,7 +137,7 @@ def train_and_evaluate(
     config = config.replace(dataset=canonical_dataset(config.dataset))  # folder: and npz: paths made absolute
     chief = is_chief(strategy)
     with contextlib.ExitStack() as held:
-        plan, splits, images = _prepare(config, run_dir, overwrite, strategy, chief, held, log)
+        plan, splits, images = _prepare(config, run_dir, overwrite, strategy, chief, held, log, defaulted)
         # Only the chief writes the run; other workers write into a scratch directory they delete.
         work_dir = run_dir if chief else tempfile.mkdtemp(prefix="tfvae-worker-")
         try:
@@ -148,7 +151,7 @@ def train_and_evaluate(
 _READY, _PLAN, _FAILED = 0, 1, 2
 
 
-def _prepare(config, run_dir, overwrite, strategy, chief, held, log):
+def _prepare(config, run_dir, overwrite, strategy, chief, held, log, defaulted=()):
     """Check options and data, then (chief) lock the run and decide: (RunPlan, splits, training images).
 
     Under a multi-worker strategy every worker checks its own options and data,
@@ -166,7 +169,7 @@ def _prepare(config, run_dir, overwrite, strategy, chief, held, log):
         config = config.replace(image_shape=splits.image_shape, data_fingerprint=splits.fingerprint)
         images = training_images(config, splits)
         if chief:
-            plan = plan_run(run_dir, config, overwrite=overwrite, log=log)
+            plan = plan_run(run_dir, config, overwrite=overwrite, log=log, defaulted=defaulted)
     except TfvaeError as e:
         error = e
     if is_multi_worker(strategy):

@@ -10,6 +10,7 @@ Tables (a new member is one entry here and one function in the named module):
     OBJECTIVES      name -> loss function                       objectives.py
     LIKELIHOODS     name -> Likelihood(layer, mean, ...)        likelihoods.py
     POSTERIORS      name -> flow factory (None: the Gaussian)   posteriors.py
+    FLOW_CONTEXTS   name -> (params, context) of an image       posteriors.py
     PRIORS          name -> prior layer factory                 priors.py
 
 The modules that build models import TensorFlow; this file does not, so that
@@ -36,6 +37,7 @@ __all__ = [
     "OBJECTIVES",
     "LIKELIHOODS",
     "POSTERIORS",
+    "FLOW_CONTEXTS",
     "PRIORS",
     "Architecture",
     "Likelihood",
@@ -140,6 +142,12 @@ _POSTERIORS = "tfvae.models.posteriors"
 POSTERIORS = {
     "gaussian": None,  # the diagonal Gaussian itself (with the N(0, I) prior: the closed-form KL)
     "iaf": _lazy(_POSTERIORS, "iaf"),  # Kingma et al. 2016
+}
+
+# What conditions each step of a flow posterior: name -> f(encoder, x, training=) -> params (B, 2D), context (B, C).
+FLOW_CONTEXTS = {
+    "features": _lazy(_POSTERIORS, "features_context"),  # h, the input of the encoder's last layer (Kingma et al.)
+    "params": _lazy(_POSTERIORS, "params_context"),  # the encoder's output, loc and raw scale (runs before the choice)
 }
 
 _PRIORS = "tfvae.models.priors"

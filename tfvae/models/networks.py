@@ -1,6 +1,7 @@
 """Encoders and decoders: tensors in, tensors out. They are what gets exported, so no distribution lives here.
 
-    encoder: x (B, H, W, C) -> params (B, 2D), the loc and raw scale of q(z|x)
+    encoder: x (B, H, W, C) -> params (B, 2D), the loc and raw scale of q(z|x); a Sequential whose last
+             layer is the Dense map from h, its last hidden features (an IAF's context, `--flow-context features`)
     decoder: z (B, D)       -> logits (B, H * W * C), one Bernoulli logit per pixel
 
 Every shape is derived from `image_shape`; nothing assumes 28 x 28 x 1. The

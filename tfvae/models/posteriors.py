@@ -1,7 +1,11 @@
 """q(z|x): the encoder's parameters as a distribution, an optional flow on top of it, and the rate layers.
 
     gaussian:  q(z|x) = N(loc, diag scale^2)
-    iaf:       N(loc, diag scale^2) pushed through T inverse autoregressive steps (`--flow-steps T`)
+    iaf:       N(loc, diag scale^2) pushed through T inverse autoregressive steps (`--flow-steps T`),
+               each conditioned on a context computed from x (`--flow-context`, FLOW_CONTEXTS):
+                 features: h (B, H), the encoder's last hidden features, the input of its final Dense
+                           layer (Kingma et al. 2016); the default
+                 params:   the encoder's output (B, 2D), loc and raw scale (runs written before the choice)
 
     rate = KL(q(z|x) || p(z)), added to the model's losses exactly once:
       in closed form for gaussian + the N(0, I) prior (KLDivergenceLoss), else
@@ -26,6 +30,8 @@ __all__ = [
     "InverseAutoregressiveFlow",
     "posterior_params",
     "make_posterior",
+    "features_context",
+    "params_context",
 ]
 
 # Keeps the posterior scale away from 0, where log(scale) and the KL blow up.
@@ -52,6 +58,30 @@ def make_posterior(params):
     """Encoder outputs (B, 2D) -> q(z|x), batch (B,), event (D,)."""
     loc, scale = posterior_params(params)
     return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
+
+
+# --------------------------------------------------------------------------- the flow's context (FLOW_CONTEXTS)
+
+
+def features_context(encoder, x, training=None):
+    """x (B, H, W, C) -> params (B, 2D), and h (B, H'), the input of the encoder's last layer, as the context.
+
+    Every encoder is a Sequential whose last layer is the Dense map from h to
+    the params (tfvae.models.networks). Its layers are called one by one, so
+    the params are the numbers `encoder(x)` gives, with the same weights: a
+    checkpoint does not know which context its flow was trained with.
+    """
+    *body, head = encoder.layers  # `layers` leaves out the InputLayer
+    h = x
+    for layer in body:
+        h = layer(h, training=training)
+    return head(h, training=training), h
+
+
+def params_context(encoder, x, training=None):
+    """x (B, H, W, C) -> params (B, 2D), and the params again as the context."""
+    params = encoder(x, training=training)
+    return params, params
 
 
 class KLDivergenceLoss(tfk.layers.Layer):
@@ -163,8 +193,8 @@ class InverseAutoregressiveFlow(tfk.layers.Layer):
         z_0 = loc + scale * eps,   z_t = z_(t-1) * exp(a_t(z_(t-1), h)) + b_t(z_(t-1), h),   t = 1..T
         log q(z_T|x) = log N(z_0; loc, scale^2) - sum_t sum_i a_t,i
 
-    The context h is the encoder's output (loc and raw scale): every step is
-    conditioned on x. The order of z is reversed between steps, so that each
+    The context h (B, C) is computed from x (FLOW_CONTEXTS: the encoder's last
+    hidden features, or its output): every step is conditioned on x. The order of z is reversed between steps, so that each
     coordinate is transformed given the others at some step, and restored at
     the end: a new flow (every step the identity) is exactly the identity. Sampling and the
     density of the sample take one pass each, with no inverse.

@@ -1,6 +1,6 @@
 """The VAE: a Keras model made of TFP distribution layers around tensors-in, tensors-out networks.
 
-    x --encoder--> params --q_z--> N(loc, diag scale^2)  [--flow--> q(z|x), with --posterior iaf]
+    x --encoder--> params --q_z--> N(loc, diag scale^2)  [--flow | h--> q(z|x), with --posterior iaf]
       z_k ~ q(z|x), k = 1..K (reparameterised) --decoder--> logits --p_x_given_z--> prod Bernoulli(logits)
     p(z): the `prior` layer (N(0, I), a learned mixture, or the VampPrior)
     rate = KL(q(z|x) || p(z)), added once: closed form for gaussian + normal, else log q(z_1|x) - log p(z_1)
@@ -28,7 +28,7 @@ import tensorflow_probability as tfp
 import tf_keras as tfk
 
 from tfvae.config import IMAGE_SHAPE, Config
-from tfvae.models import ARCHITECTURES, LIKELIHOODS, OBJECTIVES, POSTERIORS, PRIORS
+from tfvae.models import ARCHITECTURES, FLOW_CONTEXTS, LIKELIHOODS, OBJECTIVES, POSTERIORS, PRIORS
 from tfvae.models.posteriors import KLDivergenceLoss, SampledRateLoss, make_posterior, posterior_params
 from tfvae.models.replicas import global_position, replicas
 
@@ -63,6 +63,8 @@ class VAE(tfk.Model):
         `tfvae.callbacks.KLWarmup`); only decides whether `objective` is reported.
       posterior: a key of `tfvae.models.POSTERIORS` (gaussian, iaf).
       flow_steps: steps of the iaf flow.
+      flow_context: what conditions the flow's steps, a key of `tfvae.models.FLOW_CONTEXTS`
+        (features, the encoder's last hidden layer; params, its output); unused without a flow.
       prior: a key of `tfvae.models.PRIORS` (normal, mog, vamp).
       prior_components: components of a mog prior, pseudo-inputs of a vamp prior.
       likelihood: p(x|z), a key of `tfvae.models.LIKELIHOODS`.
@@ -88,6 +90,7 @@ class VAE(tfk.Model):
         warmup_epochs=0,
         posterior="gaussian",
         flow_steps=2,
+        flow_context="features",
         prior="normal",
         prior_components=500,
         likelihood="bernoulli",
@@ -106,6 +109,7 @@ class VAE(tfk.Model):
         self.warmup_epochs = warmup_epochs
         self.posterior = posterior
         self.flow_steps = flow_steps
+        self.flow_context = flow_context
         self.prior_name = prior
         self.prior_components = prior_components
         self.likelihood = likelihood
@@ -137,12 +141,12 @@ class VAE(tfk.Model):
         self._latents = threading.local()
 
     def call(self, x, training=None):
-        params = self.encoder(x, training=training)  # (B, 2D)
+        params, context = self._encode(x, training)  # (B, 2D), and the flow's context (B, C) or None
         q_z = self.q_z(params)  # the Gaussian N(loc, scale^2): batch (B,), event (D,)
         if self.closed_form_rate:
             q_z = self.rate_loss(q_z)
         eps = self._posterior_noise(tf.shape(x)[0], training)  # (B, D), or (K, B, D) ~ N(0, I)
-        z, log_q = self._posterior_sample(params, q_z, eps)  # (B, D) and (B,), or K-first
+        z, log_q = self._posterior_sample(q_z, context, eps)  # (B, D) and (B,), or K-first
         log_q_over_p = log_q - self.prior.distribution().log_prob(z)  # (B,) or (K, B)
         if not self.closed_form_rate:
             self.rate_loss(log_q_over_p if self.train_samples == 1 else log_q_over_p[0])
@@ -231,19 +235,29 @@ class VAE(tfk.Model):
         through the flow for --posterior iaf. This is what the `encode_sample`
         export signature computes.
         """
-        params = self.encoder(x, training=False)
-        return self._posterior_sample(params, make_posterior(params), eps)
+        params, context = self._encode(x, training=False)
+        return self._posterior_sample(make_posterior(params), context, eps)
 
-    def _posterior_sample(self, params, q_z, eps):
+    def _encode(self, x, training=None):
+        """x (B, H, W, C) -> params (B, 2D) of N(loc, scale^2), and the flow's context (B, C) (None without a flow).
+
+        Without a flow this is `encoder(x)`; with one, FLOW_CONTEXTS[flow_context]
+        gives the same params and the context every step of the flow is conditioned on.
+        """
+        if self.flow is None:
+            return self.encoder(x, training=training), None
+        return FLOW_CONTEXTS[self.flow_context](self.encoder, x, training=training)
+
+    def _posterior_sample(self, q_z, context, eps):
         """z ~ q(z|x) for the noise eps, and log q(z|x) of that z.
 
         z_0 = loc + scale * eps, the reparameterisation trick (differentiable in phi); with a flow,
-        z = flow(z_0 | x) and log q(z|x) = log N(z_0; loc, scale^2) - log |det dz/dz_0|.
+        z = flow(z_0 | context) and log q(z|x) = log N(z_0; loc, scale^2) - log |det dz/dz_0|.
         """
         z = q_z.mean() + q_z.stddev() * eps
         log_q = q_z.log_prob(z)
         if self.flow is not None:
-            z, log_det = self.flow(z, params)
+            z, log_det = self.flow(z, context)
             log_q -= log_det
         return z, log_q
 
@@ -271,6 +285,7 @@ class VAE(tfk.Model):
             "warmup_epochs": self.warmup_epochs,
             "posterior": self.posterior,
             "flow_steps": self.flow_steps,
+            "flow_context": self.flow_context,
             "prior": self.prior_name,
             "prior_components": self.prior_components,
             "likelihood": self.likelihood,
@@ -296,6 +311,7 @@ def build_vae(config: Config) -> VAE:
         warmup_epochs=config.warmup_epochs,
         posterior=config.posterior,
         flow_steps=config.flow_steps,
+        flow_context=config.flow_context,
         prior=config.prior,
         prior_components=config.prior_components,
         likelihood=config.likelihood,
