@@ -177,7 +177,11 @@ def test_importance_estimate_with_a_mixture_prior_and_a_flow_matches_quadrature(
     """D = 2: log p(x) = log of the integral of p(x|z) p(z) over a grid, p a 3-component mixture, against
     K = 3000 samples from a one-step flow posterior (random weights): right only if log q is the flow's density."""
     tf.random.set_seed(0)
-    vae = build_vae(Config(latent_dim=2, posterior="iaf", flow_steps=1, prior="mog", prior_components=3, **small))
+    # The flow's density does not depend on its context; with random weights the features context (h of an
+    # untrained encoder, 16 numbers) moves q so far from the posterior that K = 3000 does not converge for some
+    # initialisations, so this exact check uses the params context (the flow layer and its log-det are shared).
+    vae = build_vae(Config(latent_dim=2, posterior="iaf", flow_steps=1, flow_context="params", prior="mog",
+                           prior_components=3, **small))
     set_flow_weights(vae, spread=0.3)
     prior = Mixture(*(t.numpy() for t in vae.prior_mixture()))
     images = binary_images(3)
