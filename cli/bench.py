@@ -45,9 +45,9 @@ def _names(choices):
               help="train: epochs per variant (the first is not timed).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="train, profile: the first N training images only.")
 @click.option("--eval-images", type=click.IntRange(1), default=_default("eval_images"), show_default=True,
-              help="evaluate: the first N test images.")
+              help="evaluate, gaps: the first N test images.")
 @click.option("--importance-samples", "-k", type=click.IntRange(1), default=_default("importance_samples"),
-              show_default=True, help="evaluate: K, samples of z per image.")
+              show_default=True, help="evaluate, gaps: K, samples of z per image.")
 @click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=_default("seconds"), show_default=True,
               help="matmul, conv: time per throughput measurement.")
 @click.option("--export-dir", type=click.Path(file_okay=False), default=None,
@@ -58,6 +58,9 @@ def _names(choices):
               help="sample: runs of `tfvae sample` (median).")
 @click.option("--repeats", type=click.IntRange(1), default=_default("repeats"), show_default=True,
               help="sample: decoder calls per latency (median).")
+@click.option("--refine-steps", type=click.IntRange(0), default=_default("refine_steps"), show_default=True,
+              help="gaps (needs --run-dir): Adam steps on each image's own posterior, for the amortisation and "
+                   "approximation gaps (tfvae.gaps).")
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar="TFVAE_DATA_DIR",
               help="Local data laid out like shared/data [env: TFVAE_DATA_DIR].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (every figure) instead of the table.")
@@ -78,6 +81,7 @@ def bench(ctx, run_dir, preset, sections, variants, as_json, out, **options):
       tfvae bench --preset best --sections matmul,conv,train,evaluate --json
       tfvae bench --run-dir runs/default40 --sections evaluate,matmul
       tfvae bench --sections sample --export-dir runs/default40/export --edge-tfvae edge/bin/tfvae
+      tfvae bench --run-dir runs/default40 --sections gaps --eval-images 200 --refine-steps 1500
     """
     from tfvae.bench import run, table
     from tfvae.presets import expand_preset

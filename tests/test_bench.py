@@ -229,3 +229,23 @@ def test_each_convolution_kernel_runs_at_its_shape():
         expected = {flops.CONV2D: outputs, flops.CONV2D_BACKPROP_INPUT: inputs, flops.CONV2D_BACKPROP_FILTER: kernel}
         assert tuple(bench._conv_inputs(product, 1)(0).shape) == tuple(expected[product.op])
         assert bench.measure_gflops(product, seconds=0.01) > 0
+
+
+def test_the_gaps_section_needs_a_trained_run():
+    result = invoke("--sections", "gaps")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: the gaps section needs --run-dir (a trained run): it measures its encoder's inference gaps (see 'tfvae bench --help')")
+
+
+def test_the_gaps_section_reports_the_split_of_a_runs_gap(run_dir):
+    result = invoke("--run-dir", run_dir, "--sections", "gaps", "--eval-images", "4", "--importance-samples", "50",
+                    "--refine-steps", "20", "--json")
+    assert result.exit_code == 0, result.stderr
+    gaps = json.loads(result.stdout)["gaps"]
+    assert gaps["examples"] == 4 and gaps["refine_steps"] == 20 and gaps["importance_samples"] == 50
+    assert gaps["refined_elbo"] > gaps["elbo"]  # 20 steps on each image's posterior raise its ELBO
+    assert gaps["total_gap"] == pytest.approx(gaps["amortisation_gap"] + gaps["approximation_gap"])
+    from tfvae.bench import table
+
+    assert "gaps: total, amortisation, approximation (nats)" in table(json.loads(result.stdout))

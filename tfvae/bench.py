@@ -103,6 +103,7 @@ class BenchOptions:
     edge_tfvae: Optional[str] = None  # sample: the `tfvae` of an environment without TensorFlow
     runs: int = 11  # sample: runs of `tfvae sample` (median)
     repeats: int = 1000  # sample: decoder calls per latency (median)
+    refine_steps: int = 1000  # gaps: Adam steps on each image's posterior
     verbose: bool = False  # show the child processes' stderr
 
     def __post_init__(self):
@@ -119,6 +120,10 @@ class BenchOptions:
             raise ConfigError(f"--limit must be at least 1, got {self.limit}")
         if not self.seconds > 0:
             raise ConfigError(f"--seconds must be positive, got {self.seconds}")
+        if self.refine_steps < 0:
+            raise ConfigError(f"--refine-steps must be at least 0, got {self.refine_steps}")
+        if "gaps" in self.sections and not self.run_dir:
+            raise ConfigError("the gaps section needs --run-dir (a trained run): it measures its encoder's inference gaps")
         if "sample" in self.sections and not self.export_dir:
             raise ConfigError("the sample section needs --export-dir (an export written by `tfvae export`)")
 
@@ -594,6 +599,21 @@ def section_sample(options: BenchOptions) -> dict:
     return results
 
 
+def section_gaps(options: BenchOptions) -> dict:
+    """A trained run's inference gaps on the first --eval-images test images (tfvae.gaps)."""
+    from tfvae.evaluate import split_images
+    from tfvae.gaps import inference_gaps
+    from tfvae.runs import load_vae
+
+    config, vae = load_vae(options.run_dir)
+    images = split_images(config, "test", options.data_dir)
+    if options.eval_images > len(images):
+        raise ConfigError(f"--eval-images {options.eval_images} is larger than the {len(images)} test images")
+    gaps = inference_gaps(config, vae, images[: options.eval_images], refine_steps=options.refine_steps,
+                          importance_samples=options.importance_samples, progress=options.verbose)
+    return gaps.to_dict()
+
+
 SECTIONS = {
     "matmul": section_matmul,
     "conv": section_conv,
@@ -602,6 +622,7 @@ SECTIONS = {
     "profile": section_profile,
     "strategies": section_strategies,
     "sample": section_sample,
+    "gaps": section_gaps,
 }
 
 
@@ -833,6 +854,14 @@ def table(results: dict) -> str:
             row(f"sample: `tfvae sample` without TensorFlow, start to PNG (s, median of {wall['runs']}; min, max)",
                 f"{wall['median']:.3f}; {wall['min']:.3f}, {wall['max']:.3f}")
         row("sample peak memory (MB)", _number(s.get("peak_rss_mb"), 0))
+    g = results.get("gaps")
+    if g and "error" not in g:
+        row(f"gaps on {g['examples']:,} test images (q refined {g['refine_steps']:,} steps, log p(x) K={g['importance_samples']}): "
+            "ELBO[q], ELBO[q*], log p(x)",
+            f"{_number(g['elbo'])}, {_number(g['refined_elbo'])}, {_number(g['log_likelihood'])} ± "
+            f"{_number(g['log_likelihood_stderr'])}")
+        row("gaps: total, amortisation, approximation (nats)",
+            f"{_number(g['total_gap'])} = {_number(g['amortisation_gap'])} + {_number(g['approximation_gap'])}")
     for name in results.get("failed", []):
         row(f"{name} failed", _error_of(results, name).replace("|", "\\|"))
     return "\n".join(lines)
