@@ -665,12 +665,12 @@ def _check_positive_int(flag: str, value) -> None:
         raise ConfigError(f"{flag} must be a positive integer, got {value!r}")
 
 
-def _progress_bar(total: int, description: str, enabled: bool):
-    """A tqdm bar over images on stderr, or None if disabled or tqdm is not installed."""
+def _progress_bar(total: int, description: str, enabled: bool, unit: str = "img"):
+    """A tqdm bar over images (or another `unit`) on stderr, or None if disabled or tqdm is not installed."""
     if not enabled:
         return None
     try:
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, desc=description, unit="img", file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
+    return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, mininterval=1.0, dynamic_ncols=True)

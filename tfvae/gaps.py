@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 
 import numpy as np
@@ -126,14 +125,14 @@ def refine_posterior(vae, likelihood, x, steps: int, *, samples: int = REFINE_SA
 def inference_gaps(config, vae, images, *, refine_steps: int, importance_samples: int = 5000,
                    progress: bool = True) -> Gaps:
     """The three estimates on `images` (N, H, W, C) for a VAE built from `config`."""
-    from tfvae.evaluate import evaluate_vae
+    from tfvae.evaluate import _progress_bar, evaluate_vae
 
     start = time.perf_counter()
     likelihood = LIKELIHOODS[config.likelihood]
     x = _images(images, likelihood)
     loc, log_scale, context = _encoded(vae, x)
     before = elbo_estimates(vae, likelihood, x, loc, log_scale, context)
-    bar = _progress_bar(refine_steps, f"refining q of {len(images)} images", progress)
+    bar = _progress_bar(refine_steps, f"refining q of {len(images)} images", progress, unit="step")
     try:
         refined_loc, refined_log_scale = refine_posterior(vae, likelihood, x, refine_steps, progress=bar)
     finally:
@@ -152,13 +151,3 @@ def inference_gaps(config, vae, images, *, refine_steps: int, importance_samples
         seconds=time.perf_counter() - start,
     )
 
-
-def _progress_bar(total: int, description: str, enabled: bool):
-    """A tqdm bar over refinement steps on stderr, or None if disabled or tqdm is not installed."""
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=description, unit="step", file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
