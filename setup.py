@@ -38,7 +38,7 @@ setup(
     install_requires=EDGE_REQUIRES + TRAIN_REQUIRES,
     extras_require={
         # selenium drives Debian's chromium (apt-get install chromium chromium-driver) in tests/test_web.py.
-        "test": ["pytest>=8", "hypothesis>=6.100", "scipy>=1.11", "selenium>=4.20"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "scipy>=1.11", "selenium>=4.20"],
     },
     entry_points={"console_scripts": ["tfvae = tfvae.cli.main:main"]},
 )
