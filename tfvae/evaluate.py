@@ -194,9 +194,10 @@ def evaluate_images(
         Keras VAE's `encode_params` and `decode_logits`): they are traced with
         `tf.function`, log p(x|z) for a chunk is one graph call (compiled with
         XLA if `jit_compile`), and there is no eager call per chunk.
-      jit_compile: with `traceable`, compile log p(x|z) with XLA. The estimate
-        is the same to float round-off either way; which is faster depends on
-        the decoder (see `Architecture.xla_evaluation`).
+      jit_compile: with `traceable`, compile the Bernoulli likelihood of the decoder's
+        logits with XLA (the decoder itself, and a continuous Bernoulli whole). The
+        estimate is the same to float round-off either way; which is faster depends
+        on the decoder (see `Architecture.xla_evaluation`).
       prior: p(z) as a `tfvae.mixture.Mixture`; None is N(0, I).
       sample_posterior: for a posterior that is not N(loc, scale^2) (a flow):
         images (B, H, W, C), eps (B, C, D) -> z (B, C, D), log q(z|x) (B, C), the
@@ -564,13 +565,18 @@ def _compiled_log_p_x_given_z(decode_logits, jit_compile: bool = True, likelihoo
     if likelihood == "continuous_bernoulli":
         return _compiled_continuous_bernoulli(decode_logits, jit_compile)
 
+    # The decoder runs on TensorFlow's own (oneDNN) kernels, whose matrix products beat XLA's on CPUs; only the
+    # likelihood, element-wise over every logit, is XLA-compiled when `jit_compile` (BENCHMARKS.md, "Floors").
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    def log_bernoulli(x, logits):
+        labels = tf.broadcast_to(x[:, None, :], tf.shape(logits))  # (B, C, P), fused away by XLA
+        return -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits), axis=-1)
+
+    @tf.function(reduce_retracing=True)
     def log_p_x_given_z(x, z):
         batch, samples, latent_dim = tf.unstack(tf.shape(z))
         logits = decode_logits(tf.reshape(z, [batch * samples, latent_dim]))
-        logits = tf.reshape(logits, [batch, samples, -1])  # (B, C, P)
-        labels = tf.broadcast_to(x[:, None, :], tf.shape(logits))  # (B, C, P), fused away by XLA
-        return -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits), axis=-1)
+        return log_bernoulli(x, tf.reshape(logits, [batch, samples, -1]))  # (B, C, P) -> (B, C)
 
     return lambda x, z: log_p_x_given_z(x, z).numpy()
 

@@ -73,9 +73,10 @@ class Architecture:
     encoder: Callable
     decoder: Callable
     description: str
-    # Compile the evaluator's decoder call with XLA (`tfvae evaluate`). Measured per architecture
-    # (BENCHMARKS.md, "Evaluation speed"): XLA fuses the MLP's matmuls and softplus, but runs the
-    # transposed convolutions 1.7x slower than TensorFlow's oneDNN kernels on this CPU.
+    # Compile the evaluator's Bernoulli likelihood with XLA (`tfvae evaluate`; the decoder itself runs on
+    # TensorFlow's oneDNN kernels). Measured per architecture (BENCHMARKS.md, "Evaluation speed", "Floors"):
+    # XLA fuses the softplus over the MLP's logits; with the whole decoder under XLA it ran the MLP's matmuls
+    # 1.2x and the transposed convolutions 1.7x slower than oneDNN on this CPU.
     xla_evaluation: bool = True
 
 
