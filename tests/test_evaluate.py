@@ -307,7 +307,8 @@ def test_compiled_keras_path_matches_plain_numpy_path():
 def test_each_architecture_says_whether_xla_evaluates_it():
     from tfvae.models import ARCHITECTURES
 
-    # The MLP's likelihood is XLA-compiled, its decoder on oneDNN; conv evaluates 1.7x faster with no XLA at all (BENCHMARKS.md).
+    # The MLP's likelihood is XLA-compiled (its decoder runs on oneDNN); conv evaluates 1.7x faster with no XLA
+    # at all (BENCHMARKS.md).
     assert ARCHITECTURES["mlp"].xla_evaluation is True
     assert ARCHITECTURES["conv"].xla_evaluation is False
 
