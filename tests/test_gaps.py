@@ -58,6 +58,18 @@ def test_refining_each_posterior_raises_its_elbo_up_to_the_exact_log_likelihood(
     assert values["examples"] == 6 and values["refine_steps"] == 300
 
 
+def test_images_are_refined_in_batches_with_the_same_result(trained, monkeypatch):
+    """Six images in batches of 4 and 2 (memory bounded whatever --eval-images): each image's refinement is its own,
+    so only the noise it draws changes."""
+    config, vae, images, _ = trained
+    whole = gaps.inference_gaps(config, vae, images, refine_steps=200, importance_samples=100, progress=False)
+    monkeypatch.setattr(gaps, "BATCH_IMAGES", 4)
+    batched = gaps.inference_gaps(config, vae, images, refine_steps=200, importance_samples=100, progress=False)
+    assert batched.examples == 6 and batched.log_likelihood == whole.log_likelihood
+    assert batched.elbo == pytest.approx(whole.elbo, abs=0.05)
+    assert batched.refined_elbo == pytest.approx(whole.refined_elbo, abs=0.05)
+
+
 def test_a_flow_posterior_is_refined_through_its_base_and_keeps_its_flow():
     """--posterior iaf: the flow is applied to the refined base (log q includes its log-det), and refining raises
     the ELBO; a new flow is the identity, so its estimate equals the Gaussian posterior's with the same encoder."""

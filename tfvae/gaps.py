@@ -31,6 +31,7 @@ ELBO_SAMPLES = 2000  # z per image for each reported ELBO; the same noise for q 
 _ELBO_CHUNK = 100  # of those, per decoder call
 REFINE_SAMPLES = 64  # z per image per refinement step
 REFINE_LEARNING_RATE = 5e-3  # Adam, on loc and log scale
+BATCH_IMAGES = 250  # images refined together: memory grows with images x samples x pixels, not with --eval-images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,16 +130,20 @@ def inference_gaps(config, vae, images, *, refine_steps: int, importance_samples
 
     start = time.perf_counter()
     likelihood = LIKELIHOODS[config.likelihood]
-    x = _images(images, likelihood)
-    loc, log_scale, context = _encoded(vae, x)
-    before = elbo_estimates(vae, likelihood, x, loc, log_scale, context)
-    bar = _progress_bar(refine_steps, f"refining q of {len(images)} images", progress, unit="step")
+    batches = range(0, len(images), BATCH_IMAGES)
+    before, after = [], []
+    bar = _progress_bar(refine_steps * len(batches), f"refining q of {len(images)} images", progress, unit="step")
     try:
-        refined_loc, refined_log_scale = refine_posterior(vae, likelihood, x, refine_steps, progress=bar)
+        for first in batches:  # each image's refinement is its own: batches change only which noise it draws
+            x = _images(images[first : first + BATCH_IMAGES], likelihood)
+            loc, log_scale, context = _encoded(vae, x)
+            before.append(elbo_estimates(vae, likelihood, x, loc, log_scale, context))
+            refined = refine_posterior(vae, likelihood, x, refine_steps, progress=bar)
+            after.append(elbo_estimates(vae, likelihood, x, *refined, context))
     finally:
         if bar is not None:
             bar.close()
-    after = elbo_estimates(vae, likelihood, x, refined_loc, refined_log_scale, context)
+    before, after = np.concatenate(before), np.concatenate(after)
     evaluation = evaluate_vae(config, vae, images, importance_samples=importance_samples, progress=progress)
     return Gaps(
         examples=len(images),
