@@ -25,7 +25,7 @@ import tf_keras as tfk
 from tfvae.models import LIKELIHOODS
 from tfvae.models.posteriors import posterior_params
 
-__all__ = ["Gaps", "elbo_estimates", "inference_gaps", "refine_posterior"]
+__all__ = ["Gaps", "elbo_estimates", "encoded", "inference_gaps", "log_p_over_q", "refine_posterior"]
 
 ELBO_SAMPLES = 2000  # z per image for each reported ELBO; the same noise for q and q* (common random numbers)
 _ELBO_CHUNK = 100  # of those, per decoder call
@@ -64,18 +64,24 @@ class Gaps:
                 "amortisation_gap": self.amortisation_gap, "approximation_gap": self.approximation_gap}
 
 
-def _log_p_over_q(vae, likelihood, x, loc, log_scale, context, eps):
-    """log p(x, z) - log q(z|x) for z from the noise eps (S, N, D) through q = N(loc, scale^2) [and the flow]: (S, N)."""
-    z = loc + tf.exp(log_scale) * eps
-    log_q = tf.reduce_sum(-0.5 * tf.square(eps) - log_scale - 0.5 * math.log(2 * math.pi), axis=-1)
-    if vae.flow is not None:
-        z, log_det = vae.flow(z, context)
-        log_q -= log_det
-    samples, batch = tf.shape(eps)[0], tf.shape(eps)[1]
-    logits = vae.decoder(tf.reshape(z, [samples * batch, vae.latent_dim]), training=False)
-    logits = tf.reshape(logits, [samples, batch, -1])
-    distortion = likelihood.distortion(vae.p_x_given_z(logits), x)  # -log p(x|z), (S, N)
-    return vae.prior.distribution().log_prob(z) - distortion - log_q
+def log_p_over_q(vae, likelihood, x, context):
+    """(loc, log_scale, eps (S, N, D)) -> log p(x, z) - log q(z|x) (S, N), z from eps through N(loc, scale^2) [and
+    the flow], for the images x (N, H, W, C). p(z) is built once here: a VampPrior's runs the encoder."""
+    prior = vae.prior.distribution()
+
+    def log_weights(loc, log_scale, eps):
+        z = loc + tf.exp(log_scale) * eps
+        log_q = tf.reduce_sum(-0.5 * tf.square(eps) - log_scale - 0.5 * math.log(2 * math.pi), axis=-1)
+        if vae.flow is not None:
+            z, log_det = vae.flow(z, context)
+            log_q -= log_det
+        samples, batch = tf.shape(eps)[0], tf.shape(eps)[1]
+        logits = vae.decoder(tf.reshape(z, [samples * batch, vae.latent_dim]), training=False)
+        logits = tf.reshape(logits, [samples, batch, -1])
+        distortion = likelihood.distortion(vae.p_x_given_z(logits), x)  # -log p(x|z), (S, N)
+        return prior.log_prob(z) - distortion - log_q
+
+    return log_weights
 
 
 def _images(images, likelihood) -> tf.Tensor:
@@ -84,36 +90,36 @@ def _images(images, likelihood) -> tf.Tensor:
     return tf.constant(_binary_images(images) if likelihood.binary else _grey_images(images))
 
 
-def _encoded(vae, x):
+def encoded(vae, x):
+    """x -> the encoder's loc, log scale (N, D) and the flow's context (None without a flow)."""
     params, context = vae._encode(x, training=False)
     loc, scale = posterior_params(params)
     return loc, tf.math.log(scale), context
 
 
-def elbo_estimates(vae, likelihood, x, loc, log_scale, context, samples: int = ELBO_SAMPLES, seed: int = 0) -> np.ndarray:
+def elbo_estimates(log_weights, loc, log_scale, samples: int = ELBO_SAMPLES, seed: int = 0) -> np.ndarray:
     """ELBO per image (N,) of q = N(loc, exp(log_scale)^2) [and the flow], from `samples` z per image."""
     total = tf.zeros(tf.shape(loc)[:1])
     done = 0
     while done < samples:
         size = min(_ELBO_CHUNK, samples - done)
         eps = tf.random.stateless_normal([size, *loc.shape], seed=[seed, done])
-        total += tf.reduce_sum(_log_p_over_q(vae, likelihood, x, loc, log_scale, context, eps), axis=0)
+        total += tf.reduce_sum(log_weights(loc, log_scale, eps), axis=0)
         done += size
     return (total / samples).numpy().astype(np.float64)
 
 
-def refine_posterior(vae, likelihood, x, steps: int, *, samples: int = REFINE_SAMPLES,
+def refine_posterior(log_weights, loc, log_scale, steps: int, *, samples: int = REFINE_SAMPLES,
                      learning_rate: float = REFINE_LEARNING_RATE, seed: int = 1, progress=None):
-    """Each image's (loc, log scale) after `steps` of Adam on its own ELBO, from the encoder's: (N, D) twice."""
-    loc0, log_scale0, context = _encoded(vae, x)
-    loc, log_scale = tf.Variable(loc0), tf.Variable(log_scale0)
+    """Each image's (loc, log scale) after `steps` of Adam on its own ELBO, from the given ones: (N, D) twice."""
+    loc, log_scale = tf.Variable(loc), tf.Variable(log_scale)
     optimizer = tfk.optimizers.Adam(learning_rate)
 
     @tf.function
     def step(i):
         eps = tf.random.stateless_normal([samples, *loc.shape], seed=tf.stack([tf.constant(seed), i]))
         with tf.GradientTape() as tape:
-            loss = -tf.reduce_sum(tf.reduce_mean(_log_p_over_q(vae, likelihood, x, loc, log_scale, context, eps), 0))
+            loss = -tf.reduce_sum(tf.reduce_mean(log_weights(loc, log_scale, eps), 0))
         optimizer.apply_gradients(zip(tape.gradient(loss, [loc, log_scale]), [loc, log_scale]))
 
     for i in range(steps):
@@ -136,10 +142,11 @@ def inference_gaps(config, vae, images, *, refine_steps: int, importance_samples
     try:
         for first in batches:  # each image's refinement is its own: batches change only which noise it draws
             x = _images(images[first : first + BATCH_IMAGES], likelihood)
-            loc, log_scale, context = _encoded(vae, x)
-            before.append(elbo_estimates(vae, likelihood, x, loc, log_scale, context))
-            refined = refine_posterior(vae, likelihood, x, refine_steps, progress=bar)
-            after.append(elbo_estimates(vae, likelihood, x, *refined, context))
+            loc, log_scale, context = encoded(vae, x)
+            log_weights = log_p_over_q(vae, likelihood, x, context)
+            before.append(elbo_estimates(log_weights, loc, log_scale))
+            refined = refine_posterior(log_weights, loc, log_scale, refine_steps, progress=bar)
+            after.append(elbo_estimates(log_weights, *refined))
     finally:
         if bar is not None:
             bar.close()
