@@ -8,7 +8,7 @@ import shlex
 import click
 from click.core import ParameterSource
 
-from tfvae.bench import SECTIONS, VARIANTS, BenchOptions  # no TensorFlow: each section imports it in its own process
+from tfvae.bench import MODELS, SECTIONS, VARIANTS, BenchOptions  # no TensorFlow: each section imports it in its own process
 from tfvae.cli import flags
 from tfvae.errors import ConfigError
 
@@ -37,6 +37,9 @@ def _names(choices):
               help="A trained run: its config is the model measured, its weights are evaluated. "
                    "Without it, the model flags below describe an untrained model (same FLOPs).")
 @flags.model_options
+@click.option("--models", default=None, callback=lambda ctx, param, value: value and _names(tuple(MODELS))(ctx, param, value),
+              help=f"Comma-separated members of the model family, each measured (untrained) with every section, into "
+                   f"one report: {', '.join(MODELS)} (BENCHMARKS.md). Model flags given explicitly apply to each.")
 @click.option("--sections", default=",".join(_default("sections")), show_default=True, callback=_names(tuple(SECTIONS)),
               help=f"Comma-separated, run in that order, each in its own process: {', '.join(SECTIONS)}.")
 @click.option("--variants", default=",".join(_default("variants")), show_default=True, callback=_names(tuple(VARIANTS)),
@@ -68,7 +71,7 @@ def _names(choices):
               help="Also write the JSON report here, after every section (atomically).")
 @click.option("--verbose", is_flag=True, help="Show the sections' own stderr.")
 @click.pass_context
-def bench(ctx, run_dir, preset, sections, variants, as_json, out, **options):
+def bench(ctx, run_dir, preset, models, sections, variants, as_json, out, **options):
     """Measure training, evaluation and sampling of a model against this machine's FLOP floors.
 
     FLOPs come from the built model's layers (tfvae.flops); the floor of a
@@ -79,15 +82,34 @@ def bench(ctx, run_dir, preset, sections, variants, as_json, out, **options):
     \b
       tfvae bench --sections matmul,train,evaluate --epochs 4
       tfvae bench --preset best --sections matmul,conv,train,evaluate --json
+      tfvae bench --models classic,conv,best --variants spe16,bf16 --eval-images 1000 --out bench.json
       tfvae bench --run-dir runs/default40 --sections evaluate,matmul
       tfvae bench --sections sample --export-dir runs/default40/export --edge-tfvae edge/bin/tfvae
       tfvae bench --run-dir runs/default40 --sections gaps --eval-images 200 --refine-steps 1500
     """
-    from tfvae.bench import run, table
+    from tfvae.bench import model_config, models_table, run, run_models, table
     from tfvae.presets import expand_preset
 
     model = {k: options.pop(k) for k in flags.MODEL_FIELDS}
     given = [k for k in ("preset", *flags.MODEL_FIELDS) if ctx.get_parameter_source(k) != ParameterSource.DEFAULT]
+    explicit = {k: v for k, v in model.items() if k in given}
+    command = shlex.join(flags.command_line(ctx))
+    log = lambda line: click.echo(line, err=True)  # noqa: E731
+    if models:
+        if run_dir or "preset" in given:
+            raise click.UsageError(f"--models names the models measured; drop {'--run-dir' if run_dir else '--preset'}")
+        single = [s for s in sections if s in ("sample", "gaps")]
+        if single:
+            raise click.UsageError(f"the {single[0]} section measures one export or run; drop --models")
+        try:
+            configs = {name: model_config(name, **explicit) for name in models}
+            per_model = {name: BenchOptions(config=c, sections=sections, variants=variants, **options)
+                         for name, c in configs.items()}
+        except ConfigError as e:
+            raise click.UsageError(str(e)) from None
+        report = run_models(per_model, command=command, out=out, log=log)
+        click.echo(json.dumps(report, indent=2) if as_json else models_table(report))
+        ctx.exit(1 if report["failed"] else 0)
     if run_dir:
         if given:
             raise click.UsageError(f"--run-dir takes the model from the run; drop --{given[0].replace('_', '-')}")
@@ -95,12 +117,12 @@ def bench(ctx, run_dir, preset, sections, variants, as_json, out, **options):
 
         config = open_run(run_dir)
     else:
-        config = expand_preset(preset, **{k: v for k, v in model.items() if k in given})
+        config = expand_preset(preset, **explicit)
     try:
         bench_options = BenchOptions(config=config, run_dir=run_dir, sections=sections, variants=variants, **options)
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
-    results = run(bench_options, command=shlex.join(flags.command_line(ctx)), out=out, log=lambda line: click.echo(line, err=True))
+    results = run(bench_options, command=command, out=out, log=log)
     click.echo(json.dumps(results, indent=2) if as_json else table(results))
     if results["failed"]:
         ctx.exit(1)

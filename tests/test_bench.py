@@ -140,6 +140,10 @@ def test_help_lists_the_options_and_imports_no_tensorflow():
     (["--variants", "fast"], "'fast' is not one of"),
     (["--run-dir", ".", "--latent-dim", "3"], "drop --latent-dim"),
     (["--epochs", "0"], "--epochs"),
+    (["--models", "classic,vq"], "'vq' is not one of"),
+    (["--models", "classic", "--preset", "best"], "drop --preset"),
+    (["--models", "classic", "--run-dir", "."], "drop --run-dir"),
+    (["--models", "classic", "--sections", "gaps"], "drop --models"),
 ])
 def test_bad_options_are_one_line_and_exit_2(args, words):
     result = invoke(*args)
@@ -201,6 +205,29 @@ def test_tiny_benchmark_reports_every_figure_and_its_floors(synthetic_data_dir, 
     assert evaluate["examples"] == 8 and evaluate["importance_samples"] == 4
     assert evaluate["floor_seconds"] > 0 and evaluate["times_floor"] > 0 and evaluate["log_likelihood"] < 0
     assert all(section["peak_rss_mb"] > 0 for section in (matmul, train, evaluate))
+
+
+@pytest.mark.slow
+def test_one_run_measures_each_model_of_the_family_against_its_own_floor(synthetic_data_dir, tmp_path):
+    out = tmp_path / "bench.json"
+    result = invoke("--models", "classic,conv-iwae5", "--latent-dim", "2", "--hidden-units", "16", "--filters", "4",
+                    "--sections", "matmul,conv,train", "--variants", "spe16", "--epochs", "1", "--limit", "256",
+                    "--seconds", "0.02", "--data-dir", synthetic_data_dir, "--out", str(out))
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert list(report["models"]) == ["classic", "conv-iwae5"] and report["failed"] == []
+    mlp, conv = (report["models"][name] for name in ("classic", "conv-iwae5"))
+    # The family's values, with the flags given applied to each member.
+    assert (mlp["model"]["architecture"], mlp["model"]["objective"], mlp["model"]["latent_dim"]) == ("mlp", "elbo", 2)
+    assert (conv["model"]["architecture"], conv["model"]["train_samples"], conv["model"]["filters"]) == ("conv", 5, 4)
+    assert mlp["conv"]["gflops"] == {} and conv["conv"]["gflops"]  # each model's own products were measured
+    for results in (mlp, conv):
+        train, = results["train"]
+        assert train["floor_missing"] == [] and train["times_floor"] > 0 and train["parameters"] > 0
+    assert conv["train"][0]["workload"]["flops_per_image"] > 5 * mlp["train"][0]["workload"]["flops_per_image"]
+    summary = result.stdout.splitlines()
+    assert any(line.startswith("| classic | ") for line in summary)
+    assert any(line.startswith("| conv-iwae5 | ") for line in summary) and "### conv-iwae5" in summary
 
 
 @pytest.mark.slow

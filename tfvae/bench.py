@@ -1,12 +1,13 @@
 """How close tfvae runs to this machine's limit: training, evaluation and sampling against FLOP floors.
 
-    tfvae bench [--run-dir RUN | --preset NAME, model flags of tfvae train] [--sections matmul,conv,train,evaluate]
-                [--json] [--out FILE]
+    tfvae bench [--run-dir RUN | --preset NAME, model flags of tfvae train | --models classic,conv,...]
+                [--sections matmul,conv,train,evaluate] [--json] [--out FILE]
     python -m tfvae.bench ...   (the same command)
 
 The model measured is a run's (`--run-dir`: its config, and its weights for `evaluate`) or the one that the
-model flags of `tfvae train` describe, untrained: it costs the same FLOPs. Each section runs in its own
-process, so that its peak memory (os.wait4) is its own; parent and child exchange JSON files.
+model flags of `tfvae train` describe, untrained: it costs the same FLOPs. `--models` measures several of the
+model family's members (MODELS) in one run, each with every section, into one report. Each section runs in its
+own process, so that its peak memory (os.wait4) is its own; parent and child exchange JSON files.
 
 - matmul: float32 matrix-product throughput (TensorFlow's sgemm) at every product of the model's training
   step and of its evaluation, as `tfvae.flops` finds them in the built model; and for large squares;
@@ -54,9 +55,13 @@ from tfvae.io import atomic_write_text
 __all__ = [
     "SECTIONS",
     "VARIANTS",
+    "MODELS",
     "BenchOptions",
+    "model_config",
     "run",
+    "run_models",
     "table",
+    "models_table",
     "machine",
     "workloads",
     "floor_seconds",
@@ -75,6 +80,16 @@ VARIANTS = {  # the levers, spelled out (the default config is "spe16")
     "epoch": {"jit_compile": False, "steps_per_execution": None},  # a whole epoch per graph call
     # bfloat16 matrix products and activations (AVX512_BF16 on CPUs), distributions and loss in float32.
     "bf16": {"jit_compile": False, "steps_per_execution": 16, "mixed_precision": True},
+}
+# The model family, by name, for `--models`: a preset and the values that differ from it (the quality table's rows).
+MODELS = {
+    "classic": ("classic", {}),
+    "mlp-iwae5": ("classic", {"objective": "iwae", "train_samples": 5}),
+    "mlp-iaf": ("classic", {"posterior": "iaf"}),
+    "mlp-vamp": ("classic", {"prior": "vamp"}),
+    "conv": ("classic", {"architecture": "conv"}),
+    "conv-iwae5": ("classic", {"architecture": "conv", "objective": "iwae", "train_samples": 5}),
+    "best": ("best", {}),
 }
 GRID = 64  # images in one sample grid
 # Throughput measurement: independent products per graph call, enough that dispatch costs nothing.
@@ -343,6 +358,7 @@ def section_train(options: BenchOptions, variant: str) -> dict:
     return {
         "variant": variant,
         "examples": len(images),
+        "parameters": vae.count_params(),
         "epoch_seconds": seconds,
         "seconds_per_epoch": steady,
         "images_per_second": len(images) / steady,
@@ -692,7 +708,25 @@ def _run_child(section: str, options: BenchOptions, options_path: str, variant: 
     return result | {"peak_rss_mb": usage.ru_maxrss / 1024}  # Linux reports KiB
 
 
-def run(options: BenchOptions, *, command: str = "", out: Optional[str] = None, log=None) -> dict:
+def model_config(name: str, **explicit) -> Config:
+    """The Config of MODELS[name], with `explicit` values (flags the user gave) overriding it.
+
+    >>> model_config("conv-iwae5", latent_dim=2).train_samples
+    5
+    """
+    from tfvae.presets import expand_preset
+
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose from: {', '.join(MODELS)}")
+    preset, values = MODELS[name]
+    return expand_preset(preset, **{**values, **explicit})
+
+
+def _now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def run(options: BenchOptions, *, command: str = "", out: Optional[str] = None, log=None, on_section=None) -> dict:
     """Run the chosen sections, each in its own process; the report, floors joined in.
 
     Args:
@@ -700,13 +734,17 @@ def run(options: BenchOptions, *, command: str = "", out: Optional[str] = None, 
       command: the command line, recorded in the report.
       out: write the report here as JSON after every section (atomically), so a later failure loses nothing.
       log: called with a line of progress per section (default: none).
+      on_section: called with the report so far after every section (`run_models` saves the whole report).
 
     Returns:
       {"machine", "date", "command", "model", sections..., "failed": [section names]}.
     """
     log = log or (lambda message: None)
-    results = {"machine": machine(), "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-               "command": command, "model": options.config.to_dict(), "run_dir": options.run_dir}
+    if out:
+        save = lambda report: atomic_write_text(out, json.dumps(report, indent=2) + "\n")  # noqa: E731
+        on_section = on_section or save
+    results = {"machine": machine(), "date": _now(), "command": command, "model": options.config.to_dict(),
+               "run_dir": options.run_dir}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(options.to_dict(), f)
         options_path = f.name
@@ -721,14 +759,40 @@ def run(options: BenchOptions, *, command: str = "", out: Optional[str] = None, 
             for failed in _failures({section: results[section]}):
                 log(f"bench: {failed} failed: {_error_of(results, failed)}")
             _join_floors(results)
-            if out:
-                atomic_write_text(out, json.dumps(results, indent=2) + "\n")
+            if on_section:
+                on_section(results)
     finally:
         os.remove(options_path)
     results["failed"] = _failures(results)
-    if out:
-        atomic_write_text(out, json.dumps(results, indent=2) + "\n")
+    if on_section:
+        on_section(results)
     return results
+
+
+def run_models(models: dict, *, command: str = "", out: Optional[str] = None, log=None) -> dict:
+    """`run` for each model of `models` ({name: BenchOptions}), in order, into one report.
+
+    Returns:
+      {"machine", "date", "command", "models": {name: run's report without the machine}, "failed": ["name:
+      section", ...]}; written to `out` after every section of every model.
+    """
+    log = log or (lambda message: None)
+    report = {"machine": machine(), "date": _now(), "command": command, "models": {}}
+
+    def keep(name, results):
+        report["models"][name] = {k: v for k, v in results.items() if k not in ("machine", "command")} | {
+            "load_average": results["machine"]["load_average"]}  # at the model's start: was the machine idle?
+        if out:
+            atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+
+    for name, options in models.items():
+        log(f"bench: model {name}")
+        run(options, command=command, log=log, on_section=lambda results, name=name: keep(name, results))
+    report["failed"] = [f"{name}: {section}" for name, results in report["models"].items()
+                        for section in results["failed"]]
+    if out:
+        atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+    return report
 
 
 def _failures(results: dict) -> list:
@@ -791,14 +855,13 @@ def _floor_cell(result: dict) -> str:
 
 def table(results: dict) -> str:
     """Every figure of a report as one markdown table."""
-    m = results.get("machine", {})
+    m = results.get("machine")
     lines = [
         f"{m.get('cpu_model')}, {m.get('cpus')} CPUs ({' '.join(f for f in m.get('cpu_flags', []) if 'avx512' in f or 'amx' in f)}), "
         f"{results.get('date')}",
         "",
-        "| figure | value |",
-        "| --- | --- |",
-    ]
+    ] if m else []  # a model of `run_models`: the machine is the report's
+    lines += ["| figure | value |", "| --- | --- |"]
     row = lambda name, value: lines.append(f"| {name} | {value} |")  # noqa: E731
     for section, unit in (("matmul", "GFLOP/s"), ("conv", "GFLOP/s")):
         entry = results.get(section)
@@ -864,6 +927,32 @@ def table(results: dict) -> str:
             f"{_number(g['total_gap'])} = {_number(g['amortisation_gap'])} + {_number(g['approximation_gap'])}")
     for name in results.get("failed", []):
         row(f"{name} failed", _error_of(results, name).replace("|", "\\|"))
+    return "\n".join(lines)
+
+
+def models_table(report: dict) -> str:
+    """A `run_models` report: one summary row per model, then each model's own table (`table`)."""
+    m = report.get("machine", {})
+    lines = [
+        f"{m.get('cpu_model')}, {m.get('cpus')} CPUs, {report.get('date')}: `{report.get('command')}`",
+        "",
+        "| model | parameters | train: s/epoch, × floor, per variant | evaluate: images/s, × floor | peak MB |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, results in report["models"].items():
+        trains = [t for t in results.get("train", []) if "error" not in t]
+        train = "; ".join(f"{t['variant']} {_number(t['seconds_per_epoch'], 2)} s, {_number(t['times_floor'])}×"
+                          for t in trains) or "n/a"
+        e = results.get("evaluate") or {}
+        evaluate = "n/a" if not e or "error" in e else \
+            f"{_number(e['images_per_second'], 2)}, {_number(e['times_floor'])}× (K={e['importance_samples']})"
+        peaks = [entry.get("peak_rss_mb") for entry in [*trains, e] if entry and "peak_rss_mb" in entry]
+        parameters = f"{trains[0]['parameters']:,}" if trains and "parameters" in trains[0] else "n/a"
+        lines.append(f"| {name} | {parameters} | {train} | {evaluate} | {_number(max(peaks), 0) if peaks else 'n/a'} |")
+    for name in report.get("failed", []):
+        lines.append(f"| {name} failed | | | | |")
+    for name, results in report["models"].items():
+        lines += ["", f"### {name}", "", table(results)]
     return "\n".join(lines)
 
 
