@@ -46,6 +46,17 @@ def test_mixture_log_density_matches_scipy():
     assert Mixture.standard_normal(3).log_density(z) == pytest.approx(stats.multivariate_normal(np.zeros(3)).logpdf(z))
 
 
+def test_the_evaluators_compiled_mixture_density_is_numpys_in_float64():
+    from tfvae.evaluate import _compiled_log_density
+
+    rng = np.random.default_rng(1)
+    prior = random_mixture(rng, components=7, latent_dim=3)
+    z = (rng.normal(size=(4, 9, 3)) * 3).astype(np.float32)  # (B, C, D), as the evaluator draws them
+    compiled = _compiled_log_density(prior)(z)
+    assert compiled.shape == (4, 9) and compiled.dtype == np.float64
+    np.testing.assert_allclose(compiled, prior.log_density(z), rtol=1e-12)
+
+
 @pytest.mark.parametrize("prior", ["mog", "vamp"])
 def test_learned_prior_layers_match_their_numpy_mixture(prior):
     vae = build_vae(Config(latent_dim=2, prior=prior, prior_components=5, **small))

@@ -225,10 +225,13 @@ def evaluate_images(
     images = _binary_images(images) if LIKELIHOODS[likelihood].binary else _grey_images(images)  # (N, H, W, C) float32
     n = len(images)
     batch_size, chunk_size = evaluation_sizes(n, importance_samples, batch_size)
+    log_prior = prior.log_density if prior is not None else _log_standard_normal
     if traceable:
         encode, log_p_x_given_z = _compiled(encode), _compiled_log_p_x_given_z(decode_logits, jit_compile, likelihood)
         if sample_posterior is not None:
             sample_posterior = _compiled_sample_posterior(sample_posterior)
+        if prior is not None:
+            log_prior = _compiled_log_density(prior)
     else:
         log_p_x_given_z = _numpy_log_p_x_given_z(decode_logits, likelihood)
 
@@ -244,7 +247,7 @@ def evaluate_images(
             (log_likelihood[start:stop], rate[start:stop], distortion[start:stop], variance[start:stop],
              samples[start:stop]) = _evaluate_batch(
                 encode, log_p_x_given_z, images[start:stop], rngs, importance_samples, chunk_size, estimator,
-                prior, sample_posterior, target_se,
+                prior, sample_posterior, target_se, log_prior,
             )
             if bar is not None:
                 bar.update(stop - start)
@@ -388,7 +391,7 @@ def split_images(config: Config, split: str, data_dir: Optional[str] = None) -> 
 
 
 def _evaluate_batch(encode, log_p_x_given_z, images, rngs, importance_samples, chunk_size, estimator,
-                    prior=None, sample_posterior=None, target_se=None):
+                    prior=None, sample_posterior=None, target_se=None, log_prior=None):
     """Per-image log p(x) estimate, rate, distortion and sampling variance for one batch of images.
 
     Args:
@@ -421,7 +424,8 @@ def _evaluate_batch(encode, log_p_x_given_z, images, rngs, importance_samples, c
         rate = np.sum(kl_standard_normal(loc.astype(np.float64), scale.astype(np.float64)), axis=-1)  # (B,)
     else:
         sum_log_q_over_p = np.zeros(batch)  # running sum_k log q(z_k|x) - log p(z_k), for the sampled rate
-    log_prior = prior.log_density if prior is not None else _log_standard_normal
+    if log_prior is None:
+        log_prior = prior.log_density if prior is not None else _log_standard_normal
 
     log_sum_w = np.full(batch, -np.inf)  # running log sum_k w_k, (B,)
     log_sum_w2 = np.full(batch, -np.inf)  # running log sum_k w_k^2, (B,), for sigma^2
@@ -594,6 +598,26 @@ def _compiled_continuous_bernoulli(decode_logits, jit_compile: bool):
         return tf.reduce_sum(p_x_given_z.log_prob(x[:, None, :]), axis=-1)
 
     return lambda x, z: log_p_x_given_z(x, z).numpy()
+
+
+def _compiled_log_density(prior):
+    """`prior.log_density` (`tfvae.mixture.Mixture`, z (..., D) -> (...) float64) as one TensorFlow graph, in
+    float64 as in NumPy: the same two matrix products and log-sum-exp over the K components, on both cores
+    (5x faster than NumPy for a chunk of 8192 z and 500 components, equal to 1e-14; BENCHMARKS.md)."""
+    import tensorflow as tf
+
+    precision = 1.0 / prior.scale**2  # (K, D), float64 like every array of a Mixture
+    constant = tf.constant(prior.log_weights() - 0.5 * np.sum(prior.loc**2 * precision, axis=1)
+                           - np.sum(np.log(prior.scale), axis=1) - 0.5 * prior.latent_dim * math.log(2 * math.pi))  # (K,)
+    half_precision_t, loc_precision_t = tf.constant(-0.5 * precision.T), tf.constant((prior.loc * precision).T)  # (D, K)
+
+    @tf.function(reduce_retracing=True)
+    def log_density(z):
+        flat = tf.reshape(tf.cast(z, tf.float64), [-1, prior.latent_dim])  # (N, D)
+        per_component = tf.matmul(flat * flat, half_precision_t) + tf.matmul(flat, loc_precision_t) + constant
+        return tf.reshape(tf.reduce_logsumexp(per_component, axis=-1), tf.shape(z)[:-1])
+
+    return lambda z: log_density(z).numpy()
 
 
 def _compiled_sample_posterior(sample_posterior):
