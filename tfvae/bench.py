@@ -740,9 +740,8 @@ def run(options: BenchOptions, *, command: str = "", out: Optional[str] = None, 
       {"machine", "date", "command", "model", sections..., "failed": [section names]}.
     """
     log = log or (lambda message: None)
-    if out:
-        save = lambda report: atomic_write_text(out, json.dumps(report, indent=2) + "\n")  # noqa: E731
-        on_section = on_section or save
+    if out and not on_section:
+        on_section = lambda report: _save(out, report)  # noqa: E731
     results = {"machine": machine(), "date": _now(), "command": command, "model": options.config.to_dict(),
                "run_dir": options.run_dir}
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
@@ -782,17 +781,21 @@ def run_models(models: dict, *, command: str = "", out: Optional[str] = None, lo
     def keep(name, results):
         report["models"][name] = {k: v for k, v in results.items() if k not in ("machine", "command")} | {
             "load_average": results["machine"]["load_average"]}  # at the model's start: was the machine idle?
-        if out:
-            atomic_write_text(out, json.dumps(report, indent=2) + "\n")
+        _save(out, report)
 
     for name, options in models.items():
         log(f"bench: model {name}")
         run(options, command=command, log=log, on_section=lambda results, name=name: keep(name, results))
     report["failed"] = [f"{name}: {section}" for name, results in report["models"].items()
                         for section in results["failed"]]
+    _save(out, report)
+    return report
+
+
+def _save(out: Optional[str], report: dict) -> None:
+    """Write the report as JSON to `out` (atomically), if given."""
     if out:
         atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-    return report
 
 
 def _failures(results: dict) -> list:

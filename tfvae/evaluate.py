@@ -246,8 +246,8 @@ def evaluate_images(
             rngs = [np.random.default_rng((seed, i)) for i in range(start, stop)]
             (log_likelihood[start:stop], rate[start:stop], distortion[start:stop], variance[start:stop],
              samples[start:stop]) = _evaluate_batch(
-                encode, log_p_x_given_z, images[start:stop], rngs, importance_samples, chunk_size, estimator,
-                prior, sample_posterior, target_se, log_prior,
+                encode, log_p_x_given_z, log_prior, images[start:stop], rngs, importance_samples, chunk_size,
+                estimator, prior, sample_posterior, target_se,
             )
             if bar is not None:
                 bar.update(stop - start)
@@ -390,19 +390,20 @@ def split_images(config: Config, split: str, data_dir: Optional[str] = None) -> 
 # --------------------------------------------------------------------------- one batch
 
 
-def _evaluate_batch(encode, log_p_x_given_z, images, rngs, importance_samples, chunk_size, estimator,
-                    prior=None, sample_posterior=None, target_se=None, log_prior=None):
+def _evaluate_batch(encode, log_p_x_given_z, log_prior, images, rngs, importance_samples, chunk_size, estimator,
+                    prior=None, sample_posterior=None, target_se=None):
     """Per-image log p(x) estimate, rate, distortion and sampling variance for one batch of images.
 
     Args:
       encode: images (B, H, W, C) -> loc, scale (B, D).
       log_p_x_given_z: x (B, P), z (B, C, D) -> log p(x|z) (B, C).
+      log_prior: z (B, C, D) -> log p(z) (B, C), float64: `prior`'s density (used unless the closed forms apply).
       images: (B, H, W, C) float32 binary images.
       rngs: one numpy Generator per image.
       importance_samples: K.
       chunk_size: C, samples per image per call.
       estimator: one of ESTIMATORS.
-      prior: a `Mixture`, or None for N(0, I).
+      prior: a `Mixture`, or None for N(0, I) (its samples for the naive estimator).
       sample_posterior: None for q(z|x) = N(loc, scale^2), else images, eps -> z, log q(z|x).
       target_se: None, or stop after the chunk at which `_sampling_error` of the batch falls to it
         (not before min(_MIN_SAMPLES_BEFORE_STOPPING, K) samples).
@@ -424,8 +425,6 @@ def _evaluate_batch(encode, log_p_x_given_z, images, rngs, importance_samples, c
         rate = np.sum(kl_standard_normal(loc.astype(np.float64), scale.astype(np.float64)), axis=-1)  # (B,)
     else:
         sum_log_q_over_p = np.zeros(batch)  # running sum_k log q(z_k|x) - log p(z_k), for the sampled rate
-    if log_prior is None:
-        log_prior = prior.log_density if prior is not None else _log_standard_normal
 
     log_sum_w = np.full(batch, -np.inf)  # running log sum_k w_k, (B,)
     log_sum_w2 = np.full(batch, -np.inf)  # running log sum_k w_k^2, (B,), for sigma^2
