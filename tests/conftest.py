@@ -63,11 +63,18 @@ def seeded_python_random():
 
     tf_keras draws the seed of an unseeded initializer from Python's `random`, so
     `tf.random.set_seed` alone builds a different model in every process: a test with
-    a tolerance would then pass or fail by chance.
+    a tolerance would then pass or fail by chance. Once anything in the process has called
+    `tf_keras.utils.set_random_seed` (an in-process `train` does), tf_keras draws those seeds
+    from its own generator instead, whose state depends on the tests run before: that
+    generator is reset too.
     """
     import random
+    import sys
 
     random.seed(0)
+    keras = sys.modules.get("tf_keras")
+    if keras is not None:
+        keras.utils.set_random_seed(0)  # Python's random, numpy's, TensorFlow's and tf_keras' own generator
     yield
 
 
