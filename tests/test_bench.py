@@ -56,7 +56,7 @@ def test_iwae_runs_the_decoder_on_k_samples_per_image():
     assert decoder(five) == 5 * decoder(one) and encoder(five) == encoder(one)
 
 
-def test_vampprior_runs_the_encoder_on_its_pseudo_inputs_and_learns_them():
+def test_vampprior_runs_the_encoder_on_its_pseudo_inputs_learns_them_and_costs_its_density():
     from tfvae import flops
 
     vae = build(latent_dim=2, hidden_units=8, prior="vamp", prior_components=3)
@@ -65,8 +65,13 @@ def test_vampprior_runs_the_encoder_on_its_pseudo_inputs_and_learns_them():
     assert sorted(rows) == [3, 4]  # the batch, and the 3 pseudo-inputs
     pseudo = next(c for c in calls if c.network == "encoder" and c.forward.shape[0] == 3)
     assert pseudo.input_gradient is not None  # the pseudo-inputs are trainable: their gradient is work
-    once = flops.evaluation_calls(vae, batch_size=4, chunk_size=2)["once"]
-    assert [c.forward.shape[0] for c in once][:1] == [3]
+    evaluation = flops.evaluation_calls(vae, batch_size=4, chunk_size=2)
+    assert [c.forward.shape[0] for c in evaluation["once"]][:1] == [3]
+    # Its log density at each chunk's B · C = 8 samples: [z·z, z, 1] (8, 2D + 1) times the form (2D + 1, K).
+    density = [c.forward.shape for c in evaluation["per_chunk"] if c.network == "prior"]
+    assert density == [(8, 5, 3)]
+    assert not [c for c in flops.evaluation_calls(build(latent_dim=2, hidden_units=8), 4, 2)["per_chunk"]
+                if c.network == "prior"]  # N(0, I): no mixture
 
 
 def test_iaf_context_runs_per_image_and_the_autoregressive_layers_per_sample():

@@ -233,7 +233,9 @@ def evaluation_calls(vae, batch_size: int, chunk_size: int) -> dict:
 
         per_batch: the encoder on B images (loc and scale of q(z|x));
         per_chunk: the decoder on B · C samples, and, with a flow posterior, the posterior's sample for them
-                   (the encoder on the B images again, the flow on the B · C samples);
+                   (the encoder on the B images again, the flow on the B · C samples); with a learned prior,
+                   its log density at them ([z·z, z, 1] (B·C, 2D + 1) times the mixture's quadratic form
+                   (2D + 1, K), `tfvae.mixture.Mixture.quadratic_form`);
         once:      the prior's mixture, computed once per evaluation (the VampPrior: the encoder on its
                    pseudo-inputs; a Gaussian or MoG prior: nothing).
     """
@@ -242,6 +244,9 @@ def evaluation_calls(vae, batch_size: int, chunk_size: int) -> dict:
     per_chunk = record(vae.decode_logits, vae, tf.TensorSpec([batch_size * chunk_size, latent]))
     if vae.flow is not None:
         per_chunk += record(vae.encode_sample, vae, images, tf.TensorSpec([chunk_size, batch_size, latent]))
+    if vae.prior.learned:
+        density = Product(MATMUL, (batch_size * chunk_size, 2 * latent + 1, vae.prior.components))
+        per_chunk.append(LayerCall("prior", "mixture_density", density, None, None))
     return {
         "per_batch": record(vae.encode_params, vae, images),
         "per_chunk": per_chunk,

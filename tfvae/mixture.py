@@ -84,15 +84,12 @@ class Mixture:
         """log pi (K,), the normalised log mixture weights."""
         return self.logits - _logsumexp(self.logits)
 
-    def log_density(self, z) -> np.ndarray:
-        """log p(z) for z (..., D) -> (...), float64.
+    def quadratic_form(self) -> np.ndarray:
+        """W (2D + 1, K), float64: log pi_k + log N(z; m_k, s_k^2) = [z * z, z, 1] . W[:, k] for every component.
 
-        Per component, log N(z; m, s^2) = -1/2 |z/s|^2 + z.(m/s^2) - 1/2 |m/s|^2 - sum log s - D/2 log 2 pi:
-        two (N, D) x (D, K) products, so K components cost two matrix products, not an (N, K, D) tensor.
+        Per component, log N(z; m, s^2) = -1/2 |z/s|^2 + z.(m/s^2) - 1/2 |m/s|^2 - sum log s - D/2 log 2 pi,
+        so K components cost one (N, 2D + 1) x (2D + 1, K) matrix product, not an (N, K, D) tensor.
         """
-        z = np.asarray(z, dtype=np.float64)
-        shape = z.shape[:-1]
-        z = z.reshape(-1, self.latent_dim)  # (N, D)
         precision = 1.0 / self.scale**2  # (K, D)
         constant = (
             self.log_weights()
@@ -100,8 +97,14 @@ class Mixture:
             - np.sum(np.log(self.scale), axis=1)
             - 0.5 * self.latent_dim * math.log(2 * math.pi)
         )  # (K,)
-        per_component = -0.5 * (z * z) @ precision.T + z @ (self.loc * precision).T + constant  # (N, K)
-        return _logsumexp(per_component, axis=-1).reshape(shape)
+        return np.concatenate([-0.5 * precision.T, (self.loc * precision).T, constant[None]])  # (2D + 1, K)
+
+    def log_density(self, z) -> np.ndarray:
+        """log p(z) for z (..., D) -> (...), float64, by `quadratic_form` and a log-sum-exp over the components."""
+        z = np.asarray(z, dtype=np.float64)
+        shape = z.shape[:-1]
+        return _logsumexp(quadratic_features(z.reshape(-1, self.latent_dim)) @ self.quadratic_form(),
+                          axis=-1).reshape(shape)
 
     def sample(self, rng: np.random.Generator, n: int, temperature: float = 1.0, dtype=np.float32) -> np.ndarray:
         """z (n, D) of `dtype`: a component k ~ pi, then z = loc_k + temperature * scale_k * eps, eps ~ N(0, I).
@@ -156,6 +159,11 @@ class Mixture:
         if latent_dim is not None and prior.latent_dim != latent_dim:
             raise PriorFileError(f"{path} is a prior over D = {prior.latent_dim}; the decoder takes D = {latent_dim}")
         return prior
+
+
+def quadratic_features(z):
+    """[z * z, z, 1] (N, 2D + 1) for z (N, D), NumPy: the left factor of `Mixture.quadratic_form`."""
+    return np.concatenate([z * z, z, np.ones_like(z[:, :1])], axis=1)
 
 
 def _logsumexp(a, axis=None):
