@@ -57,9 +57,8 @@ def hermetic_environment(tmp_path_factory):
         yield
 
 
-@pytest.fixture(autouse=True)
-def seeded_python_random():
-    """Every test starts from the same Python `random` state.
+def reset_random_state():
+    """Python's `random` (and, once tf_keras is imported, numpy's, TensorFlow's and tf_keras' own generator) at seed 0.
 
     tf_keras draws the seed of an unseeded initializer from Python's `random`, so
     `tf.random.set_seed` alone builds a different model in every process: a test with
@@ -74,7 +73,13 @@ def seeded_python_random():
     random.seed(0)
     keras = sys.modules.get("tf_keras")
     if keras is not None:
-        keras.utils.set_random_seed(0)  # Python's random, numpy's, TensorFlow's and tf_keras' own generator
+        keras.utils.set_random_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def seeded_python_random():
+    """Every test starts from the same random state, whatever ran before it in its process (`reset_random_state`)."""
+    reset_random_state()
     yield
 
 

@@ -176,3 +176,22 @@ def test_pixel_means_are_bernoulli_means_for_static_and_dynamic_images():
     np.testing.assert_allclose(pixel_means(binary), [[[0.5]], [[1.0]]])
     grey = np.array([[[[0]], [[255]]], [[[51]], [[255]]]], np.uint8)
     np.testing.assert_allclose(pixel_means(grey, dynamic=True), [[[0.1]], [[1.0]]])
+
+
+def test_a_model_built_in_a_test_does_not_depend_on_the_tests_before_it():
+    """conftest's reset: an earlier `tfk.utils.set_random_seed` (an in-process train does one) and draws from it
+    must not change the initial weights of the next test's model, or a tolerance passes or fails by test order."""
+    import random
+
+    from conftest import reset_random_state
+
+    def initial_weights():
+        reset_random_state()
+        vae = build_vae(Config(latent_dim=2, hidden_units=8))
+        return np.concatenate([v.numpy().ravel() for v in vae.trainable_variables])
+
+    first = initial_weights()
+    tfk.utils.set_random_seed(5)  # what an earlier test may leave behind
+    random.random()
+    build_vae(Config(latent_dim=3, hidden_units=4))
+    np.testing.assert_array_equal(initial_weights(), first)
