@@ -68,7 +68,6 @@ def reset_random_state():
     generator is reset too.
     """
     import random
-    import sys
 
     random.seed(0)
     keras = sys.modules.get("tf_keras")
