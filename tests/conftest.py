@@ -76,7 +76,7 @@ def reset_random_state():
 
 
 @pytest.fixture(autouse=True)
-def seeded_python_random():
+def seeded_random_state():
     """Every test starts from the same random state, whatever ran before it in its process (`reset_random_state`)."""
     reset_random_state()
     yield
