@@ -32,6 +32,19 @@ def _names(choices):
     return parse
 
 
+def _numbers(value: str, kind, flag: str) -> tuple:
+    """A comma-separated list of numbers of `kind`, or a usage error."""
+    try:
+        numbers = tuple(kind(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of {kind.__name__}s", param_hint=flag) from None
+    if not numbers:
+        raise click.BadParameter("give at least one", param_hint=flag)
+    if kind is int and min(numbers) < 1:
+        raise click.BadParameter(f"{flag} must be positive integers, got {value!r}", param_hint=flag)
+    return numbers
+
+
 @click.command()
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="A trained run: its config is the model measured, its weights are evaluated. "
@@ -48,9 +61,9 @@ def _names(choices):
               help="train: epochs per variant (the first is not timed).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="train, profile: the first N training images only.")
 @click.option("--eval-images", type=click.IntRange(1), default=_default("eval_images"), show_default=True,
-              help="evaluate, gaps: the first N test images.")
+              help="evaluate, gaps, quality (its gaps): the first N test images.")
 @click.option("--importance-samples", "-k", type=click.IntRange(1), default=_default("importance_samples"),
-              show_default=True, help="evaluate, gaps: K, samples of z per image.")
+              show_default=True, help="evaluate, gaps, quality (its gaps): K, samples of z per image.")
 @click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=_default("seconds"), show_default=True,
               help="matmul, conv: time per throughput measurement.")
 @click.option("--export-dir", type=click.Path(file_okay=False), default=None,
@@ -64,6 +77,16 @@ def _names(choices):
 @click.option("--refine-steps", type=click.IntRange(0), default=_default("refine_steps"), show_default=True,
               help="gaps (needs --run-dir): Adam steps on each image's own posterior, for the amortisation and "
                    "approximation gaps (tfvae.gaps).")
+@click.option("--thresholds", default=",".join(map(str, _default("thresholds"))), show_default=True,
+              callback=lambda ctx, param, value: _numbers(value, float, "--thresholds"),
+              help="quality (needs --run-dir): comma-separated test log p(x) levels, in nats (write --thresholds=-95,-90).")
+@click.option("--gap-epochs", default=",".join(map(str, _default("gap_epochs"))), show_default=True,
+              callback=lambda ctx, param, value: _numbers(value, int, "--gap-epochs"),
+              help="quality: epochs whose gap log p(x) - ELBO is measured (on --eval-images, with -k), besides the "
+                   "run's model; interpolated in between.")
+@click.option("--evaluation", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="quality: the output of `tfvae evaluate --run-dir RUN --json` (all test images), which scales "
+                   "the gap measured on --eval-images to the full test set.")
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar="TFVAE_DATA_DIR",
               help="Local data laid out like shared/data [env: TFVAE_DATA_DIR].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (every figure) instead of the table.")
@@ -86,6 +109,7 @@ def bench(ctx, run_dir, preset, models, sections, variants, as_json, out, **opti
       tfvae bench --run-dir runs/default40 --sections evaluate,matmul
       tfvae bench --sections sample --export-dir runs/default40/export --edge-tfvae edge/bin/tfvae
       tfvae bench --run-dir runs/default40 --sections gaps --eval-images 200 --refine-steps 1500
+      tfvae bench --run-dir runs/best --sections quality --eval-images 200 --evaluation best-eval.json
     """
     from tfvae.bench import model_config, models_table, run, run_models, table
     from tfvae.presets import expand_preset
@@ -98,7 +122,7 @@ def bench(ctx, run_dir, preset, models, sections, variants, as_json, out, **opti
     if models:
         if run_dir or "preset" in given:
             raise click.UsageError(f"--models names the models measured; drop {'--run-dir' if run_dir else '--preset'}")
-        single = [s for s in sections if s in ("sample", "gaps")]
+        single = [s for s in sections if s in ("sample", "gaps", "quality")]
         if single:
             raise click.UsageError(f"the {single[0]} section measures one export or run; drop --models")
         try:

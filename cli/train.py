@@ -91,6 +91,9 @@ def _dataset(ctx, param, value):
               help="Train steps per call into the compiled graph.")
 @click.option("--deterministic/--no-deterministic", default=_DEFAULTS.deterministic, show_default=True,
               help="TF op determinism: equal seeds give equal histories.")
+@click.option("--keep-checkpoints", type=int, default=_DEFAULTS.keep_checkpoints, show_default=True,
+              help="Epoch checkpoints kept, the newest; 0 keeps every epoch (for time to quality: tfvae bench "
+                   "--sections quality).")
 @click.option("--verbose", type=click.IntRange(0, 2), default=None, help="Keras progress: 0 silent, 1 bar, 2 a line per epoch.")
 @click.pass_context
 def train(ctx, preset, run_dir, overwrite, verbose, data_dir, **options):

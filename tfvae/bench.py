@@ -21,6 +21,10 @@ own process, so that its peak memory (os.wait4) is its own; parent and child exc
   + Adam, the full train step, each run for one epoch's steps inside one graph call;
 - strategies: seconds per `tfvae train` epoch of the default model under each strategy (one device, 2 logical
   CPU devices, 2 worker processes on 127.0.0.1), with and without --jit-compile;
+- quality (needs --run-dir, a finished run): time to quality, the training time until the run's test log
+  p(x) passes --thresholds, estimated at every kept epoch (tfvae.quality; train with --keep-checkpoints 0 to
+  keep them all): the ELBO over all test images, plus the gap to log p(x) at K on the first --eval-images,
+  scaled to the full test set by an --evaluation of the run's model;
 - sample: an export's figures: file sizes and quantization cost (manifest.json), decode latency on one CPU
   thread (each TFLite decoder with the LiteRT interpreter, the SavedModel's `decode` signature), the prior's
   share of a 64-image grid (prior.npz), and with --edge-tfvae the wall time of `tfvae sample` without TensorFlow.
@@ -119,6 +123,9 @@ class BenchOptions:
     runs: int = 11  # sample: runs of `tfvae sample` (median)
     repeats: int = 1000  # sample: decoder calls per latency (median)
     refine_steps: int = 1000  # gaps: Adam steps on each image's posterior
+    thresholds: tuple = (-95.0, -90.0, -87.0)  # quality: nats (tfvae.quality.DEFAULT_THRESHOLDS)
+    gap_epochs: tuple = (3, 8, 15, 25)  # quality: epochs whose gap is measured (tfvae.quality.DEFAULT_GAP_EPOCHS)
+    evaluation: Optional[str] = None  # quality: `tfvae evaluate --json` of the run's model on all test images
     verbose: bool = False  # show the child processes' stderr
 
     def __post_init__(self):
@@ -139,6 +146,10 @@ class BenchOptions:
             raise ConfigError(f"--refine-steps must be at least 0, got {self.refine_steps}")
         if "gaps" in self.sections and not self.run_dir:
             raise ConfigError("the gaps section needs --run-dir (a trained run): it measures its encoder's inference gaps")
+        if "quality" in self.sections and not self.run_dir:
+            raise ConfigError("the quality section needs --run-dir (a finished run): it evaluates the run's epochs")
+        if any(isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in self.gap_epochs):
+            raise ConfigError(f"--gap-epochs must be positive integers, got {list(self.gap_epochs)}")
         if "sample" in self.sections and not self.export_dir:
             raise ConfigError("the sample section needs --export-dir (an export written by `tfvae export`)")
 
@@ -148,7 +159,8 @@ class BenchOptions:
     @classmethod
     def from_dict(cls, values: dict) -> "BenchOptions":
         return cls(**{**values, "config": Config.from_dict(values["config"]),
-                      "sections": tuple(values["sections"]), "variants": tuple(values["variants"])})
+                      "sections": tuple(values["sections"]), "variants": tuple(values["variants"]),
+                      "thresholds": tuple(values["thresholds"]), "gap_epochs": tuple(values["gap_epochs"])})
 
 
 # --------------------------------------------------------------------------- workloads and floors
@@ -630,6 +642,16 @@ def section_gaps(options: BenchOptions) -> dict:
     return gaps.to_dict()
 
 
+def section_quality(options: BenchOptions) -> dict:
+    """Time to quality of a finished run from its kept epochs (tfvae.quality)."""
+    from tfvae.quality import time_to_quality
+
+    return time_to_quality(options.run_dir, gap_images=options.eval_images,
+                           importance_samples=options.importance_samples, gap_epochs=options.gap_epochs,
+                           thresholds=options.thresholds, evaluation=options.evaluation, data_dir=options.data_dir,
+                           progress=options.verbose)
+
+
 SECTIONS = {
     "matmul": section_matmul,
     "conv": section_conv,
@@ -639,6 +661,7 @@ SECTIONS = {
     "strategies": section_strategies,
     "sample": section_sample,
     "gaps": section_gaps,
+    "quality": section_quality,
 }
 
 
@@ -928,6 +951,17 @@ def table(results: dict) -> str:
             f"{_number(g['log_likelihood_stderr'])}")
         row("gaps: total, amortisation, approximation (nats)",
             f"{_number(g['total_gap'])} = {_number(g['amortisation_gap'])} + {_number(g['approximation_gap'])}")
+    q = results.get("quality")
+    if q and "error" not in q:
+        row(f"quality: r, the full test set's gap over the first {q['gap_images']:,} images' (K={q['importance_samples']})",
+            f"{_number(q['ratio'], 3)} ({q['ratio_from']})")
+        row(f"quality: estimated test log p(x) at the run's model, epoch {q['model_epoch']}",
+            _number(q["log_likelihood"][str(q["model_epoch"])]))
+        for threshold, hit in q["crossings"].items():
+            row(f"quality: first epoch at or above {threshold} nats: epoch, estimate, training time",
+                "not reached" if hit is None else
+                f"{hit['epoch']}, {_number(hit['log_likelihood'])} (epoch before: {_number(hit['previous'])}), "
+                f"{hit['training_seconds'] / 60:.1f} min")
     for name in results.get("failed", []):
         row(f"{name} failed", _error_of(results, name).replace("|", "\\|"))
     return "\n".join(lines)

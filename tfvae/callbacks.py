@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -64,9 +65,11 @@ class TrainingCheckpoint(tfk.callbacks.Callback):
       checkpoint: a `tf.train.Checkpoint` of the model, the optimizer and `epoch`.
       epoch: the variable holding the number of completed epochs.
       directory: where to save.
+      max_to_keep: the newest epochs kept; None keeps every one.
     """
 
-    def __init__(self, checkpoint: tf.train.Checkpoint, epoch: tf.Variable, directory: str, max_to_keep: int = 3):
+    def __init__(self, checkpoint: tf.train.Checkpoint, epoch: tf.Variable, directory: str,
+                 max_to_keep: Optional[int] = 3):
         super().__init__()
         self.epoch = epoch
         self.manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep, checkpoint_name=CHECKPOINT_NAME)

@@ -120,6 +120,8 @@ class Config:
     jit_compile: bool = _execution(False)  # compile the train step with XLA (on CPU its compile time outweighs its gain)
     steps_per_execution: int = _execution(16)  # train steps per call into the graph: less Python per step, same numbers
     deterministic: bool = _execution(True)  # enable TF op determinism, so equal seeds give equal histories
+    # Epoch checkpoints kept in checkpoints/, the newest; 0 keeps every epoch (for `tfvae bench --sections quality`).
+    keep_checkpoints: int = _execution(3)
 
     version: int = CONFIG_VERSION  # format of this file
 
@@ -140,6 +142,8 @@ class Config:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{_flag(name)} must be a positive integer, got {value!r}")
+        if isinstance(self.keep_checkpoints, bool) or not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 0:
+            raise ConfigError(f"--keep-checkpoints must be a non-negative integer (0: every epoch), got {self.keep_checkpoints!r}")
         if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1):
             raise ConfigError(f"--limit must be a positive integer, got {self.limit!r}")
         if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) or not self.learning_rate > 0:
@@ -229,9 +233,10 @@ _RUN_FIELDS = tuple(
 )
 
 
-# Fields whose default changed after runs were written with the old one: a resumed run left at the default keeps
-# its own value (`flow_context`: features since the option came, params before).
-FOLLOW_RUN = ("flow_context",)
+# Fields a resumed run left at the default takes from the run itself: `flow_context`, whose default changed after
+# runs were written with the old one (features since the option came, params before); `keep_checkpoints`, so that
+# resuming a run that keeps every epoch without the flag does not delete its epochs.
+FOLLOW_RUN = ("flow_context", "keep_checkpoints")
 
 
 def save_config(config: Config, path: str) -> None:

@@ -231,7 +231,7 @@ def _train(plan, splits, images, strategy, chief, run_dir, work_dir, verbose, lo
         HistoryCSV(work_dir),
         SampleGrids(work_dir, z_fixed.astype(np.float32), config.epochs, u_fixed),
         tfk.callbacks.TensorBoard(os.path.join(work_dir, LOG_DIR), profile_batch=0),
-        TrainingCheckpoint(checkpoint, epoch, os.path.join(work_dir, CHECKPOINT_DIR)),
+        TrainingCheckpoint(checkpoint, epoch, os.path.join(work_dir, CHECKPOINT_DIR), config.keep_checkpoints or None),
         RaiseLostSignals(),  # last: an epoch that has ended is kept before a lost Ctrl-C is raised again
     ]
     if config.keep_best:  # before TrainingCheckpoint: a kill between the two redoes the epoch
