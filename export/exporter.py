@@ -115,7 +115,8 @@ def export_run(
     importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
     log=print,
 ) -> dict:
-    """Export the newest checkpoint of `run_dir`; return the manifest (also written to OUT/manifest.json).
+    """Export the model of `run_dir` (its best validation epoch with keep_best, else its newest checkpoint); return
+    the manifest (also written to OUT/manifest.json).
 
     Args:
       run_dir: a run written by `tfvae train` (at least one epoch).
@@ -199,7 +200,8 @@ def _write_export(
             "latents": PARITY_LATENTS,
             "seed": PARITY_SEED,
             "z": "z ~ N(0, I) from numpy.random.default_rng(seed); encoder input x ~ Bernoulli(probs) of the Keras model",
-            "reference": "the Keras model of the run's newest checkpoint",
+            "reference": "the Keras model of the run: its best validation epoch with keep_best, else its newest "
+                         "checkpoint",
         },
         layout.SAVED_MODEL_DIR: probs_parity(SavedModelDecoder(saved_model_dir)),
     }
@@ -361,7 +363,8 @@ def _quantization_cost(keras, decoders, images, importance_samples, config, log)
         "likelihood": config.likelihood,
         "meaning": LIKELIHOODS[config.likelihood].description,
         "reference": {
-            "model": "Keras float32 (the run's newest checkpoint)",
+            "model": "Keras float32 (the run's model: its best validation epoch with keep_best, else its newest "
+                     "checkpoint)",
             "elbo": reference.elbo,
             "log_likelihood": reference.log_likelihood,
             "log_likelihood_stderr": reference.log_likelihood_stderr,

@@ -79,7 +79,8 @@ def open_decoder(path: str, num_threads: int | None = None):
     Args:
       path: a decoder.tflite (any TFLite file with a tfvae `decode`
         signature), a SavedModel directory written by `tfvae export`, or a
-        tfvae run directory (its newest checkpoint).
+        tfvae run directory (its model: the best validation epoch with keep_best,
+        else the newest checkpoint).
       num_threads: interpreter threads for a `.tflite` file; None lets LiteRT choose.
 
     Raises:

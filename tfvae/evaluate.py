@@ -316,7 +316,7 @@ def evaluate_run(
     progress: bool = True,
     target_se: Optional[float] = None,
 ) -> Evaluation:
-    """Evaluate the newest checkpoint of a run on one split of its dataset.
+    """Evaluate a run's model (its best validation epoch with keep_best, else its newest checkpoint) on one split.
 
     Args:
       run_dir: a run written by `tfvae train`.
