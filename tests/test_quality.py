@@ -40,6 +40,8 @@ def kept_run(tmp_path_factory, synthetic_data_dir):
 
 def test_keep_checkpoints_0_keeps_every_epoch_and_the_default_the_newest_three(kept_run, tiny_run, synthetic_data_dir,
                                                                                 tmp_path):
+    from tfvae.errors import RunError
+    from tfvae.quality import time_to_quality
     from tfvae.runs import checkpoint_epochs
     from tfvae.train import train_and_evaluate
 
@@ -47,6 +49,8 @@ def test_keep_checkpoints_0_keeps_every_epoch_and_the_default_the_newest_three(k
     config = tiny_run[0].replace(epochs=4)  # keep_checkpoints left at its default, 3
     train_and_evaluate(config, str(tmp_path / "three"), verbose=0, log=lambda message: None)
     assert checkpoint_epochs(str(tmp_path / "three")) == [4, 3, 2]
+    with pytest.raises(RunError, match=r"kept 3 of its 4 epochs' checkpoints: .* --keep-checkpoints 0$"):
+        time_to_quality(str(tmp_path / "three"))  # its first kept epoch is not when it first passed a level
 
 
 def test_a_run_that_keeps_every_epoch_resumed_without_the_flag_still_keeps_them(tiny_run, tmp_path):

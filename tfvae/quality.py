@@ -99,7 +99,7 @@ def time_to_quality(
     """Estimate test log p(x) at every kept epoch of a finished run, and when it passes `thresholds`.
 
     Args:
-      run_dir: a run written by `tfvae train` (with `--keep-checkpoints 0`, every epoch is kept).
+      run_dir: a finished run that kept every epoch's checkpoint (`tfvae train --keep-checkpoints 0`).
       gap_images: the first N test images, on which the gap is measured.
       importance_samples: K of the gap's log p(x).
       gap_epochs: the epochs whose gap is measured, besides the run's model (those not kept are skipped).
@@ -115,7 +115,8 @@ def time_to_quality(
       elbo, gap}}, "log_likelihood" {epoch: estimate}, "crossings" (see `crossings`), "seconds"}; epochs as strings.
 
     Raises:
-      TfvaeError: not a finished run, too few images, an evaluation that is not of this run's test set.
+      TfvaeError: not a finished run, an epoch's checkpoint missing, too few images, an evaluation that is not
+        of this run's test set.
     """
     import tensorflow as tf
 
@@ -135,6 +136,9 @@ def time_to_quality(
         raise ConfigError(f"--eval-images {gap_images} is larger than the {len(images)} test images")
     full = _full_gap(evaluation, len(images)) if evaluation else None
     epochs = sorted(checkpoint_epochs(run_dir))
+    if epochs != list(range(1, epochs[-1] + 1)):  # a crossing found among the last few epochs would be wrong
+        raise RunError(f"{run_dir} kept {len(epochs)} of its {epochs[-1]} epochs' checkpoints: time to quality needs "
+                       "every epoch; train the run with --keep-checkpoints 0")
     model = model_epoch(run_dir, config)
     seconds = {int(row["epoch"]): row["seconds"] for row in read_history(run_dir, TIMING_FILE)}
     vae = build_vae(config)
