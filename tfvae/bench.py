@@ -55,6 +55,7 @@ from tfvae.config import Config
 from tfvae.errors import ConfigError, TfvaeError
 from tfvae.export import layout  # names only: no TensorFlow
 from tfvae.io import atomic_write_text
+from tfvae.quality import DEFAULT_GAP_EPOCHS, DEFAULT_THRESHOLDS  # NumPy only
 
 __all__ = [
     "SECTIONS",
@@ -123,8 +124,8 @@ class BenchOptions:
     runs: int = 11  # sample: runs of `tfvae sample` (median)
     repeats: int = 1000  # sample: decoder calls per latency (median)
     refine_steps: int = 1000  # gaps: Adam steps on each image's posterior
-    thresholds: tuple = (-95.0, -90.0, -87.0)  # quality: nats (tfvae.quality.DEFAULT_THRESHOLDS)
-    gap_epochs: tuple = (3, 8, 15, 25)  # quality: epochs whose gap is measured (tfvae.quality.DEFAULT_GAP_EPOCHS)
+    thresholds: tuple = DEFAULT_THRESHOLDS  # quality: nats
+    gap_epochs: tuple = DEFAULT_GAP_EPOCHS  # quality: epochs whose gap is measured, besides the run's model
     evaluation: Optional[str] = None  # quality: `tfvae evaluate --json` of the run's model on all test images
     verbose: bool = False  # show the child processes' stderr
 

@@ -30,8 +30,8 @@ import numpy as np
 
 from tfvae.errors import ConfigError, RunError
 
-__all__ = ["estimate_log_likelihood", "crossings", "model_epoch", "time_to_quality", "DEFAULT_THRESHOLDS",
-           "DEFAULT_GAP_EPOCHS"]
+__all__ = ["estimate_log_likelihood", "crossings", "training_seconds", "model_epoch", "time_to_quality",
+           "DEFAULT_THRESHOLDS", "DEFAULT_GAP_EPOCHS"]
 
 DEFAULT_THRESHOLDS = (-95.0, -90.0, -87.0)  # nats, BENCHMARKS.md's time-to-quality table
 DEFAULT_GAP_EPOCHS = (3, 8, 15, 25)  # the gap moves fastest early on
@@ -65,9 +65,14 @@ def crossings(estimates: dict, seconds: dict, thresholds: Sequence[float]) -> di
             "epoch": epoch,
             "log_likelihood": estimates[epoch],
             "previous": estimates.get(epoch - 1),
-            "training_seconds": float(sum(s for e, s in seconds.items() if e <= epoch)),
+            "training_seconds": training_seconds(seconds, epoch),
         }
     return result
+
+
+def training_seconds(seconds: dict, epoch: int) -> float:
+    """The training time until `epoch` ended: timing.csv's seconds ({epoch: seconds}) summed over epochs 1..epoch."""
+    return float(sum(s for e, s in seconds.items() if e <= epoch))
 
 
 def model_epoch(run_dir: str, config) -> int:
@@ -122,9 +127,7 @@ def time_to_quality(
 
     from tfvae.evaluate import evaluate_vae, split_images
     from tfvae.models import build_vae
-    from tfvae.runs import (
-        SUMMARY_FILE, TIMING_FILE, best_checkpoint, checkpoint_epochs, checkpoint_path, open_run, read_history,
-    )
+    from tfvae.runs import SUMMARY_FILE, TIMING_FILE, checkpoint_epochs, checkpoint_path, open_run, read_history
 
     log = log or (lambda message: None)
     config = open_run(run_dir)
@@ -144,24 +147,16 @@ def time_to_quality(
     vae = build_vae(config)
     start = time.perf_counter()
 
-    def load(epoch):
-        path = best_checkpoint(run_dir) if epoch == model and config.keep_best else checkpoint_path(run_dir, epoch)
-        tf.train.Checkpoint(model=vae).read(path).expect_partial()
-
-    gaps = {}
-    for epoch in sorted({e for e in gap_epochs if e in epochs} | {model}):
-        load(epoch)
-        e = evaluate_vae(config, vae, images[:gap_images], importance_samples=importance_samples, progress=progress)
-        gaps[epoch] = {"log_likelihood": e.log_likelihood, "elbo": e.elbo, "gap": e.log_likelihood - e.elbo}
-        log(f"quality: epoch {epoch}: gap {gaps[epoch]['gap']:.3f} on the first {gap_images:,} test images (K={importance_samples})")
-    elbo = {}
-    for epoch in epochs:
-        load(epoch)
+    gaps, elbo = {}, {}
+    for epoch in epochs:  # every kept epoch holds its weights; the run's model's is the best checkpoint's too
+        tf.train.Checkpoint(model=vae).read(checkpoint_path(run_dir, epoch)).expect_partial()
         elbo[epoch] = evaluate_vae(config, vae, images, importance_samples=elbo_samples, progress=progress).elbo
         log(f"quality: epoch {epoch}: ELBO {elbo[epoch]:.3f} on {len(images):,} test images")
-    if model not in elbo:  # the best epoch's checkpoint may have rotated out of checkpoints/
-        load(model)
-        elbo[model] = evaluate_vae(config, vae, images, importance_samples=elbo_samples, progress=progress).elbo
+        if epoch in gap_epochs or epoch == model:
+            e = evaluate_vae(config, vae, images[:gap_images], importance_samples=importance_samples, progress=progress)
+            gaps[epoch] = {"log_likelihood": e.log_likelihood, "elbo": e.elbo, "gap": e.log_likelihood - e.elbo}
+            log(f"quality: epoch {epoch}: gap {gaps[epoch]['gap']:.3f} on the first {gap_images:,} test images "
+                f"(K={importance_samples})")
 
     if gap_images == len(images):
         ratio, ratio_from = 1.0, "all test images"
@@ -181,7 +176,7 @@ def time_to_quality(
         "elbo": {str(e): v for e, v in elbo.items()},
         "gap": {str(e): g for e, g in gaps.items()},
         "log_likelihood": {str(e): v for e, v in estimates.items()},
-        "training_seconds": {str(e): float(sum(s for k, s in seconds.items() if k <= e)) for e in estimates},
+        "training_seconds": {str(e): training_seconds(seconds, e) for e in estimates},
         "crossings": crossings(estimates, seconds, thresholds),
         "seconds": time.perf_counter() - start,
     }
