@@ -107,6 +107,26 @@ def test_the_estimate_at_the_run_model_is_the_full_evaluation_it_was_scaled_to(k
     assert unscaled["ratio"] == 1.0 and unscaled["ratio_from"] == "none"
 
 
+def test_a_stopped_run_is_measured_at_its_newest_epoch_the_model_tfvae_evaluate_uses(tiny_run, tmp_path):
+    """A run stopped before its last epoch (no summary.json) has a model: its newest checkpoint, as for evaluate."""
+    from tfvae.evaluate import evaluate_run
+    from tfvae.quality import time_to_quality
+    from tfvae.runs import SUMMARY_FILE
+    from tfvae.train import train_and_evaluate
+
+    run_dir = tmp_path / "run"
+    train_and_evaluate(tiny_run[0].replace(epochs=3, keep_checkpoints=0), str(run_dir), verbose=0,
+                       log=lambda message: None)
+    (run_dir / SUMMARY_FILE).unlink()  # what a run stopped after its third epoch (of more) leaves
+    messages = []
+    result = time_to_quality(str(run_dir), gap_images=8, importance_samples=20, gap_epochs=(1,),
+                             thresholds=(-1000.0,), log=messages.append)
+    assert result["model_epoch"] == 3 and result["finished"] is False
+    assert any("was stopped after 3 of 3 epochs: its model is epoch 3" in m for m in messages)
+    newest = evaluate_run(str(run_dir), importance_samples=20, limit=8, progress=False)
+    assert result["gap"]["3"]["log_likelihood"] == pytest.approx(newest.log_likelihood, abs=1e-4)
+
+
 def test_an_evaluation_of_a_subset_is_refused_in_one_line(kept_run, tmp_path):
     from tfvae.errors import ConfigError
     from tfvae.evaluate import evaluate_run

@@ -21,7 +21,7 @@ own process, so that its peak memory (os.wait4) is its own; parent and child exc
   + Adam, the full train step, each run for one epoch's steps inside one graph call;
 - strategies: seconds per `tfvae train` epoch of the default model under each strategy (one device, 2 logical
   CPU devices, 2 worker processes on 127.0.0.1), with and without --jit-compile;
-- quality (needs --run-dir, a finished run): time to quality, the training time until the run's test log
+- quality (needs --run-dir, a finished or stopped run): time to quality, the training time until the run's test log
   p(x) passes --thresholds, estimated at every kept epoch (tfvae.quality; train with --keep-checkpoints 0 to
   keep them all): the ELBO over all test images, plus the gap to log p(x) at K on the first --eval-images,
   scaled to the full test set by an --evaluation of the run's model;
@@ -148,7 +148,7 @@ class BenchOptions:
         if "gaps" in self.sections and not self.run_dir:
             raise ConfigError("the gaps section needs --run-dir (a trained run): it measures its encoder's inference gaps")
         if "quality" in self.sections and not self.run_dir:
-            raise ConfigError("the quality section needs --run-dir (a finished run): it evaluates the run's epochs")
+            raise ConfigError("the quality section needs --run-dir (a trained run): it evaluates the run's epochs")
         if any(isinstance(e, bool) or not isinstance(e, int) or e < 1 for e in self.gap_epochs):
             raise ConfigError(f"--gap-epochs must be positive integers, got {list(self.gap_epochs)}")
         if "sample" in self.sections and not self.export_dir:
@@ -644,7 +644,7 @@ def section_gaps(options: BenchOptions) -> dict:
 
 
 def section_quality(options: BenchOptions) -> dict:
-    """Time to quality of a finished run from its kept epochs (tfvae.quality)."""
+    """Time to quality of a finished (or stopped) run from its kept epochs (tfvae.quality)."""
     from tfvae.quality import time_to_quality
 
     return time_to_quality(options.run_dir, gap_images=options.eval_images,
@@ -956,7 +956,8 @@ def table(results: dict) -> str:
     if q and "error" not in q:
         row(f"quality: r, the full test set's gap over the first {q['gap_images']:,} images' (K={q['importance_samples']})",
             f"{_number(q['ratio'], 3)} ({q['ratio_from']})")
-        row(f"quality: estimated test log p(x) at the run's model, epoch {q['model_epoch']}",
+        stopped = "" if q.get("finished", True) else " (the run was stopped there)"
+        row(f"quality: estimated test log p(x) at the run's model, epoch {q['model_epoch']}{stopped}",
             _number(q["log_likelihood"][str(q["model_epoch"])]))
         for threshold, hit in q["crossings"].items():
             row(f"quality: first epoch at or above {threshold} nats: epoch, estimate, training time",

@@ -116,11 +116,11 @@ def time_to_quality(
       log: called with a line per measurement.
 
     Returns:
-      {"model_epoch", "ratio", "gap_images", "importance_samples", "elbo" {epoch: ELBO}, "gap" {epoch: {log_likelihood,
+      {"model_epoch", "finished", "ratio", "gap_images", "importance_samples", "elbo" {epoch: ELBO}, "gap" {epoch: {log_likelihood,
       elbo, gap}}, "log_likelihood" {epoch: estimate}, "crossings" (see `crossings`), "seconds"}; epochs as strings.
 
     Raises:
-      TfvaeError: not a finished run, an epoch's checkpoint missing, too few images, an evaluation that is not
+      TfvaeError: a run with no epoch or still training, an epoch's checkpoint missing, too few images, an evaluation that is not
         of this run's test set.
     """
     import tensorflow as tf
@@ -131,9 +131,7 @@ def time_to_quality(
 
     log = log or (lambda message: None)
     config = open_run(run_dir)
-    if not os.path.isfile(os.path.join(run_dir, SUMMARY_FILE)):
-        raise RunError(f"{run_dir} has not finished training: time to quality needs its model (the run's last "
-                       "epoch, or its best with keep_best)")
+    finished = os.path.isfile(os.path.join(run_dir, SUMMARY_FILE))  # a stopped run's model is its newest epoch
     images = split_images(config, "test", data_dir)
     if gap_images > len(images):
         raise ConfigError(f"--eval-images {gap_images} is larger than the {len(images)} test images")
@@ -143,6 +141,9 @@ def time_to_quality(
         raise RunError(f"{run_dir} kept {len(epochs)} of its {epochs[-1]} epochs' checkpoints: time to quality needs "
                        "every epoch; train the run with --keep-checkpoints 0")
     model = model_epoch(run_dir, config)
+    if not finished:
+        log(f"quality: {run_dir} was stopped after {epochs[-1]} of {config.epochs} epochs: its model is epoch {model}, "
+            "as for tfvae evaluate")
     seconds = {int(row["epoch"]): row["seconds"] for row in read_history(run_dir, TIMING_FILE)}
     vae = build_vae(config)
     start = time.perf_counter()
@@ -167,6 +168,7 @@ def time_to_quality(
     estimates = estimate_log_likelihood(elbo, {e: g["gap"] for e, g in gaps.items()}, ratio)
     return {
         "model_epoch": model,
+        "finished": finished,  # False: the run was stopped before its last epoch, and its model is what it reached
         "ratio": ratio,
         "ratio_from": ratio_from,  # evaluation, all test images (the gap is the full set's), none (r = 1 assumed)
         "gap_images": gap_images,
