@@ -101,10 +101,10 @@ def time_to_quality(
     progress: bool = False,
     log=None,
 ) -> dict:
-    """Estimate test log p(x) at every kept epoch of a finished run, and when it passes `thresholds`.
+    """Estimate test log p(x) at every kept epoch of a finished (or stopped) run, and when it passes `thresholds`.
 
     Args:
-      run_dir: a finished run that kept every epoch's checkpoint (`tfvae train --keep-checkpoints 0`).
+      run_dir: a finished or stopped run that kept every epoch's checkpoint (`tfvae train --keep-checkpoints 0`).
       gap_images: the first N test images, on which the gap is measured.
       importance_samples: K of the gap's log p(x).
       gap_epochs: the epochs whose gap is measured, besides the run's model (those not kept are skipped).
