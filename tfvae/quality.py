@@ -116,12 +116,13 @@ def time_to_quality(
       log: called with a line per measurement.
 
     Returns:
-      {"model_epoch", "finished", "ratio", "gap_images", "importance_samples", "elbo" {epoch: ELBO}, "gap" {epoch: {log_likelihood,
-      elbo, gap}}, "log_likelihood" {epoch: estimate}, "crossings" (see `crossings`), "seconds"}; epochs as strings.
+      {"model_epoch", "finished", "ratio", "gap_images", "importance_samples", "elbo" {epoch: ELBO},
+      "gap" {epoch: {log_likelihood, elbo, gap}}, "log_likelihood" {epoch: estimate}, "crossings" (see `crossings`),
+      "seconds"}; epochs as strings.
 
     Raises:
-      TfvaeError: a run with no epoch or still training, an epoch's checkpoint missing, too few images, an evaluation that is not
-        of this run's test set.
+      TfvaeError: a run with no epoch or still training, an epoch's checkpoint missing, too few images, an
+        evaluation that is not of this run's test set.
     """
     import tensorflow as tf
 
