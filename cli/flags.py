@@ -37,6 +37,9 @@ FLOW_CONTEXT = click.option(
     "--flow-context", type=click.Choice(FLOW_CONTEXT_NAMES), default=_DEFAULTS.flow_context, show_default=True,
     help="iaf: what conditions each step: features, the encoder's last hidden layer; params, its output "
          "(loc and raw scale).")
+FLOW_HIDDEN_UNITS = click.option(
+    "--flow-hidden-units", type=int, default=None,
+    help="iaf: width of each step's autoregressive network.  [default: --hidden-units]")
 PRIOR = click.option(
     "--prior", type=click.Choice(PRIOR_NAMES), default=_DEFAULTS.prior, show_default=True,
     help="p(z): normal, N(0, I); mog, a learned mixture of Gaussians; vamp, the VampPrior "
@@ -53,9 +56,9 @@ BATCH_SIZE = click.option("--batch-size", type=int, default=_DEFAULTS.batch_size
 
 # The flags that define the model and its training step, in `tfvae train`'s order.
 MODEL_OPTIONS = (PRESET, LATENT_DIM, HIDDEN_UNITS, HIDDEN_LAYERS, ARCHITECTURE, FILTERS, POSTERIOR, FLOW_STEPS,
-                 FLOW_CONTEXT, PRIOR, PRIOR_COMPONENTS, OBJECTIVE, TRAIN_SAMPLES, BATCH_SIZE)
+                 FLOW_CONTEXT, FLOW_HIDDEN_UNITS, PRIOR, PRIOR_COMPONENTS, OBJECTIVE, TRAIN_SAMPLES, BATCH_SIZE)
 MODEL_FIELDS = ("latent_dim", "hidden_units", "hidden_layers", "architecture", "filters", "posterior", "flow_steps",
-                "flow_context", "prior", "prior_components", "objective", "train_samples", "batch_size")
+                "flow_context", "flow_hidden_units", "prior", "prior_components", "objective", "train_samples", "batch_size")
 
 
 def model_options(command):

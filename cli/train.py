@@ -38,6 +38,7 @@ def _dataset(ctx, param, value):
 @flags.POSTERIOR
 @flags.FLOW_STEPS
 @flags.FLOW_CONTEXT
+@flags.FLOW_HIDDEN_UNITS
 @flags.PRIOR
 @flags.PRIOR_COMPONENTS
 @click.option("--decoder-bias", type=click.Choice(DECODER_BIASES), default=_DEFAULTS.decoder_bias, show_default=True,

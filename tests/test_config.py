@@ -95,3 +95,11 @@ def test_a_flow_run_written_before_flow_context_reads_as_params(tmp_path):
     assert Config.from_dict({**old_flow, "flow_context": "features"}).flow_context == "features"
     with pytest.raises(ConfigError, match="unknown --flow-context 'loc'; choose one of: features, params"):
         Config(posterior="iaf", flow_context="loc")
+    # ... and their flows were as wide as the encoder: --flow-hidden-units unset.
+    assert Config.from_dict(old_flow).flow_hidden_units is None
+
+
+@pytest.mark.parametrize("value", [0, -3, True, 2.5])
+def test_a_flow_width_that_is_not_a_positive_integer_is_refused(value):
+    with pytest.raises(ConfigError, match=r"^--flow-hidden-units must be a positive integer, got "):
+        Config(posterior="iaf", flow_hidden_units=value)

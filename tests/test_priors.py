@@ -98,6 +98,25 @@ def test_a_new_flow_is_exactly_the_gaussian_posterior(flow_context):
     np.testing.assert_array_equal(log_q.numpy(), gaussian.log_prob(loc + scale * eps).numpy())
 
 
+def test_the_flow_width_is_its_own_and_defaults_to_the_hidden_units():
+    """--flow-hidden-units widens the flow's MADE networks only; left unset, the flow is the one runs had before the
+    option, weight for weight (the same layers, shapes and initial values)."""
+    widened = build_vae(Config(latent_dim=3, posterior="iaf", flow_hidden_units=24, **small))
+    for step in widened.flow.steps:
+        assert step.hidden.kernel.shape == (3, 24) and step.context.kernel.shape == (16, 24)
+        assert step.shift.kernel.shape == (24, 3)
+    assert widened.encoder.layers[1].kernel.shape[-1] == 16  # the encoder keeps --hidden-units
+    tfk.utils.set_random_seed(0)  # as `tfvae train` does before it builds the model
+    default = build_vae(Config(latent_dim=3, posterior="iaf", **small))
+    tfk.utils.set_random_seed(0)
+    same = build_vae(Config(latent_dim=3, posterior="iaf", flow_hidden_units=16, **small))
+    assert [w.shape for w in default.flow.weights] != [w.shape for w in widened.flow.weights]
+    assert len(default.weights) == len(same.weights)
+    for a, b in zip(default.weights, same.weights):
+        assert a.shape == b.shape
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def set_flow_weights(vae, seed=0, spread=0.5):
     """Random output layers for the flow's steps: a flow that is not the identity."""
     rng = np.random.default_rng(seed)
@@ -325,6 +344,7 @@ def vamp_flow_run(tmp_path_factory, synthetic_data_dir):
     result = runner.invoke(cli, ["train", "--epochs", "1", "--limit", "256", "--latent-dim", "2", "--hidden-units",
                                  "16", "--batch-size", "64", "--prior", "vamp", "--prior-components", "4",
                                  "--posterior", "iaf", "--flow-steps", "2", "--flow-context", "features",
+                                 "--flow-hidden-units", "24",
                                  "--data-dir", synthetic_data_dir,
                                  "--run-dir", run_dir])
     assert result.exit_code == 0, result.output
@@ -342,7 +362,8 @@ def test_a_vamp_flow_run_trains_evaluates_and_exports(vamp_flow_run):
     with open(os.path.join(vamp_flow_run, "summary.json")) as f:
         assert json.load(f)["rate_estimate"] == "monte_carlo"
     with open(os.path.join(vamp_flow_run, "config.json")) as f:
-        assert json.load(f)["flow_context"] == "features"
+        config = json.load(f)
+    assert config["flow_context"] == "features" and config["flow_hidden_units"] == 24
     export = os.path.join(vamp_flow_run, "export")
     with open(os.path.join(export, "manifest.json")) as f:
         manifest = json.load(f)

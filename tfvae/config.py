@@ -81,6 +81,9 @@ class Config:
     # layer h (Kingma et al. 2016), or params, its output (loc, raw scale), what flow runs written before this
     # field used: their config.json, without it, reads as params (unused by gaussian).
     flow_context: str = "features"
+    # iaf: width of each step's autoregressive network (one MADE hidden layer); None: hidden_units, what runs written
+    # before this field used (the IAF paper's widest flows: 1920).
+    flow_hidden_units: Optional[int] = None
     prior: str = "normal"  # p(z), a key of tfvae.models.PRIORS: normal N(0, I), mog or vamp (learned mixtures)
     prior_components: int = 500  # mog, vamp: mixture components / pseudo-inputs (unused by normal)
     # The decoder's output bias at initialisation: data, the logit of the training images' pixel means, so that an
@@ -146,6 +149,11 @@ class Config:
             raise ConfigError(f"--keep-checkpoints must be a non-negative integer (0: every epoch), got {self.keep_checkpoints!r}")
         if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1):
             raise ConfigError(f"--limit must be a positive integer, got {self.limit!r}")
+        if self.flow_hidden_units is not None and (
+            isinstance(self.flow_hidden_units, bool) or not isinstance(self.flow_hidden_units, int)
+            or self.flow_hidden_units < 1
+        ):
+            raise ConfigError(f"--flow-hidden-units must be a positive integer, got {self.flow_hidden_units!r}")
         if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) or not self.learning_rate > 0:
             raise ConfigError(f"--learning-rate must be a positive number, got {self.learning_rate!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:

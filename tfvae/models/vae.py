@@ -65,6 +65,7 @@ class VAE(tfk.Model):
       flow_steps: steps of the iaf flow.
       flow_context: what conditions the flow's steps, a key of `tfvae.models.FLOW_CONTEXTS`
         (features, the encoder's last hidden layer; params, its output); unused without a flow.
+      flow_hidden_units: width of each flow step's autoregressive network; None: `hidden_units`.
       prior: a key of `tfvae.models.PRIORS` (normal, mog, vamp).
       prior_components: components of a mog prior, pseudo-inputs of a vamp prior.
       likelihood: p(x|z), a key of `tfvae.models.LIKELIHOODS`.
@@ -91,6 +92,7 @@ class VAE(tfk.Model):
         posterior="gaussian",
         flow_steps=2,
         flow_context="features",
+        flow_hidden_units=None,
         prior="normal",
         prior_components=500,
         likelihood="bernoulli",
@@ -110,6 +112,7 @@ class VAE(tfk.Model):
         self.posterior = posterior
         self.flow_steps = flow_steps
         self.flow_context = flow_context
+        self.flow_hidden_units = flow_hidden_units
         self.prior_name = prior
         self.prior_components = prior_components
         self.likelihood = likelihood
@@ -119,7 +122,8 @@ class VAE(tfk.Model):
         self.decoder = networks.decoder(latent_dim, self.image_shape, **sizes)
         self.q_z = tfpl.DistributionLambda(make_posterior, dtype="float32", name="q_z")
         flow = POSTERIORS[posterior]
-        self.flow = flow(latent_dim, flow_steps=flow_steps, hidden_units=hidden_units) if flow is not None else None
+        flow_sizes = dict(flow_steps=flow_steps, hidden_units=flow_hidden_units or hidden_units)
+        self.flow = flow(latent_dim, **flow_sizes) if flow is not None else None
         self.prior = PRIORS[prior](
             latent_dim, components=prior_components, image_shape=self.image_shape, posterior_params=self.encode_params
         )
@@ -286,6 +290,7 @@ class VAE(tfk.Model):
             "posterior": self.posterior,
             "flow_steps": self.flow_steps,
             "flow_context": self.flow_context,
+            "flow_hidden_units": self.flow_hidden_units,
             "prior": self.prior_name,
             "prior_components": self.prior_components,
             "likelihood": self.likelihood,
@@ -312,6 +317,7 @@ def build_vae(config: Config) -> VAE:
         posterior=config.posterior,
         flow_steps=config.flow_steps,
         flow_context=config.flow_context,
+        flow_hidden_units=config.flow_hidden_units,
         prior=config.prior,
         prior_components=config.prior_components,
         likelihood=config.likelihood,
