@@ -147,13 +147,10 @@ class Config:
                 raise ConfigError(f"{_flag(name)} must be a positive integer, got {value!r}")
         if isinstance(self.keep_checkpoints, bool) or not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 0:
             raise ConfigError(f"--keep-checkpoints must be a non-negative integer (0: every epoch), got {self.keep_checkpoints!r}")
-        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1):
-            raise ConfigError(f"--limit must be a positive integer, got {self.limit!r}")
-        if self.flow_hidden_units is not None and (
-            isinstance(self.flow_hidden_units, bool) or not isinstance(self.flow_hidden_units, int)
-            or self.flow_hidden_units < 1
-        ):
-            raise ConfigError(f"--flow-hidden-units must be a positive integer, got {self.flow_hidden_units!r}")
+        for name in ("limit", "flow_hidden_units"):  # None: not set
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{_flag(name)} must be a positive integer, got {value!r}")
         if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)) or not self.learning_rate > 0:
             raise ConfigError(f"--learning-rate must be a positive number, got {self.learning_rate!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
