@@ -67,14 +67,6 @@ def import_tensorflow_quietly() -> None:
         import tensorflow  # noqa: F401
 
 
-class _Terminated(BaseException):
-    """SIGTERM, turned into an exception so that `finally` blocks and atomic writes clean up."""
-
-
-def _on_sigterm(signum, frame):
-    raise _Terminated()
-
-
 class TfvaeGroup(click.Group):
     """A click group that reports TfvaeError as one line, unless --debug."""
 
