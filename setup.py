@@ -15,6 +15,7 @@ TRAIN_REQUIRES = [
     "importlib_resources",  # tensorflow-datasets needs it to download, but does not declare it
     "tensorboard==2.21.0",
     "matplotlib>=3.7",
+    "tqdm>=4.60",  # the progress bar of `tfvae evaluate` (tfvae/evaluate.py)
 ]
 # What `tfvae sample` needs with a .tflite decoder: no TensorFlow (see requirements-edge.txt).
 EDGE_REQUIRES = [
