@@ -35,7 +35,8 @@ setup(
     packages=["tfvae", "tfvae.datasets", "tfvae.models", "tfvae.cli", "tfvae.export"],
     package_dir={"tfvae": "tfvae", "tfvae.cli": "cli", "tfvae.export": "export"},
     # The web page of `tfvae export --web` and the LiteRT.js runtime vendored for it (tfvae.export.litertjs).
-    package_data={"tfvae.export": ["web_assets/*", "web_assets/litertjs/*", "web_assets/litertjs/*/*"]},
+    package_data={"tfvae.export": ["web_assets/*", "web_assets/third_party/litertjs/*",
+                                   "web_assets/third_party/litertjs/*/*"]},
     install_requires=EDGE_REQUIRES + TRAIN_REQUIRES,
     extras_require={
         # selenium drives Debian's chromium (apt-get install chromium chromium-driver) in tests/test_web.py.

@@ -2,12 +2,13 @@
 
 The web page runs the decoder with LiteRT.js (`@litertjs/core`, the web
 runtime of LiteRT, WebAssembly on the CPU). Its files are committed in the
-package under `web_assets/litertjs/` and copied into every `OUT/web/`, so an
-export needs no node, no npm and no network, and the page loads nothing from
+package under `web_assets/third_party/litertjs/` (code by others, byte for
+byte as npm ships it) and copied into every `OUT/web/litertjs/`, so an export
+needs no node, no npm and no network, and the page loads nothing from
 elsewhere. `litertjs.json` beside them records the npm packages, their
 registry integrity strings and each file's sha256.
 
-    web_assets/litertjs/
+    web_assets/third_party/litertjs/
       LICENSE                         Apache-2.0, the licence of both npm packages
       litertjs.json                   versions, integrity, sha256 of every file below
       core/index.js                   @litertjs/core dist/index.js (an ES module)
@@ -25,7 +26,7 @@ To move to another release (needs npm and the registry):
     python -m tfvae.export.litertjs --version 2.5.3
 
 run from a source checkout (an editable install), then commit the changed
-files under `export/web_assets/litertjs/`.
+files under `export/web_assets/third_party/litertjs/`.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from tfvae.io import file_sha256
 __all__ = ["ASSETS_DIR", "RUNTIME_DIR", "RUNTIME_FILES", "runtime_info", "vendor"]
 
 ASSETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web_assets")
-RUNTIME_DIR = os.path.join(ASSETS_DIR, "litertjs")
+RUNTIME_DIR = os.path.join(ASSETS_DIR, "third_party", "litertjs")  # vendored: other people's code, unchanged
 INFO_FILE = "litertjs.json"
 LICENSE_FILE = "LICENSE"
 
