@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tfvae.export.layout import WEB_MODELS  # names only: no TensorFlow
-
-# Kept in step with tfvae.export.exporter (which imports TensorFlow, so it is not imported here).
-_EVAL_IMAGES = 500
-_IMPORTANCE_SAMPLES = 200
+from tfvae.export.layout import DEFAULT_EVAL_IMAGES, DEFAULT_IMPORTANCE_SAMPLES, WEB_MODELS  # no TensorFlow
 
 
 @click.command()
@@ -34,9 +30,9 @@ _IMPORTANCE_SAMPLES = 200
     envvar="TFVAE_DATA_DIR",
     help="Test images for the quantization cost [env: TFVAE_DATA_DIR; default: the run's data].",
 )
-@click.option("--eval-images", type=int, default=_EVAL_IMAGES, show_default=True,
+@click.option("--eval-images", type=int, default=DEFAULT_EVAL_IMAGES, show_default=True,
               help="The quantization cost is measured on N test images drawn at random (fixed seed).")
-@click.option("--importance-samples", type=int, default=_IMPORTANCE_SAMPLES, show_default=True,
+@click.option("--importance-samples", type=int, default=DEFAULT_IMPORTANCE_SAMPLES, show_default=True,
               help="K, samples of z per image for the log-likelihood in the quantization cost.")
 def export(run_dir, out, tflite, quantize, overwrite, web, web_model, data_dir, eval_images, importance_samples):
     """Export a trained run's decoder and encoder as a SavedModel and, with --tflite, TFLite files.

@@ -1,4 +1,4 @@
-"""`export_run`: a trained run -> SavedModel, TFLite files and manifest.json, written all or nothing.
+"""`export_model`: a VAE -> SavedModel, TFLite files and manifest.json, written all or nothing; `export_run`: a run's.
 
 Everything is written into a staging directory beside OUT and published in one
 step (`tfvae.io.atomic_directory`), so a crash never leaves half an export and
@@ -9,7 +9,7 @@ replaced (with `overwrite`) only once the new one is complete.
     TFLite          converted from the SavedModel's signatures, builtin ops only (no Flex delegate)
     quantized       decoder_float16.tflite (float16 weights), decoder_int8.tflite (dynamic-range int8 weights)
     manifest.json   shapes; each file's size and sha256; each file's parity with the Keras model on a
-                    fixed batch of z; each TFLite decoder's change in test ELBO and log p(x) on a subset
+                    fixed batch of z; each TFLite decoder's change in ELBO and log p(x) on images, when given
     web/            with `web`: a static page that samples the exported prior and decoder in the browser (tfvae.export.web)
 
 Example:
@@ -20,10 +20,13 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
 import time
+import types
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +34,7 @@ import tensorflow as tf
 from tfvae import __version__
 from tfvae.errors import ConfigError, RunError, WriteError
 from tfvae.export import layout
+from tfvae.export.layout import DEFAULT_EVAL_IMAGES, DEFAULT_IMPORTANCE_SAMPLES, EVAL_SPLIT, EVAL_SUBSET_SEED
 from tfvae.export.litert import TFLiteDecoder, TFLiteEncoder
 from tfvae.export.savedmodel import KerasDecoder, SavedModelDecoder, save_signatures
 from tfvae.export.web import parse_web_model, write_site
@@ -45,17 +49,13 @@ __all__ = [
     "PARITY_LATENTS",
     "parse_quantize",
     "convert_signature",
+    "export_model",
     "export_run",
 ]
 
-# The quantization cost is measured on DEFAULT_EVAL_IMAGES test images with K importance samples
-# each: a subset, stated as such in the manifest (the full test set with K = 5000 is `tfvae evaluate`).
-DEFAULT_EVAL_IMAGES = 500
-DEFAULT_IMPORTANCE_SAMPLES = 200
-EVAL_SPLIT = "test"
-EVAL_SUBSET_SEED = 0  # picks the subset: the same images for every export
 PARITY_LATENTS = 64  # z ~ N(0, I) in the fixed parity batch, one sample grid
-PARITY_SEED = 0  # seeds that batch: every export of every run is checked on the same z for a given D
+PARITY_SEED = 0  # seeds that batch: every export of every model is checked on the same z for a given D
+PYTHON_SOURCE = "python"  # manifest "source" of a model handed over in memory
 
 
 def parse_quantize(value) -> tuple:
@@ -101,6 +101,74 @@ def convert_signature(saved_model_dir: str, key, quantization: str = "float32") 
     return converter.convert()
 
 
+def export_model(
+    vae,
+    out: str,
+    *,
+    tflite: bool = False,
+    quantize=(),
+    overwrite: bool = False,
+    web: bool = False,
+    web_model: Optional[str] = None,
+    images=None,
+    images_name: str = "given",
+    eval_images: Optional[int] = None,
+    importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
+    source: Optional[str] = None,
+    log=print,
+) -> dict:
+    """Export a VAE; return the manifest (also written to OUT/manifest.json).
+
+    Args:
+      vae: a built `tfvae.VAE`. One loaded from a run directory (`tfvae.load_model`) carries
+        `vae.run_config`, and its manifest names the run (`run_dir`).
+      out: the export directory.
+      tflite: also write decoder.tflite and encoder.tflite.
+      quantize: quantized decoders to write too, a subset of ("float16", "int8"); needs `tflite`.
+      overwrite: replace an existing export in `out` (only once the new one is complete).
+      web: also write OUT/web, a static page that samples from the decoder in the browser.
+      web_model: the decoder that page starts with, one of layout.WEB_MODELS; None: float32. Needs `web`.
+      images: (N, H, W, C) images in [0, 1] (binary for a Bernoulli model) on which each quantized decoder's
+        change in ELBO and log p(x) is measured; None: the manifest says the cost was not measured.
+      images_name: what `images` are, for the manifest ("binarized_mnist test").
+      eval_images: measure on this many of `images`, drawn at random with a fixed seed; None: all of them.
+      importance_samples: K, samples of z per image for the log-likelihood estimate.
+      source: where `vae` came from (a .keras file, a run directory), for the manifest; None: "python".
+      log: where one-line progress messages go.
+
+    Raises:
+      TfvaeError: bad options, an existing export without `overwrite`, a non-export directory at `out`.
+      ValueError: `images` that do not fit the model.
+
+    Example:
+    >>> import tfvae  # doctest: +SKIP
+    >>> manifest = export_model(tfvae.VAE(latent_dim=2, hidden_units=8), "/tmp/out", tflite=True)  # doctest: +SKIP
+    >>> manifest["source"]  # doctest: +SKIP
+    'python'
+    """
+    what = _checked_options(tflite, quantize, web, web_model, eval_images, importance_samples, source)
+    _check_target(out, overwrite)  # before any slow work
+    _check_writable(out)
+    if what.web_model and (vae.image_shape[-1] != 1 or vae.likelihood != "bernoulli"):
+        raise ConfigError(
+            f"--web draws grey Bernoulli decoders only; this model's images are "
+            f"{'x'.join(map(str, vae.image_shape))} with a {vae.likelihood} likelihood: export without --web"
+        )
+    subset = None
+    if what.quantize and images is not None:  # images that do not fit fail now, not after the conversions
+        from tfvae.evaluate import model_images
+
+        subset = _eval_subset(model_images(vae, images), eval_images, images_name)
+
+    with atomic_directory(out) as staging:
+        manifest = _write_export(staging, vae, what, subset, log)
+        _check_target(out, overwrite)  # again: something may have appeared at `out` meanwhile
+    log(f"exported {source or 'the model'} to {out}")
+    if what.web_model:
+        log(f"serve the page with: python -m http.server -d {os.path.join(out, layout.WEB_DIR)} 8000")
+    return manifest
+
+
 def export_run(
     run_dir: str,
     out: str | None = None,
@@ -115,74 +183,84 @@ def export_run(
     importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
     log=print,
 ) -> dict:
-    """Export the model of `run_dir` (its best validation epoch with keep_best, else its newest checkpoint); return
-    the manifest (also written to OUT/manifest.json).
+    """`export_model` for the model of `run_dir` (its best validation epoch with keep_best, else its newest
+    checkpoint), the quantization cost measured on `eval_images` of the run's test images; return the manifest.
 
     Args:
       run_dir: a run written by `tfvae train` (at least one epoch).
       out: the export directory; None: RUN_DIR/export.
-      tflite: also write decoder.tflite and encoder.tflite.
-      quantize: quantized decoders to write too, a subset of ("float16", "int8"); needs `tflite`.
-      overwrite: replace an existing export in `out` (only once the new one is complete).
-      web: also write OUT/web, a static page that samples from the decoder in the browser.
-      web_model: the decoder that page starts with, one of layout.WEB_MODELS; None: float32. Needs `web`.
+      tflite, quantize, overwrite, web, web_model, importance_samples, log: as `export_model`'s.
       data_dir: where the test images are, for the quantization cost; None: the run's config,
         then $TFVAE_DATA_DIR, then TFDS.
       eval_images: this many test images, drawn at random with a fixed seed, measure the quantization cost.
-      importance_samples: K, samples of z per image for the log-likelihood estimate.
-      log: where one-line progress messages go.
 
     Raises:
       TfvaeError: bad options, a run without a checkpoint, an existing export
         without `overwrite`, a non-export directory at `out`, or missing data.
     """
-    quantize = parse_quantize(quantize)
-    if quantize and not tflite:
-        raise ConfigError("--quantize writes quantized TFLite decoders: add --tflite")
-    web_model = parse_web_model(web, web_model)  # None: no page
-    for flag, value in (("--eval-images", eval_images), ("--importance-samples", importance_samples)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{flag} must be a positive integer, got {value!r}")
     out = out or os.path.join(run_dir, layout.DEFAULT_EXPORT_DIR)
-    _check_target(out, overwrite)  # before any slow work
+    options = dict(tflite=tflite, quantize=quantize, overwrite=overwrite, web=web, web_model=web_model,
+                   importance_samples=importance_samples)
+    # Options and the target first: a typo should not cost loading a model and a dataset.
+    what = _checked_options(tflite, quantize, web, web_model, eval_images, importance_samples, run_dir)
+    _check_target(out, overwrite)
     _check_writable(out)
     config, vae = load_vae(run_dir, log=log)
-    if web_model and (config.image_shape[-1] != 1 or config.likelihood != "bernoulli"):
-        raise ConfigError(
-            f"--web draws grey Bernoulli decoders only; this run's images are "
-            f"{'x'.join(map(str, config.image_shape))} with a {config.likelihood} likelihood: export without --web"
-        )
-    images = _eval_subset(config, data_dir, eval_images) if quantize else None  # missing data fails now, not later
+    vae.run_config = config
+    images = None
+    if what.quantize:  # missing data fails now, not after the conversions
+        from tfvae.evaluate import split_images
 
-    with atomic_directory(out) as staging:
-        manifest = _write_export(
-            staging, run_dir, config, vae, tflite, quantize, images, importance_samples, log, web_model
-        )
-        _check_target(out, overwrite)  # again: something may have appeared at `out` meanwhile
-    log(f"exported {run_dir} to {out}")
-    if web_model:
-        log(f"serve the page with: python -m http.server -d {os.path.join(out, layout.WEB_DIR)} 8000")
-    return manifest
+        images = split_images(config, EVAL_SPLIT, data_dir)
+    return export_model(vae, out, images=images, images_name=f"{config.dataset} {EVAL_SPLIT}",
+                        eval_images=eval_images, source=run_dir, log=log, **options)
 
 
 # --------------------------------------------------------------------------- the export's contents
 
 
-def _write_export(
-    directory, run_dir, config, vae, tflite, quantize, images, importance_samples, log, web_model=None
-) -> dict:
-    """Write the SavedModel, the TFLite files, OUT/web (unless `web_model` is None) and manifest.json; return the manifest."""
+@dataclasses.dataclass(frozen=True)
+class _Export:
+    """What an export writes, its options checked."""
+
+    tflite: bool  # decoder.tflite and encoder.tflite
+    quantize: tuple  # quantized decoders, a subset of layout.QUANTIZATIONS (needs tflite)
+    web_model: Optional[str]  # the decoder the web page starts with; None: no page
+    importance_samples: int  # K for the quantization cost
+    source: Optional[str]  # where the model came from (a path); None: handed over in Python
+
+
+def _checked_options(tflite, quantize, web, web_model, eval_images, importance_samples, source) -> _Export:
+    """The options as an `_Export`, or a ConfigError naming the first bad one."""
+    quantize = parse_quantize(quantize)
+    if quantize and not tflite:
+        raise ConfigError("--quantize writes quantized TFLite decoders: add --tflite")
+    web_model = parse_web_model(web, web_model)  # None: no page
+    for flag, value in (("--eval-images", eval_images), ("--importance-samples", importance_samples)):
+        if value is None and flag == "--eval-images":  # all the images given
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{flag} must be a positive integer, got {value!r}")
+    return _Export(bool(tflite), quantize, web_model, importance_samples, source)
+
+
+def _write_export(directory, vae, what: _Export, images, log) -> dict:
+    """Write the SavedModel, the TFLite files, OUT/web (unless `what.web_model` is None) and manifest.json;
+    return the manifest. `images`: None, or (subset (n, H, W, C), its description) for the quantization cost."""
+    from_run = getattr(vae, "run_config", None) is not None and what.source is not None
+    reference_model = ("the Keras model of the run: its best validation epoch with keep_best, else its newest "
+                       "checkpoint") if from_run else "the Keras model exported"
     saved_model_dir = os.path.join(directory, layout.SAVED_MODEL_DIR)
     save_signatures(vae, saved_model_dir)
     encoder_keys = [layout.ENCODE] + ([layout.ENCODE_SAMPLE] if vae.flow is not None else [])
     log(f"wrote {layout.SAVED_MODEL_DIR}/ (signatures {layout.DECODE}, {', '.join(encoder_keys)})")
     prior = Mixture(*(np.asarray(t) for t in vae.prior_mixture()))
     _write_bytes(os.path.join(directory, layout.PRIOR_FILE), prior.to_npz_bytes())
-    log(f"wrote {layout.PRIOR_FILE} ({config.prior}: {prior.components} component(s), D = {prior.latent_dim})")
+    log(f"wrote {layout.PRIOR_FILE} ({vae.prior_name}: {prior.components} component(s), D = {prior.latent_dim})")
 
-    keras = KerasDecoder(vae, source=run_dir)
+    keras = KerasDecoder(vae, source=what.source or PYTHON_SOURCE)
     rng = np.random.default_rng(PARITY_SEED)
-    z = rng.standard_normal((PARITY_LATENTS, config.latent_dim)).astype(np.float32)  # (64, D)
+    z = rng.standard_normal((PARITY_LATENTS, vae.latent_dim)).astype(np.float32)  # (64, D)
     reference = keras.decode(z)  # probs, logits [, mean], each (64, H, W, C)
     probs = reference[layout.PROBS]
     x = (rng.random(probs.shape) < probs).astype(np.float32)  # x ~ Bernoulli(probs): images the encoder can fit
@@ -200,16 +278,15 @@ def _write_export(
             "latents": PARITY_LATENTS,
             "seed": PARITY_SEED,
             "z": "z ~ N(0, I) from numpy.random.default_rng(seed); encoder input x ~ Bernoulli(probs) of the Keras model",
-            "reference": "the Keras model of the run: its best validation epoch with keep_best, else its newest "
-                         "checkpoint",
+            "reference": reference_model,
         },
         layout.SAVED_MODEL_DIR: probs_parity(SavedModelDecoder(saved_model_dir)),
     }
 
     decoders = {}  # file name -> (quantization, TFLiteDecoder)
-    if tflite:
+    if what.tflite:
         for quantization, name in [("float32", layout.DECODER_FILE)] + [
-            (q, layout.QUANTIZED_DECODER_FILES[q]) for q in quantize
+            (q, layout.QUANTIZED_DECODER_FILES[q]) for q in what.quantize
         ]:
             path = os.path.join(directory, name)
             _write_bytes(path, convert_signature(saved_model_dir, layout.DECODE, quantization))
@@ -230,33 +307,45 @@ def _write_export(
             parity[layout.ENCODER_FILE]["max_abs_diff_z"] = float(np.max(np.abs(tflite_z - keras_z)))
             parity[layout.ENCODER_FILE]["max_abs_diff_log_q"] = float(np.max(np.abs(tflite_log_q - keras_log_q)))
         log(f"wrote {layout.ENCODER_FILE} ({os.path.getsize(path):,} bytes)")
-    if web_model:
-        web_entry, web_parity = write_site(directory, vae, config, z, probs, web_model, log)
+    if what.web_model:
+        # write_site reads latent_dim, image_shape and the prior's family from a run's config: the model has them.
+        shape = types.SimpleNamespace(latent_dim=vae.latent_dim, image_shape=tuple(vae.image_shape),
+                                      prior=vae.prior_name)
+        web_entry, web_parity = write_site(directory, vae, shape, z, probs, what.web_model, log)
         parity.update(web_parity)
 
     manifest = {
         "version": layout.MANIFEST_VERSION,
         "tfvae_version": __version__,
-        "run_dir": os.path.abspath(run_dir),
+        "source": os.path.abspath(what.source) if what.source else PYTHON_SOURCE,
+    }
+    if from_run:
+        manifest["run_dir"] = os.path.abspath(what.source)
+    manifest.update({
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "latent_dim": config.latent_dim,
-        "image_shape": list(config.image_shape),
-        "likelihood": config.likelihood,
-        "signatures": _signature_shapes(config.latent_dim, config.image_shape, vae.flow is not None, config.likelihood),
+        "latent_dim": vae.latent_dim,
+        "image_shape": list(vae.image_shape),
+        "likelihood": vae.likelihood,
+        "signatures": _signature_shapes(vae.latent_dim, vae.image_shape, vae.flow is not None, vae.likelihood),
         "prior": {
-            "family": config.prior,
+            "family": vae.prior_name,
             "components": prior.components,
             "file": layout.PRIOR_FILE,
             "arrays": "logits (K,), loc (K, D), scale (K, D): p(z) = sum_k softmax(logits)_k N(loc_k, diag scale_k^2)",
         },
-        "posterior": config.posterior,
+        "posterior": vae.posterior,
         "files": {},
         "parity": parity,
-    }
-    if web_model:
+    })
+    if what.web_model:
         manifest["web"] = web_entry
-    if quantize:
-        manifest["quantization"] = _quantization_cost(keras, decoders, images, importance_samples, config, log)
+    if what.quantize:
+        if images is None:
+            manifest["quantization"] = _not_measured(decoders)
+            log("quantization cost not measured: no images were given")
+        else:
+            manifest["quantization"] = _quantization_cost(keras, decoders, images, what.importance_samples,
+                                                          reference_model, log)
     manifest["files"] = _file_digests(directory)
     manifest_path = os.path.join(directory, layout.MANIFEST_FILE)
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
@@ -280,22 +369,40 @@ def _signature_shapes(latent_dim: int, image_shape, flow: bool = False, likeliho
     return shapes
 
 
-def _eval_subset(config, data_dir, eval_images):
-    """`eval_images` test images (n, H, W, C) (binary, or grey levels for a continuous Bernoulli) drawn at random (seed EVAL_SUBSET_SEED), and the split's size.
+@dataclasses.dataclass(frozen=True)
+class _CostImages:
+    """The images the quantization cost is measured on, and what the manifest says about them."""
+
+    images: np.ndarray  # (n, H, W, C) float32
+    of: int  # how many images they were drawn from
+    name: str  # what those images are ("binarized_mnist test")
+
+
+def _eval_subset(images: np.ndarray, eval_images: Optional[int], name: str) -> _CostImages:
+    """`eval_images` of `images` (N, H, W, C) drawn at random (seed EVAL_SUBSET_SEED), or all of them with None.
 
     At random, not the first n: the test files are not shuffled, and their
     first few hundred images score many nats below the split's mean.
     """
-    from tfvae.evaluate import split_images
-
-    images = split_images(config, EVAL_SPLIT, data_dir)
+    if eval_images is None or eval_images == len(images):
+        return _CostImages(images, len(images), name)
     if eval_images > len(images):
-        raise ConfigError(f"--eval-images {eval_images} is larger than the {len(images)} {EVAL_SPLIT} images")
+        raise ConfigError(f"--eval-images {eval_images} is larger than the {len(images)} {name} images")
     chosen = np.sort(np.random.default_rng(EVAL_SUBSET_SEED).choice(len(images), eval_images, replace=False))
-    return images[chosen], len(images)
+    return _CostImages(images[chosen], len(images), name)
 
 
-def _quantization_cost(keras, decoders, images, importance_samples, config, log) -> dict:
+def _not_measured(decoders) -> dict:
+    """The manifest's "quantization" when no images were given: which decoders were written, no figures."""
+    return {
+        "measured": False,
+        "why": "no images were given to measure the change in ELBO and log p(x) on "
+               "(tfvae.export(..., images=...), or tfvae export --dataset NAME)",
+        "decoders": {name: {"quantization": quantization} for name, (quantization, _) in decoders.items()},
+    }
+
+
+def _quantization_cost(keras, decoders, images: _CostImages, importance_samples, reference_model, log) -> dict:
     """ELBO and log p(x) of each TFLite decoder against the Keras model, on the same images and the same z.
 
     Every evaluation uses the float32 Keras encoder and the same seed, so each
@@ -304,10 +411,10 @@ def _quantization_cost(keras, decoders, images, importance_samples, config, log)
     """
     from tfvae.evaluate import evaluate_images
 
-    subset, total = images
-
     vae = keras.vae
-    prior = None if config.prior == "normal" else Mixture(*(np.asarray(t) for t in vae.prior_mixture()))
+    seed = int(vae.seed)  # a run's config.seed
+    subset = images.images
+    prior = None if vae.prior_name == "normal" else Mixture(*(np.asarray(t) for t in vae.prior_mixture()))
     sample_posterior = None
     if vae.flow is not None:  # the Keras flow, over (B, C, D) noise
 
@@ -321,16 +428,16 @@ def _quantization_cost(keras, decoders, images, importance_samples, config, log)
             decode_logits,
             subset,
             importance_samples=importance_samples,
-            seed=config.seed,
-            split=EVAL_SPLIT,
+            seed=seed,
+            split=images.name,
             prior=prior,
             sample_posterior=sample_posterior,
-            likelihood=config.likelihood,
+            likelihood=vae.likelihood,
         )
 
     reference = evaluate(keras.decode_logits)
     log(
-        f"reference (Keras float32) on {len(subset)} test images, K = {importance_samples}: "
+        f"reference (Keras float32) on {len(subset)} {images.name} images, K = {importance_samples}: "
         f"ELBO {reference.elbo:.3f}, log p(x) {reference.log_likelihood:.3f}"
     )
     results = {}
@@ -347,24 +454,26 @@ def _quantization_cost(keras, decoders, images, importance_samples, config, log)
             f"{name}: ELBO change {results[name]['elbo_change']:+.4f}, "
             f"log p(x) change {results[name]['log_likelihood_change']:+.4f} nats per image"
         )
+    if len(subset) < images.of:
+        subset_text = (f"measured on a subset: {len(subset)} of the {images.of} {images.name} images, drawn at "
+                       f"random (seed {EVAL_SUBSET_SEED}), K = {importance_samples} importance samples per image; "
+                       "not the full test set")
+    else:
+        subset_text = f"measured on all {len(subset)} {images.name} images, K = {importance_samples} importance samples per image"
     return {
-        "subset": (
-            f"measured on a subset: {len(subset)} of the {total} {config.dataset} {EVAL_SPLIT} images, drawn at "
-            f"random (seed {EVAL_SUBSET_SEED}), K = {importance_samples} importance samples per image; "
-            "not the full test set"
-        ),
-        "split": EVAL_SPLIT,
+        "measured": True,
+        "subset": subset_text,
+        "images_from": images.name,  # "binarized_mnist test" for a run or a --dataset; "given" from Python
         "images": len(subset),
-        "split_images": total,
+        "split_images": images.of,
         "subset_seed": EVAL_SUBSET_SEED,
         "importance_samples": importance_samples,
-        "seed": config.seed,
+        "seed": seed,
         "units": "nats per image; change = decoder - reference",
-        "likelihood": config.likelihood,
-        "meaning": LIKELIHOODS[config.likelihood].description,
+        "likelihood": vae.likelihood,
+        "meaning": LIKELIHOODS[vae.likelihood].description,
         "reference": {
-            "model": "Keras float32 (the run's model: its best validation epoch with keep_best, else its newest "
-                     "checkpoint)",
+            "model": f"Keras float32 ({reference_model})",
             "elbo": reference.elbo,
             "log_likelihood": reference.log_likelihood,
             "log_likelihood_stderr": reference.log_likelihood_stderr,

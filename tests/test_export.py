@@ -388,8 +388,8 @@ def test_cli_defaults_match_the_library():
     from tfvae.cli import export as export_cli
     from tfvae.export import exporter
 
-    assert export_cli._EVAL_IMAGES == exporter.DEFAULT_EVAL_IMAGES
-    assert export_cli._IMPORTANCE_SAMPLES == exporter.DEFAULT_IMPORTANCE_SAMPLES
+    assert export_cli.DEFAULT_EVAL_IMAGES == exporter.DEFAULT_EVAL_IMAGES == layout.DEFAULT_EVAL_IMAGES
+    assert export_cli.DEFAULT_IMPORTANCE_SAMPLES == exporter.DEFAULT_IMPORTANCE_SAMPLES
 
 
 def test_bench_sample_section_reports_sizes_quantization_and_latency(exported):

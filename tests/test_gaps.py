@@ -39,7 +39,7 @@ def test_the_elbo_estimate_is_the_models_own_elbo(trained):
     loc, log_scale, context = gaps.encoded(vae, x)
     log_weights = gaps.log_p_over_q(vae, likelihood, x, context)
     estimate = gaps.elbo_estimates(log_weights, loc, log_scale)
-    reference = evaluate_vae(config, vae, images, importance_samples=2000, progress=False)
+    reference = evaluate_vae(vae, images, importance_samples=2000, progress=False)
     assert estimate.mean() == pytest.approx(reference.elbo, abs=0.1)
     # No refinement: q* is q, the same noise, the same figure to the last bit.
     same = gaps.elbo_estimates(log_weights, *gaps.refine_posterior(log_weights, loc, log_scale, 0))
@@ -97,7 +97,7 @@ def test_a_flow_posterior_is_refined_through_its_base_and_keeps_its_flow():
     log_weights = gaps.log_p_over_q(flow_vae, likelihood, x, context)
     before = gaps.elbo_estimates(log_weights, loc, log_scale)
     # log q is the flow's density: the estimate is the evaluator's Monte Carlo ELBO (a dropped log-det is 0.2 off)
-    reference = evaluate_vae(Config(posterior="iaf", flow_steps=2, **small), flow_vae, images,
+    reference = evaluate_vae(flow_vae, images,
                              importance_samples=2000, progress=False)
     assert before.mean() == pytest.approx(reference.elbo, abs=0.05)
     refined = gaps.refine_posterior(log_weights, loc, log_scale, 100)

@@ -396,7 +396,7 @@ def section_evaluate(options: BenchOptions) -> dict:
     if options.eval_images > len(images):
         raise ConfigError(f"--eval-images {options.eval_images} is larger than the {len(images)} test images")
     images = images[: options.eval_images]
-    result = evaluate_vae(config, vae, images, importance_samples=options.importance_samples)
+    result = evaluate_vae(vae, images, importance_samples=options.importance_samples)
     load = workloads(config, vae, train_examples=config.batch_size, eval_examples=len(images),
                      importance_samples=options.importance_samples)["evaluate"]
     return {

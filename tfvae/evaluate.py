@@ -68,6 +68,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from tfvae.callable_module import make_callable
 from tfvae.config import Config
 from tfvae.datasets import DATA_DIR_ENV, binarize, evaluation_seeds, load_splits
 from tfvae.errors import ConfigError, DataError
@@ -81,8 +82,11 @@ __all__ = [
     "ESTIMATORS",
     "SPLITS",
     "Evaluation",
+    "evaluate",
     "evaluate_images",
     "evaluate_run",
+    "dataset_images",
+    "model_images",
     "evaluate_vae",
     "evaluation_sizes",
     "split_images",
@@ -287,20 +291,117 @@ def evaluation_sizes(examples: int, importance_samples: int, batch_size: Optiona
     return batch_size, _chunk_size(batch_size, importance_samples)
 
 
-def evaluate_vae(config: Config, vae, images, **options) -> Evaluation:
-    """`evaluate_images` for a Keras VAE built from `config`: its own posterior and prior, compiled as
-    `tfvae evaluate` runs it. `options` are `evaluate_images`'s keyword arguments."""
+def evaluate(
+    model_or_path,
+    images,
+    importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
+    seed: int = 0,
+    *,
+    estimator: str = "importance",
+    batch_size: Optional[int] = None,
+    target_se: Optional[float] = None,
+    progress: bool = False,
+    split: str = "images",
+) -> Evaluation:
+    """ELBO, rate, distortion and importance-sampled log p(x) of a VAE on images, in nats per image.
+
+    `tfvae.evaluate(...)` calls this function; `tfvae evaluate` gives the same figures for the same
+    model, images and seed.
+
+    Args:
+      model_or_path: a `tfvae.VAE`, a `.keras` file written by `vae.save`, or a run directory.
+      images: (N, H, W, C) or, for a one-channel model, (N, H, W), matching the model's image shape:
+        binary values (0 or 1) for a Bernoulli model, grey levels in [0, 1] for a continuous Bernoulli.
+      importance_samples: K >= 1, samples of z per image (with `target_se`, the most).
+      seed: fixes all the noise; image i uses the stream numpy.random.default_rng((seed, i)).
+      estimator: "importance" (z ~ q(z|x), the IWAE bound) or "prior" (z ~ p(z)); see ESTIMATORS.
+      batch_size: images per batch; None picks one.
+      target_se: stop sampling a batch once its K error is this many nats or less; None: all K.
+      progress: show a progress bar on stderr.
+      split: the name the `Evaluation` records for these images.
+
+    Returns:
+      An `Evaluation`; `.to_dict()` has the keys of `tfvae evaluate --json`.
+
+    Raises:
+      DataError: images of another shape than the model's, or grey values for a Bernoulli model.
+      ConfigError: a bad option (K < 1, an unknown estimator, ...).
+      ModelFileError, RunError: a path that is not a model.
+
+    Example:
+    >>> import numpy as np, tfvae
+    >>> x = (np.random.default_rng(0).random((8, 28, 28)) < 0.3).astype("float32")
+    >>> evaluation = tfvae.evaluate(tfvae.VAE(latent_dim=2, hidden_units=8), x, importance_samples=10)
+    >>> evaluation.examples, evaluation.log_likelihood >= evaluation.elbo
+    (8, True)
+    """
+    _check_options(importance_samples, estimator, batch_size, seed, target_se)  # before loading anything
+    vae = _model(model_or_path)
+    return evaluate_vae(vae, images, importance_samples=importance_samples, seed=seed, estimator=estimator,
+                        batch_size=batch_size, target_se=target_se, progress=progress, split=split)
+
+
+def evaluate_vae(vae, images, **options) -> Evaluation:
+    """`evaluate_images` for a Keras VAE: its own posterior and prior, compiled as `tfvae evaluate` runs it.
+
+    `images` are checked against the model first (`model_images`); `options` are `evaluate_images`'s
+    keyword arguments."""
+    images = model_images(vae, images)  # before anything is traced
     return evaluate_images(
         vae.encode_params,
         vae.decode_logits,
         images,
         traceable=True,
-        jit_compile=ARCHITECTURES[config.architecture].xla_evaluation,
-        prior=None if config.prior == "normal" else Mixture(*(t.numpy() for t in vae.prior_mixture())),
-        sample_posterior=None if config.posterior == "gaussian" else _batch_first(vae.encode_sample),
-        likelihood=config.likelihood,
+        jit_compile=_xla_evaluation(vae),
+        prior=None if vae.prior_name == "normal" else Mixture(*(t.numpy() for t in vae.prior_mixture())),
+        sample_posterior=None if vae.flow is None else _batch_first(vae.encode_sample),
+        likelihood=vae.likelihood,
         **options,
     )
+
+
+def model_images(vae, images) -> np.ndarray:
+    """`images` as the float32 (N, H, W, C) stack `vae` takes, or a one-line error saying what does not fit.
+
+    A (N, H, W) array gets a channel axis when the model's images have one channel.
+
+    Raises:
+      DataError: not a non-empty stack of the model's image shape; values that are not 0 or 1 for a
+        Bernoulli model (binarize them first), or outside [0, 1] for a continuous Bernoulli.
+    """
+    images = np.asarray(images)
+    given, shape = images.shape, tuple(vae.image_shape)  # (H, W, C)
+    if images.ndim == 3 and shape[-1] == 1:
+        images = images[..., None]  # (N, H, W) -> (N, H, W, 1)
+    if images.ndim != 4 or images.shape[1:] != shape or len(images) == 0:
+        takes = f"(N, {', '.join(map(str, shape))})" + (f" or (N, {shape[0]}, {shape[1]})" if shape[-1] == 1 else "")
+        raise DataError(f"images of shape {given} do not fit this model, which takes {takes} with N >= 1")
+    if not np.issubdtype(images.dtype, np.number) and images.dtype != bool:
+        raise DataError(f"images must be numbers, got dtype {images.dtype}")
+    if LIKELIHOODS[vae.likelihood].binary:
+        if not np.isin(images, (0, 1)).all():
+            raise DataError("a Bernoulli model is evaluated on binary images (0 or 1), and these hold grey values: "
+                            "binarize them first, e.g. (x > 0.5) or a random draw (rng.random(x.shape) < x)")
+    elif not ((images >= 0) & (images <= 1)).all():
+        raise DataError("a continuous-Bernoulli model is evaluated on grey levels in [0, 1]: scale the images "
+                        "first, e.g. x / 255")
+    return images.astype(np.float32)
+
+
+def _model(model_or_path):
+    """A VAE as it is, or the one saved at a path (a .keras file or a run directory)."""
+    if isinstance(model_or_path, (str, os.PathLike)):
+        from tfvae.saving import load_model
+
+        return load_model(model_or_path)
+    return model_or_path
+
+
+def _xla_evaluation(vae) -> bool:
+    """Whether the likelihood of `vae`'s logits is XLA-compiled for evaluation (`Architecture.xla_evaluation`)."""
+    if isinstance(getattr(type(vae), "xla_evaluation", None), property):
+        return bool(vae.xla_evaluation)
+    return ARCHITECTURES[vae.architecture].xla_evaluation if vae.architecture in ARCHITECTURES else False
 
 
 def evaluate_run(
@@ -316,51 +417,59 @@ def evaluate_run(
     progress: bool = True,
     target_se: Optional[float] = None,
 ) -> Evaluation:
-    """Evaluate a run's model (its best validation epoch with keep_best, else its newest checkpoint) on one split.
+    """`evaluate` for a run's model (its best validation epoch with keep_best, else its newest checkpoint) on
+    one split of the run's dataset.
 
     Args:
       run_dir: a run written by `tfvae train`.
       split: "test", "validation" or "train".
-      importance_samples: K >= 1, samples of z per image.
-      estimator: "importance" or "prior" (see `evaluate_images`).
       limit: evaluate the first `limit` images of the split only.
-      batch_size: images per batch; None picks one.
       data_dir: where the data is; None: the run's config, then $TFVAE_DATA_DIR, then TFDS.
-      seed: fixes the noise (see `evaluate_images`).
-      progress: show a progress bar on stderr.
-      target_se: stop sampling early at this error of the mean, in nats (see `evaluate_images`).
-
-    Returns:
-      An `Evaluation` of the run's model on the split.
+      importance_samples, estimator, batch_size, seed, progress, target_se: as `evaluate`'s.
 
     Raises:
       TfvaeError: a bad option, a directory that is not a finished-enough run, or missing data.
     """
     # Options first: a typo should not cost loading a model and a dataset.
-    if split not in SPLITS:
-        raise ConfigError(f"unknown --split {split!r}; choose one of: {', '.join(SPLITS)}")
-    if limit is not None:
-        _check_positive_int("--limit", limit)
+    _check_split(split, limit)
     _check_options(importance_samples, estimator, batch_size, seed, target_se)
-
     config, vae = load_vae(run_dir)
-    images = split_images(config, split, data_dir)
-    if limit is not None:
-        if limit > len(images):
-            raise ConfigError(f"--limit {limit} is larger than the {len(images)} {split} images")
-        images = images[:limit]
-    return evaluate_vae(
-        config,
-        vae,
-        images,
-        importance_samples=importance_samples,
-        estimator=estimator,
-        batch_size=batch_size,
-        seed=seed,
-        progress=progress,
-        split=split,
-        target_se=target_se,
-    )
+    images = _first(split_images(config, split, data_dir), limit, split)
+    return evaluate(vae, images, importance_samples, seed, estimator=estimator, batch_size=batch_size,
+                    target_se=target_se, progress=progress, split=split)
+
+
+def dataset_images(
+    dataset: str,
+    split: str = "test",
+    data_dir: Optional[str] = None,
+    *,
+    likelihood: str = "bernoulli",
+    limit: Optional[int] = None,
+    image_key: str = "image",
+    image_size=None,
+    channels: Optional[int] = None,
+) -> np.ndarray:
+    """The images (N, H, W, C) of one split of a dataset, as `tfvae train` reads it and `tfvae evaluate` scores it.
+
+    Binary uint8 for the Bernoulli likelihood (the training split of a dynamically binarized dataset
+    binarized once, with the dataset's fixed evaluation stream), grey levels for the continuous Bernoulli.
+
+    Args:
+      dataset: a built-in name, or tfds:NAME[/CONFIG], folder:PATH, npz:PATH (`tfvae.datasets`).
+      split: "test", "validation" or "train".
+      data_dir: where the built-in datasets' files are; None: $TFVAE_DATA_DIR, then TFDS.
+      likelihood: the model's (`vae.likelihood`).
+      limit: the first `limit` images only.
+      image_key, image_size, channels: as `tfvae train`'s --image-key, --image-size, --channels.
+
+    Raises:
+      ConfigError: an unknown split, a bad limit. DataError: missing or bad data.
+    """
+    _check_split(split, limit)
+    splits = load_splits(dataset, data_dir, image_key=image_key, image_size=image_size, channels=channels,
+                         likelihood=likelihood)
+    return _first(_split_of(splits, split), limit, split)
 
 
 def split_images(config: Config, split: str, data_dir: Optional[str] = None) -> np.ndarray:
@@ -381,10 +490,30 @@ def split_images(config: Config, split: str, data_dir: Optional[str] = None) -> 
             f"the data of this run changed since it was trained: {config.dataset} is now "
             f"{splits.fingerprint!r}, the run was trained on {config.data_fingerprint!r}"
         )
+    return _split_of(splits, split)
+
+
+def _split_of(splits, split: str) -> np.ndarray:
+    """One split of `splits`; the training split of a dynamically binarized dataset binarized once."""
     images = getattr(splits, split)
     if split == "train" and splits.dynamic:
         images = binarize(images, np.random.default_rng(evaluation_seeds()[2]))
     return images
+
+
+def _first(images, limit: Optional[int], split: str) -> np.ndarray:
+    if limit is None:
+        return images
+    if limit > len(images):
+        raise ConfigError(f"--limit {limit} is larger than the {len(images)} {split} images")
+    return images[:limit]
+
+
+def _check_split(split: str, limit: Optional[int]) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"unknown --split {split!r}; choose one of: {', '.join(SPLITS)}")
+    if limit is not None:
+        _check_positive_int("--limit", limit)
 
 
 # --------------------------------------------------------------------------- one batch
@@ -703,3 +832,6 @@ def _progress_bar(total: int, description: str, enabled: bool, unit: str = "img"
     except ImportError:
         return None
     return tqdm(total=total, desc=description, unit=unit, file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
+
+
+make_callable(__name__, "evaluate")  # `tfvae.evaluate(...)` calls `evaluate`

@@ -151,7 +151,7 @@ def inference_gaps(config, vae, images, *, refine_steps: int, importance_samples
         if bar is not None:
             bar.close()
     before, after = np.concatenate(before), np.concatenate(after)
-    evaluation = evaluate_vae(config, vae, images, importance_samples=importance_samples, progress=progress)
+    evaluation = evaluate_vae(vae, images, importance_samples=importance_samples, progress=progress)
     return Gaps(
         examples=len(images),
         refine_steps=refine_steps,

@@ -152,10 +152,10 @@ def time_to_quality(
     gaps, elbo = {}, {}
     for epoch in epochs:  # every kept epoch holds its weights; the run's model's is the best checkpoint's too
         tf.train.Checkpoint(model=vae).read(checkpoint_path(run_dir, epoch)).expect_partial()
-        elbo[epoch] = evaluate_vae(config, vae, images, importance_samples=elbo_samples, progress=progress).elbo
+        elbo[epoch] = evaluate_vae(vae, images, importance_samples=elbo_samples, progress=progress).elbo
         log(f"quality: epoch {epoch}: ELBO {elbo[epoch]:.3f} on {len(images):,} test images")
         if epoch in gap_epochs or epoch == model:
-            e = evaluate_vae(config, vae, images[:gap_images], importance_samples=importance_samples, progress=progress)
+            e = evaluate_vae(vae, images[:gap_images], importance_samples=importance_samples, progress=progress)
             gaps[epoch] = {"log_likelihood": e.log_likelihood, "elbo": e.elbo, "gap": e.log_likelihood - e.elbo}
             log(f"quality: epoch {epoch}: gap {gaps[epoch]['gap']:.3f} on the first {gap_images:,} test images "
                 f"(K={importance_samples})")
