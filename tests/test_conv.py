@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tfvae import evaluate as ev
 from tfvae.config import IMAGE_SHAPE, Config, save_config
-from tfvae.data import Splits
+from tfvae.datasets import Splits
 from tfvae.models import ARCHITECTURES, VAE, build_vae
 from tfvae.models.networks import conv_grid
 from tfvae.runs import CHECKPOINT_DIR, CONFIG_FILE
@@ -45,7 +45,7 @@ def test_every_architecture_and_objective_trains_on_dynamic_binarization(archite
     """mnist / fashion_mnist feed intensities, binarized per batch by the pipeline."""
     import tf_keras as tfk
 
-    from tfvae.data import make_training_dataset
+    from tfvae.pipeline import make_training_dataset
 
     config = Config(architecture=architecture, objective=objective, train_samples=samples, latent_dim=2,
                     batch_size=8, **small)

@@ -1,4 +1,4 @@
-"""Tests for tfvae.data (tfvae.datasets.mnist and tfvae.pipeline): the IDX and .amat readers, split loading, the cache
+"""Tests for tfvae.datasets.mnist and tfvae.pipeline: the IDX and .amat readers, split loading, the cache
 and the tf.data pipeline. The other sources (tfds:, folder:, npz:) are tested in test_datasets.py.
 
 Most tests write tiny synthetic files into `tmp_path` and shrink `SPLIT_SIZES`;
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tfvae import data
+from tfvae import datasets, pipeline
 from tfvae.datasets import mnist  # where the readers live: monkeypatch them there
 from tfvae.config import IMAGE_SHAPE
 from tfvae.errors import DataError
@@ -90,14 +90,14 @@ def write_idx_dataset(root, sizes=SMALL_SIZES):
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):
     """Each test gets its own cache directory and no ambient data directory."""
-    monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.setenv(datasets.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.delenv(datasets.DATA_DIR_ENV, raising=False)
     monkeypatch.setattr(mnist, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "no-system-fashion-mnist"))
 
 
 @pytest.fixture
 def small_sizes(monkeypatch):
-    monkeypatch.setattr(mnist, "SPLIT_SIZES", {name: dict(SMALL_SIZES) for name in data.SPLIT_SIZES})
+    monkeypatch.setattr(mnist, "SPLIT_SIZES", {name: dict(SMALL_SIZES) for name in datasets.SPLIT_SIZES})
 
 
 @pytest.fixture
@@ -121,8 +121,8 @@ def parse_count(monkeypatch):
 def test_read_idx_round_trips_images_and_labels(tmp_path, suffix):
     images = random_images(3, seed=0)
     labels = np.array([7, 0, 9], dtype=np.uint8)
-    got_images = data.read_idx(write(tmp_path / f"images{suffix}", idx_bytes(images)))
-    got_labels = data.read_idx(write(tmp_path / f"labels{suffix}", idx_bytes(labels)))
+    got_images = datasets.read_idx(write(tmp_path / f"images{suffix}", idx_bytes(images)))
+    got_labels = datasets.read_idx(write(tmp_path / f"labels{suffix}", idx_bytes(labels)))
     assert got_images.dtype == np.uint8 and got_images.shape == (3, HEIGHT, WIDTH)
     np.testing.assert_array_equal(got_images, images)
     np.testing.assert_array_equal(got_labels, labels)
@@ -132,7 +132,7 @@ def test_read_idx_round_trips_images_and_labels(tmp_path, suffix):
 def test_read_idx_rejects_wrong_magic(tmp_path):
     path = write(tmp_path / "images", idx_bytes(random_images(2, 0), magic=0x00000903))
     with pytest.raises(DataError, match=r"magic number 0x00000903") as e:
-        data.read_idx(path)
+        datasets.read_idx(path)
     assert path in str(e.value)
 
 
@@ -140,7 +140,7 @@ def test_read_idx_rejects_wrong_image_dims(tmp_path):
     images = np.zeros((2, HEIGHT - 1, WIDTH), dtype=np.uint8)
     path = write(tmp_path / "images.gz", idx_bytes(images))
     with pytest.raises(DataError, match=f"{HEIGHT - 1}x{WIDTH}, expected {HEIGHT}x{WIDTH}"):
-        data.read_idx(path)
+        datasets.read_idx(path)
 
 
 @pytest.mark.parametrize("extra", [-1, -PIXELS, +1])
@@ -149,7 +149,7 @@ def test_read_idx_rejects_payload_longer_or_shorter_than_header(tmp_path, extra)
     content = content[:extra] if extra < 0 else content + b"\0" * extra
     path = write(tmp_path / "images.gz", content)
     with pytest.raises(DataError, match="header says 3 items") as e:
-        data.read_idx(path)
+        datasets.read_idx(path)
     assert path in str(e.value)
 
 
@@ -159,7 +159,7 @@ def test_read_idx_rejects_huge_count_without_allocating_it(tmp_path):
     tracemalloc.start()
     try:
         with pytest.raises(DataError, match="truncated or corrupt"):
-            data.read_idx(path)
+            datasets.read_idx(path)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -171,7 +171,7 @@ def test_read_idx_rejects_huge_count_without_allocating_it(tmp_path):
 def test_read_idx_rejects_empty_or_short_header(tmp_path, content, suffix):
     path = write(tmp_path / f"images{suffix}", content)
     with pytest.raises(DataError) as e:
-        data.read_idx(path)
+        datasets.read_idx(path)
     assert path in str(e.value)
 
 
@@ -179,13 +179,13 @@ def test_read_idx_rejects_empty_gz_file(tmp_path):
     path = str(tmp_path / "images.gz")
     open(path, "wb").close()  # zero bytes, not even a gzip header
     with pytest.raises(DataError, match="empty"):
-        data.read_idx(path)
+        datasets.read_idx(path)
 
 
 # --------------------------------------------------------------------------- shared reader failures
 
 
-READERS = [(data.read_idx, idx_bytes(random_images(4, 0))), (data.read_amat, amat_bytes(random_bits(4, 0)))]
+READERS = [(datasets.read_idx, idx_bytes(random_images(4, 0))), (datasets.read_amat, amat_bytes(random_bits(4, 0)))]
 
 
 @pytest.mark.parametrize("reader, valid", READERS, ids=["idx", "amat"])
@@ -209,7 +209,7 @@ def test_readers_reject_truncated_gzip_stream(tmp_path, reader, valid):
     assert path in str(e.value)
 
 
-@pytest.mark.parametrize("reader", [data.read_idx, data.read_amat])
+@pytest.mark.parametrize("reader", [datasets.read_idx, datasets.read_amat])
 def test_readers_name_a_missing_file(tmp_path, reader):
     path = str(tmp_path / "nope.gz")
     with pytest.raises(DataError, match=f"{path} does not exist"):
@@ -223,7 +223,7 @@ def test_readers_name_a_missing_file(tmp_path, reader):
 def test_read_amat_round_trips_and_agrees_with_loadtxt(tmp_path, suffix):
     bits = random_bits(5, seed=1)
     path = write(tmp_path / f"x{suffix}", amat_bytes(bits))
-    got = data.read_amat(path)
+    got = datasets.read_amat(path)
     assert got.dtype == np.uint8 and got.shape == (5, PIXELS)
     np.testing.assert_array_equal(got, bits)
     np.testing.assert_array_equal(got, np.loadtxt(path, dtype=np.uint8))  # the reference reader
@@ -238,7 +238,7 @@ def test_read_amat_names_line_with_wrong_row_length(tmp_path):
     lines[2] = lines[2][:-2]  # 783 values
     path = write(tmp_path / "x.amat", b"\n".join(lines) + b"\n")
     with pytest.raises(DataError, match=r"line 3: expected 784 values .* got 1565 characters") as e:
-        data.read_amat(path)
+        datasets.read_amat(path)
     assert path in str(e.value)
 
 
@@ -248,7 +248,7 @@ def test_read_amat_names_line_with_extra_value_even_if_total_length_fits(tmp_pat
     lines[2] = lines[2][:-2]
     path = write(tmp_path / "x.amat.gz", b"\n".join(lines) + b"\n")
     with pytest.raises(DataError, match=r"line 2: .* got 1569 characters"):
-        data.read_amat(path)
+        datasets.read_amat(path)
 
 
 def test_read_amat_names_line_and_value_outside_0_1(tmp_path):
@@ -256,7 +256,7 @@ def test_read_amat_names_line_and_value_outside_0_1(tmp_path):
     lines[1] = lines[1][:20] + b"2" + lines[1][21:]  # value 11 of line 2
     path = write(tmp_path / "x.amat", b"\n".join(lines) + b"\n")
     with pytest.raises(DataError, match=r"line 2: value 11 is b'2', expected b'0' or b'1'") as e:
-        data.read_amat(path)
+        datasets.read_amat(path)
     assert path in str(e.value)
 
 
@@ -265,20 +265,20 @@ def test_read_amat_rejects_wrong_separator(tmp_path):
     lines[3] = lines[3][:5] + b"\t" + lines[3][6:]  # after value 3 of line 4
     path = write(tmp_path / "x.amat", b"\n".join(lines) + b"\n")
     with pytest.raises(DataError, match=r"line 4: after value 3 found b'\\t', expected a single space"):
-        data.read_amat(path)
+        datasets.read_amat(path)
 
 
 def test_read_amat_rejects_missing_final_newline(tmp_path):
     path = write(tmp_path / "x.amat", amat_bytes(random_bits(3, 0))[:-1])
     with pytest.raises(DataError, match=r"line 3: the last line does not end in a newline"):
-        data.read_amat(path)
+        datasets.read_amat(path)
 
 
 @pytest.mark.parametrize("suffix", [".amat", ".amat.gz"])
 def test_read_amat_rejects_empty_file(tmp_path, suffix):
     path = write(tmp_path / f"x{suffix}", b"")
     with pytest.raises(DataError, match="is empty"):
-        data.read_amat(path)
+        datasets.read_amat(path)
 
 
 # --------------------------------------------------------------------------- fuzzing
@@ -335,7 +335,7 @@ VALID_AMAT = amat_bytes(random_bits(2, 0))
        suffix=st.sampled_from(["", ".gz"]))
 def test_fuzz_read_idx(tmp_path_factory, content, suffix):
     path = write(tmp_path_factory.mktemp("fuzz") / f"f{suffix}", content)
-    read_or_data_error(data.read_idx, path, check_idx_result)
+    read_or_data_error(datasets.read_idx, path, check_idx_result)
 
 
 @FUZZ
@@ -344,7 +344,7 @@ def test_fuzz_read_idx_corrupt_gzip(tmp_path_factory, content):
     path = str(tmp_path_factory.mktemp("fuzz") / "f.gz")
     with open(path, "wb") as f:
         f.write(content)  # raw bytes, not re-compressed
-    read_or_data_error(data.read_idx, path, check_idx_result)
+    read_or_data_error(datasets.read_idx, path, check_idx_result)
 
 
 @FUZZ
@@ -354,7 +354,7 @@ def test_fuzz_read_idx_header_claims_never_drive_allocation(tmp_path_factory, di
     path = write(tmp_path_factory.mktemp("fuzz") / "f", bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in dims) + payload)
     tracemalloc.start()
     try:
-        read_or_data_error(data.read_idx, path, check_idx_result)
+        read_or_data_error(datasets.read_idx, path, check_idx_result)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -367,7 +367,7 @@ def test_fuzz_read_idx_header_claims_never_drive_allocation(tmp_path_factory, di
        suffix=st.sampled_from([".amat", ".amat.gz"]))
 def test_fuzz_read_amat(tmp_path_factory, content, suffix):
     path = write(tmp_path_factory.mktemp("fuzz") / f"f{suffix}", content)
-    read_or_data_error(data.read_amat, path, check_amat_result)
+    read_or_data_error(datasets.read_amat, path, check_amat_result)
 
 
 @FUZZ
@@ -376,7 +376,7 @@ def test_fuzz_read_amat_corrupt_gzip(tmp_path_factory, content):
     path = str(tmp_path_factory.mktemp("fuzz") / "f.amat.gz")
     with open(path, "wb") as f:
         f.write(content)
-    read_or_data_error(data.read_amat, path, check_amat_result)
+    read_or_data_error(datasets.read_amat, path, check_amat_result)
 
 
 # --------------------------------------------------------------------------- load_splits: local files
@@ -386,7 +386,7 @@ def test_fuzz_read_amat_corrupt_gzip(tmp_path_factory, content):
 @pytest.mark.parametrize("suffix", [".gz", ""])
 def test_load_binarized_mnist_from_either_layout(tmp_path, small_sizes, subdir, suffix):
     bits = write_binarized(tmp_path / "data" / subdir, suffix=suffix)
-    splits = data.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
+    splits = datasets.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
     assert splits.dynamic is False
     for split in ("train", "validation", "test"):
         array = getattr(splits, split)
@@ -396,14 +396,14 @@ def test_load_binarized_mnist_from_either_layout(tmp_path, small_sizes, subdir, 
 
 def test_load_splits_reads_data_dir_from_environment(tmp_path, small_sizes, monkeypatch):
     bits = write_binarized(tmp_path / "data" / "binarized_mnist")
-    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "data"))
-    splits = data.load_splits("binarized_mnist")
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(tmp_path / "data"))
+    splits = datasets.load_splits("binarized_mnist")
     np.testing.assert_array_equal(splits.test.reshape(-1, PIXELS), bits["test"])
 
 
 def test_load_mnist_is_dynamic_with_fixed_validation_and_test(tmp_path, small_sizes):
     train, test = write_idx_dataset(tmp_path / "data" / "mnist")
-    splits = data.load_splits("mnist", data_dir=str(tmp_path / "data"))
+    splits = datasets.load_splits("mnist", data_dir=str(tmp_path / "data"))
     assert splits.dynamic is True
     # train: the first images, grey intensities untouched.
     np.testing.assert_array_equal(splits.train, train[:SMALL_SIZES["train"], :, :, None])
@@ -426,7 +426,7 @@ def test_load_mnist_is_dynamic_with_fixed_validation_and_test(tmp_path, small_si
 
 def test_load_fashion_mnist_from_data_dir_then_system_dir(tmp_path, small_sizes, monkeypatch):
     train, _ = write_idx_dataset(tmp_path / "data" / "fashion_mnist")
-    splits = data.load_splits("fashion_mnist", data_dir=str(tmp_path / "data"))
+    splits = datasets.load_splits("fashion_mnist", data_dir=str(tmp_path / "data"))
     assert splits.dynamic and splits.train.shape == (SMALL_SIZES["train"],) + IMAGE_SHAPE
     np.testing.assert_array_equal(splits.train[..., 0], train[:SMALL_SIZES["train"]])
 
@@ -434,31 +434,31 @@ def test_load_fashion_mnist_from_data_dir_then_system_dir(tmp_path, small_sizes,
     monkeypatch.setattr(mnist, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "system"))
     for data_dir in (None, str(tmp_path / "empty")):  # no data dir, and one without fashion_mnist/
         os.makedirs(tmp_path / "empty", exist_ok=True)
-        splits = data.load_splits("fashion_mnist", data_dir=data_dir)
+        splits = datasets.load_splits("fashion_mnist", data_dir=data_dir)
         np.testing.assert_array_equal(splits.train[..., 0], system_train[:SMALL_SIZES["train"]])
 
 
 def test_load_splits_rejects_wrong_split_sizes(tmp_path, small_sizes, monkeypatch):
     write_binarized(tmp_path / "data", sizes={"train": 6, "validation": 3, "test": 3})
     with pytest.raises(DataError, match="binarized_mnist validation split has 3 images, expected 2"):
-        data.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
+        datasets.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
     write_idx_dataset(tmp_path / "data" / "mnist", sizes={"train": 6, "validation": 1, "test": 3})
     with pytest.raises(DataError, match="mnist train \\+ validation split has 7 images, expected 8"):
-        data.load_splits("mnist", data_dir=str(tmp_path / "data"))
+        datasets.load_splits("mnist", data_dir=str(tmp_path / "data"))
 
 
 def test_real_split_sizes_are_the_published_ones():
-    assert data.SPLIT_SIZES["binarized_mnist"] == {"train": 50_000, "validation": 10_000, "test": 10_000}
-    assert data.SPLIT_SIZES["mnist"] == {"train": 50_000, "validation": 10_000, "test": 10_000}
+    assert datasets.SPLIT_SIZES["binarized_mnist"] == {"train": 50_000, "validation": 10_000, "test": 10_000}
+    assert datasets.SPLIT_SIZES["mnist"] == {"train": 50_000, "validation": 10_000, "test": 10_000}
 
 
 def test_load_splits_rejects_missing_data_dir(tmp_path, monkeypatch):
     missing = str(tmp_path / "missing")
     with pytest.raises(DataError, match=f"data directory {missing} does not exist"):
-        data.load_splits("binarized_mnist", data_dir=missing)
-    monkeypatch.setenv(data.DATA_DIR_ENV, missing)
+        datasets.load_splits("binarized_mnist", data_dir=missing)
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, missing)
     with pytest.raises(DataError, match=f"data directory {missing} does not exist"):
-        data.load_splits("mnist")
+        datasets.load_splits("mnist")
 
 
 @pytest.mark.parametrize("dataset, missing", [
@@ -470,13 +470,13 @@ def test_load_splits_names_missing_split_file(tmp_path, small_sizes, dataset, mi
     write_idx_dataset(tmp_path / "data" / "mnist")
     os.remove(tmp_path / "data" / dataset / missing)
     with pytest.raises(DataError, match="expected one of") as e:
-        data.load_splits(dataset, data_dir=str(tmp_path / "data"))
+        datasets.load_splits(dataset, data_dir=str(tmp_path / "data"))
     assert str(tmp_path / "data" / dataset / missing) in str(e.value)
 
 
 def test_load_splits_rejects_unknown_dataset(tmp_path):
     with pytest.raises(DataError, match="unknown --dataset 'cifar10'.*tfds:NAME"):
-        data.load_splits("cifar10", data_dir=str(tmp_path))
+        datasets.load_splits("cifar10", data_dir=str(tmp_path))
 
 
 def test_load_splits_reports_corrupt_file(tmp_path, small_sizes):
@@ -484,7 +484,7 @@ def test_load_splits_reports_corrupt_file(tmp_path, small_sizes):
     path = tmp_path / "data" / "binarized_mnist_test.amat.gz"
     path.write_bytes(path.read_bytes()[:30])
     with pytest.raises(DataError, match="binarized_mnist_test.amat.gz is not a valid gzip file"):
-        data.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
+        datasets.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
 
 
 # --------------------------------------------------------------------------- load_splits: TFDS fallback
@@ -515,7 +515,7 @@ def test_offline_without_local_data_fails_fast_with_one_clear_error(monkeypatch)
     start = time.monotonic()
     for dataset in ("binarized_mnist", "mnist"):
         with pytest.raises(DataError, match="--data-dir or TFVAE_DATA_DIR") as e:
-            data.load_splits(dataset)
+            datasets.load_splits(dataset)
         assert "unreachable" in str(e.value)
     assert calls == []  # TFDS is never asked to download
     assert time.monotonic() - start < 2
@@ -530,9 +530,9 @@ def test_network_probe_gives_up_quickly():
 def test_prepared_tfds_dataset_is_used_without_download(monkeypatch, small_sizes):
     calls = fake_tfds(monkeypatch, prepared=True)
     monkeypatch.setattr(mnist, "_network_available", lambda *a, **k: pytest.fail("no probe needed"))
-    splits = data.load_splits("binarized_mnist")
+    splits = datasets.load_splits("binarized_mnist")
     assert splits.train.shape == (6,) + IMAGE_SHAPE and not splits.dynamic
-    splits = data.load_splits("mnist")
+    splits = datasets.load_splits("mnist")
     assert splits.dynamic and splits.train.shape == (6,) + IMAGE_SHAPE
     assert splits.validation.shape == (2,) + IMAGE_SHAPE and splits.validation.max() <= 1
     assert [c["download"] for c in calls] == [False, False]
@@ -547,13 +547,13 @@ def test_tfds_failure_online_becomes_data_error(monkeypatch):
     fake_tfds(monkeypatch, prepared=False, load=failing_load)
     monkeypatch.setattr(mnist, "_network_available", lambda *a, **k: True)
     with pytest.raises(DataError, match="ConnectionError: download interrupted.*TFVAE_DATA_DIR"):
-        data.load_splits("binarized_mnist")
+        datasets.load_splits("binarized_mnist")
 
 
 def test_missing_tfds_becomes_data_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # makes the import fail
     with pytest.raises(DataError, match="tensorflow-datasets is not importable.*TFVAE_DATA_DIR"):
-        data.load_splits("mnist")
+        datasets.load_splits("mnist")
 
 
 # --------------------------------------------------------------------------- cache
@@ -566,9 +566,9 @@ def cache_files(tmp_path):
 
 def test_second_load_hits_the_cache(tmp_path, small_sizes, parse_count):
     write_binarized(tmp_path / "data")
-    first = data.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
+    first = datasets.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
     assert len(parse_count) == 3 and len(cache_files(tmp_path)) == 3
-    second = data.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
+    second = datasets.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
     assert len(parse_count) == 3  # nothing parsed again
     np.testing.assert_array_equal(first.train, second.train)
     assert not [p for p in os.listdir(tmp_path / "cache") if p.endswith(".tmp")]  # atomic writes left no debris
@@ -577,7 +577,7 @@ def test_second_load_hits_the_cache(tmp_path, small_sizes, parse_count):
 @pytest.mark.parametrize("corruption", ["garbage", "truncated", "wrong_shape", "wrong_dtype", "pickled", "bad_values"])
 def test_corrupt_cache_is_ignored_and_rebuilt(tmp_path, small_sizes, parse_count, corruption):
     bits = write_binarized(tmp_path / "data")
-    data.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
+    datasets.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
     for path in cache_files(tmp_path):
         if corruption == "garbage":
             path.write_bytes(b"not a numpy file")
@@ -591,7 +591,7 @@ def test_corrupt_cache_is_ignored_and_rebuilt(tmp_path, small_sizes, parse_count
             np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
         elif corruption == "bad_values":
             np.save(path, np.full((6, PIXELS), 7, np.uint8))
-    splits = data.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
+    splits = datasets.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
     assert len(parse_count) == 6  # every split parsed again
     np.testing.assert_array_equal(splits.train.reshape(-1, PIXELS), bits["train"])
     for path in cache_files(tmp_path):  # and the cache holds good arrays again
@@ -601,21 +601,21 @@ def test_corrupt_cache_is_ignored_and_rebuilt(tmp_path, small_sizes, parse_count
 
 def test_changed_source_file_is_parsed_again(tmp_path, small_sizes):
     write_binarized(tmp_path / "data")
-    data.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
+    datasets.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
     new_test = random_bits(SMALL_SIZES["test"], seed=99)
     path = write(tmp_path / "data" / "binarized_mnist_test.amat.gz", amat_bytes(new_test))
     os.utime(path, ns=(1, 1))  # a different mtime even on a coarse clock
-    splits = data.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
+    splits = datasets.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
     np.testing.assert_array_equal(splits.test.reshape(-1, PIXELS), new_test)
 
 
 def test_unwritable_cache_dir_is_skipped(tmp_path, small_sizes, monkeypatch, parse_count):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    monkeypatch.setenv(data.CACHE_DIR_ENV, str(blocker / "cache"))  # cannot be created under a file
+    monkeypatch.setenv(datasets.CACHE_DIR_ENV, str(blocker / "cache"))  # cannot be created under a file
     bits = write_binarized(tmp_path / "data")
     for _ in range(2):
-        splits = data.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
+        splits = datasets.load_splits("binarized_mnist", data_dir=str(tmp_path / "data"))
         np.testing.assert_array_equal(splits.validation.reshape(-1, PIXELS), bits["validation"])
     assert len(parse_count) == 6
 
@@ -637,7 +637,7 @@ INTENSITIES = random_images(20, seed=4)[..., None]
 
 
 def test_make_dataset_yields_float_input_target_pairs():
-    dataset = data.make_dataset(STATIC, batch_size=8, training=False)
+    dataset = pipeline.make_dataset(STATIC, batch_size=8, training=False)
     batches = list(dataset)
     assert [tuple(x.shape) for x, _ in batches] == [(8,) + IMAGE_SHAPE, (8,) + IMAGE_SHAPE, (4,) + IMAGE_SHAPE]
     x, target = batches[0]
@@ -649,14 +649,14 @@ def test_make_dataset_yields_float_input_target_pairs():
 
 
 def test_make_dataset_drop_remainder_gives_full_batches_only():
-    dataset = data.make_dataset(STATIC, batch_size=8, training=True, drop_remainder=True)
+    dataset = pipeline.make_dataset(STATIC, batch_size=8, training=True, drop_remainder=True)
     assert [x.shape[0] for x, _ in dataset] == [8, 8]
 
 
 def test_make_dataset_training_shuffles_every_epoch_deterministically():
-    first = epochs(data.make_dataset(STATIC, batch_size=8, training=True, seed=1))
-    again = epochs(data.make_dataset(STATIC, batch_size=8, training=True, seed=1))
-    other = epochs(data.make_dataset(STATIC, batch_size=8, training=True, seed=2))
+    first = epochs(pipeline.make_dataset(STATIC, batch_size=8, training=True, seed=1))
+    again = epochs(pipeline.make_dataset(STATIC, batch_size=8, training=True, seed=1))
+    other = epochs(pipeline.make_dataset(STATIC, batch_size=8, training=True, seed=2))
     assert len(first) == len(again) == 2
     for (a, _), (b, _) in zip(first, again):
         np.testing.assert_array_equal(a, b)
@@ -670,8 +670,8 @@ def test_make_dataset_training_shuffles_every_epoch_deterministically():
 
 
 def test_make_dataset_dynamic_binarizes_afresh_each_epoch_reproducibly():
-    first = epochs(data.make_dataset(INTENSITIES, batch_size=8, training=True, seed=7, dynamic=True))
-    again = epochs(data.make_dataset(INTENSITIES, batch_size=8, training=True, seed=7, dynamic=True))
+    first = epochs(pipeline.make_dataset(INTENSITIES, batch_size=8, training=True, seed=7, dynamic=True))
+    again = epochs(pipeline.make_dataset(INTENSITIES, batch_size=8, training=True, seed=7, dynamic=True))
     assert len(first) == len(again) == 2
     for (a, a_target), (b, _) in zip(first, again):
         np.testing.assert_array_equal(a, b)  # same seed, same epochs
@@ -683,14 +683,14 @@ def test_make_dataset_dynamic_binarizes_afresh_each_epoch_reproducibly():
 def test_make_dataset_dynamic_draws_new_noise_each_epoch_for_the_same_image():
     # One image, no shuffling: only fresh randomness can make two epochs differ.
     image = np.full((1,) + IMAGE_SHAPE, 128, np.uint8)
-    (a, _), (b, _) = epochs(data.make_dataset(image, batch_size=1, training=False, seed=0, dynamic=True))
+    (a, _), (b, _) = epochs(pipeline.make_dataset(image, batch_size=1, training=False, seed=0, dynamic=True))
     assert (a != b).mean() > 0.3  # two independent Bernoulli(0.5) draws differ half the time
 
 
 def test_make_dataset_dynamic_matches_bernoulli_means():
     p = np.array([0, 64, 191, 255], np.uint8)
     images = np.repeat(p, 100)[:, None, None, None] * np.ones((1,) + IMAGE_SHAPE, np.uint8)  # (400, 28, 28, 1)
-    (x, _), = epochs(data.make_dataset(images, batch_size=100, training=False, seed=3, dynamic=True), n=1)
+    (x, _), = epochs(pipeline.make_dataset(images, batch_size=100, training=False, seed=3, dynamic=True), n=1)
     means = x.reshape(4, -1).mean(axis=1)
     np.testing.assert_allclose(means, p / 255, atol=0.01)
     assert means[0] == 0 and means[-1] == 1
@@ -699,7 +699,7 @@ def test_make_dataset_dynamic_matches_bernoulli_means():
 def test_make_dataset_shards_in_memory_data_by_data():
     import tensorflow as tf
 
-    dataset = data.make_dataset(STATIC, batch_size=4, training=True)
+    dataset = pipeline.make_dataset(STATIC, batch_size=4, training=True)
     policy = dataset.options().experimental_distribute.auto_shard_policy
     assert policy == tf.data.experimental.AutoShardPolicy.DATA
 
@@ -714,13 +714,13 @@ def test_make_dataset_shards_in_memory_data_by_data():
 def test_make_dataset_rejects_misuse(images, kwargs, message):
     kwargs = {"batch_size": 4, **kwargs}
     with pytest.raises(ValueError, match=message):
-        data.make_dataset(images, training=True, **kwargs)
+        pipeline.make_dataset(images, training=True, **kwargs)
 
 
-def test_importing_tfvae_data_does_not_import_tensorflow():
+def test_importing_tfvae_pipeline_does_not_import_tensorflow():
     import subprocess
 
-    code = "import sys, tfvae.data; print('tensorflow' in sys.modules)"
+    code = "import sys, tfvae.pipeline; print('tensorflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert result.stdout.strip() == "False"
@@ -732,14 +732,14 @@ def test_importing_tfvae_data_does_not_import_tensorflow():
 @pytest.mark.realdata
 def test_real_binarized_mnist_and_cache_hit(data_dir, parse_count):
     start = time.monotonic()
-    splits = data.load_splits("binarized_mnist", data_dir=data_dir)
+    splits = datasets.load_splits("binarized_mnist", data_dir=data_dir)
     cold = time.monotonic() - start
     assert splits.train.shape == (50_000,) + IMAGE_SHAPE and splits.validation.shape == (10_000,) + IMAGE_SHAPE
     assert splits.test.shape == (10_000,) + IMAGE_SHAPE and splits.test.dtype == np.uint8
     assert splits.test.mean() == pytest.approx(0.132512, abs=1e-6)
     assert splits.train.mean() == pytest.approx(0.130562, abs=1e-6)
     start = time.monotonic()
-    again = data.load_splits("binarized_mnist", data_dir=data_dir)
+    again = datasets.load_splits("binarized_mnist", data_dir=data_dir)
     warm = time.monotonic() - start
     assert len(parse_count) == 3  # the second load read no source file
     np.testing.assert_array_equal(again.test, splits.test)
@@ -748,7 +748,7 @@ def test_real_binarized_mnist_and_cache_hit(data_dir, parse_count):
 
 @pytest.mark.realdata
 def test_real_mnist_dynamic_splits(data_dir):
-    splits = data.load_splits("mnist", data_dir=data_dir)
+    splits = datasets.load_splits("mnist", data_dir=data_dir)
     assert splits.dynamic and splits.train.shape == (50_000,) + IMAGE_SHAPE and splits.train.max() == 255
     assert splits.validation.shape == (10_000,) + IMAGE_SHAPE and splits.validation.max() == 1
     # Test pixels: mean intensity 33.79 / 255, so about 0.1325 of the binarized pixels are on.
@@ -776,7 +776,7 @@ def test_real_amat_files_read_back_to_their_published_checksum(data_dir, name):
     """read_amat returns exactly the file: written back as .amat text, its bits hash to the published sha256."""
     import hashlib
 
-    bits = data.read_amat(os.path.join(data_dir, "binarized_mnist", f"binarized_mnist_{name}.amat.gz"))
+    bits = datasets.read_amat(os.path.join(data_dir, "binarized_mnist", f"binarized_mnist_{name}.amat.gz"))
     assert hashlib.sha256(amat_bytes(bits)).hexdigest() == BINARIZED_MNIST_SHA256[name]
 
 
@@ -786,7 +786,7 @@ def test_real_idx_files_read_back_to_their_published_checksum(data_dir, name):
     """read_idx returns exactly the file: with its IDX header put back, the array hashes to the canonical md5."""
     import hashlib
 
-    array = data.read_idx(os.path.join(data_dir, "mnist", f"{name}.gz"))
+    array = datasets.read_idx(os.path.join(data_dir, "mnist", f"{name}.gz"))
     assert hashlib.md5(idx_bytes(array)).hexdigest() == MNIST_MD5[name]
 
 
@@ -795,9 +795,9 @@ def test_real_idx_files_read_back_to_their_published_checksum(data_dir, name):
 
 def test_the_synthetic_data_dir_loads_like_the_real_one(synthetic_data_dir):
     """The session's stand-in for shared/data (conftest): full split sizes, binary, digit-like sparsity."""
-    splits = data.load_splits("binarized_mnist", data_dir=synthetic_data_dir)
+    splits = datasets.load_splits("binarized_mnist", data_dir=synthetic_data_dir)
     assert not splits.dynamic
-    for split, size in data.SPLIT_SIZES["binarized_mnist"].items():
+    for split, size in datasets.SPLIT_SIZES["binarized_mnist"].items():
         images = getattr(splits, split)
         assert images.shape == (size,) + IMAGE_SHAPE and images.dtype == np.uint8 and images.max() == 1, split
         assert 0.08 < images.mean() < 0.2, split  # binarized MNIST: 0.13

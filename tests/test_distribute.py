@@ -191,7 +191,7 @@ SGD_PARITY = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from tfvae.config import Config
-    from tfvae.data import make_training_dataset
+    from tfvae.pipeline import make_training_dataset
     from tfvae.distribute import make_strategy
     from tfvae.models import build_vae
 

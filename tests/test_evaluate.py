@@ -27,7 +27,7 @@ from tfvae import evaluate as ev
 from tfvae.cli import evaluate as evaluate_cli
 from tfvae.cli.main import cli
 from tfvae.config import IMAGE_SHAPE, Config, save_config
-from tfvae.data import Splits
+from tfvae.datasets import Splits
 from tfvae.errors import ConfigError
 from tfvae.runs import CHECKPOINT_DIR, CONFIG_FILE
 

@@ -73,7 +73,7 @@ def test_mixed_float16_with_a_gpu_trains_with_loss_scaling(synthetic_data_dir, m
     import tf_keras as tfk
 
     from tfvae import distribute
-    from tfvae.data import make_training_dataset
+    from tfvae.pipeline import make_training_dataset
 
     real = tf.config.list_physical_devices
     monkeypatch.setattr(distribute.tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"] if kind == "GPU" else real(kind))

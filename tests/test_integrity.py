@@ -62,7 +62,7 @@ REPLICA_PARITY = textwrap.dedent(
     tf_keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()
     from tfvae.config import Config
-    from tfvae.data import make_dataset, make_training_dataset, steps_per_epoch
+    from tfvae.pipeline import make_dataset, make_training_dataset, steps_per_epoch
     from tfvae.train import compile_vae
 
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
@@ -276,13 +276,13 @@ def test_overwrite_removes_the_old_runs_export(tiny_run, tmp_path):
 
 
 def test_evaluation_splits_of_dynamic_datasets_do_not_depend_on_the_runs_seed(tmp_path, monkeypatch):
-    from tfvae import data
+    from tfvae import datasets
     from tfvae.datasets import mnist
     from tfvae.evaluate import split_images
 
     sizes = {"train": 6, "validation": 3, "test": 4}
-    monkeypatch.setattr(mnist, "SPLIT_SIZES", {name: dict(sizes) for name in data.SPLIT_SIZES})
-    monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(mnist, "SPLIT_SIZES", {name: dict(sizes) for name in datasets.SPLIT_SIZES})
+    monkeypatch.setenv(datasets.CACHE_DIR_ENV, str(tmp_path / "cache"))
     rng = np.random.default_rng(1)
     root = tmp_path / "data" / "mnist"
     root.mkdir(parents=True)

@@ -56,7 +56,7 @@ import json, numpy as np, tensorflow as tf, tf_keras as tfk
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from tfvae.config import Config
-from tfvae.data import make_training_dataset
+from tfvae.pipeline import make_training_dataset
 from tfvae.distribute import make_strategy
 from tfvae.models import build_vae
 
