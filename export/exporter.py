@@ -8,6 +8,8 @@ replaced (with `overwrite`) only once the new one is complete.
     SavedModel      VAESignatures: decode z -> probs, logits; encode x -> loc, scale
     TFLite          converted from the SavedModel's signatures, builtin ops only (no Flex delegate)
     quantized       decoder_float16.tflite (float16 weights), decoder_int8.tflite (dynamic-range int8 weights)
+                    decoder_full_int8.tflite (int8 weights and activations, batch 1: tfvae.export.quantize)
+    micro/          with `micro`: decoder_full_int8.tflite as C for TFLite for Microcontrollers (tfvae.export.micro)
     manifest.json   shapes; each file's size and sha256; each file's parity with the Keras model on a
                     fixed batch of z; each TFLite decoder's change in ELBO and log p(x) on images, when given
     web/            with `web`: a static page that samples the exported prior and decoder in the browser (tfvae.export.web)
@@ -36,6 +38,7 @@ from tfvae.errors import ConfigError, RunError, WriteError
 from tfvae.export import layout
 from tfvae.export.layout import DEFAULT_EVAL_IMAGES, DEFAULT_IMPORTANCE_SAMPLES, EVAL_SPLIT, EVAL_SUBSET_SEED
 from tfvae.export.litert import TFLiteDecoder, TFLiteEncoder
+from tfvae.export.quantize import convert_full_int8, describe_full_int8
 from tfvae.export.savedmodel import KerasDecoder, SavedModelDecoder, save_signatures
 from tfvae.export.web import parse_web_model, write_site
 from tfvae.io import atomic_directory, atomic_write_text, file_sha256
@@ -110,6 +113,7 @@ def export_model(
     overwrite: bool = False,
     web: bool = False,
     web_model: Optional[str] = None,
+    micro: bool = False,
     images=None,
     images_name: str = "given",
     eval_images: Optional[int] = None,
@@ -124,10 +128,12 @@ def export_model(
         `vae.run_config`, and its manifest names the run (`run_dir`).
       out: the export directory.
       tflite: also write decoder.tflite and encoder.tflite.
-      quantize: quantized decoders to write too, a subset of ("float16", "int8"); needs `tflite`.
+      quantize: quantized decoders to write too, a subset of ("float16", "int8", "full_int8"); needs `tflite`.
       overwrite: replace an existing export in `out` (only once the new one is complete).
       web: also write OUT/web, a static page that samples from the decoder in the browser.
       web_model: the decoder that page starts with, one of layout.WEB_MODELS; None: float32. Needs `web`.
+      micro: also write OUT/micro, decoder_full_int8.tflite as C for TFLite for Microcontrollers (tfvae.export.micro);
+        needs "full_int8" in `quantize`.
       images: (N, H, W, C) images in [0, 1] (binary for a Bernoulli model) on which each quantized decoder's
         change in ELBO and log p(x) is measured; None: the manifest says the cost was not measured.
       images_name: what `images` are, for the manifest ("binarized_mnist test").
@@ -146,7 +152,7 @@ def export_model(
     >>> manifest["source"]  # doctest: +SKIP
     'python'
     """
-    what = _checked_options(tflite, quantize, web, web_model, eval_images, importance_samples, source)
+    what = _checked_options(tflite, quantize, web, web_model, eval_images, importance_samples, source, micro)
     _check_target(out, overwrite)  # before any slow work
     _check_writable(out)
     if what.web_model and (vae.image_shape[-1] != 1 or vae.likelihood != "bernoulli"):
@@ -178,6 +184,7 @@ def export_run(
     overwrite: bool = False,
     web: bool = False,
     web_model: str | None = None,
+    micro: bool = False,
     data_dir: str | None = None,
     eval_images: int = DEFAULT_EVAL_IMAGES,
     importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
@@ -189,7 +196,7 @@ def export_run(
     Args:
       run_dir: a run written by `tfvae train` (at least one epoch).
       out: the export directory; None: RUN_DIR/export.
-      tflite, quantize, overwrite, web, web_model, importance_samples, log: as `export_model`'s.
+      tflite, quantize, overwrite, web, web_model, micro, importance_samples, log: as `export_model`'s.
       data_dir: where the test images are, for the quantization cost; None: the run's config,
         then $TFVAE_DATA_DIR, then TFDS.
       eval_images: this many test images, drawn at random with a fixed seed, measure the quantization cost.
@@ -200,9 +207,9 @@ def export_run(
     """
     out = out or os.path.join(run_dir, layout.DEFAULT_EXPORT_DIR)
     options = dict(tflite=tflite, quantize=quantize, overwrite=overwrite, web=web, web_model=web_model,
-                   importance_samples=importance_samples)
+                   micro=micro, importance_samples=importance_samples)
     # Options and the target first: a typo should not cost loading a model and a dataset.
-    what = _checked_options(tflite, quantize, web, web_model, eval_images, importance_samples, run_dir)
+    what = _checked_options(tflite, quantize, web, web_model, eval_images, importance_samples, run_dir, micro)
     _check_target(out, overwrite)
     _check_writable(out)
     config, vae = load_vae(run_dir, log=log)
@@ -228,9 +235,11 @@ class _Export:
     web_model: Optional[str]  # the decoder the web page starts with; None: no page
     importance_samples: int  # K for the quantization cost
     source: Optional[str]  # where the model came from (a path); None: handed over in Python
+    micro: bool = False  # OUT/micro: decoder_full_int8.tflite as C, its arena measured with TFLM
 
 
-def _checked_options(tflite, quantize, web, web_model, eval_images, importance_samples, source) -> _Export:
+def _checked_options(tflite, quantize, web, web_model, eval_images, importance_samples, source,
+                     micro=False) -> _Export:
     """The options as an `_Export`, or a ConfigError naming the first bad one."""
     quantize = parse_quantize(quantize)
     if quantize and not tflite:
@@ -241,7 +250,9 @@ def _checked_options(tflite, quantize, web, web_model, eval_images, importance_s
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{flag} must be a positive integer, got {value!r}")
-    return _Export(bool(tflite), quantize, web_model, importance_samples, source)
+    if micro and "full_int8" not in quantize:
+        raise ConfigError("--micro embeds decoder_full_int8.tflite, the decoder TFLM runs: add --tflite --quantize full_int8")
+    return _Export(bool(tflite), quantize, web_model, importance_samples, source, bool(micro))
 
 
 def _write_export(directory, vae, what: _Export, images, log) -> dict:
@@ -289,9 +300,14 @@ def _write_export(directory, vae, what: _Export, images, log) -> dict:
             (q, layout.QUANTIZED_DECODER_FILES[q]) for q in what.quantize
         ]:
             path = os.path.join(directory, name)
-            _write_bytes(path, convert_signature(saved_model_dir, layout.DECODE, quantization))
+            if quantization == "full_int8":  # batch 1, calibrated on z ~ p(z): tfvae.export.quantize
+                _write_bytes(path, convert_full_int8(vae, prior))
+            else:
+                _write_bytes(path, convert_signature(saved_model_dir, layout.DECODE, quantization))
             decoders[name] = (quantization, TFLiteDecoder(path))  # loads in the plain interpreter, or fails here
             parity[name] = probs_parity(decoders[name][1])
+            if quantization == "full_int8":
+                parity[name]["mean_abs_diff_probs"] = float(np.mean(np.abs(decoders[name][1].decode(z)[layout.PROBS] - probs)))
             log(f"wrote {name} ({os.path.getsize(path):,} bytes, max |probs - Keras| {parity[name]['max_abs_diff_probs']:.2e})")
         path = os.path.join(directory, layout.ENCODER_FILE)
         _write_bytes(path, convert_signature(saved_model_dir, encoder_keys if vae.flow is not None else layout.ENCODE))
@@ -307,6 +323,8 @@ def _write_export(directory, vae, what: _Export, images, log) -> dict:
             parity[layout.ENCODER_FILE]["max_abs_diff_z"] = float(np.max(np.abs(tflite_z - keras_z)))
             parity[layout.ENCODER_FILE]["max_abs_diff_log_q"] = float(np.max(np.abs(tflite_log_q - keras_log_q)))
         log(f"wrote {layout.ENCODER_FILE} ({os.path.getsize(path):,} bytes)")
+    if what.micro:
+        micro_entry = _write_micro(directory, decoders[layout.QUANTIZED_DECODER_FILES["full_int8"]][1], z, probs, log)
     if what.web_model:
         # write_site reads latent_dim, image_shape and the prior's family from a run's config: the model has them.
         shape = types.SimpleNamespace(latent_dim=vae.latent_dim, image_shape=tuple(vae.image_shape),
@@ -339,6 +357,10 @@ def _write_export(directory, vae, what: _Export, images, log) -> dict:
     })
     if what.web_model:
         manifest["web"] = web_entry
+    if "full_int8" in what.quantize:
+        manifest["full_int8"] = describe_full_int8(os.path.join(directory, layout.QUANTIZED_DECODER_FILES["full_int8"]))
+    if what.micro:
+        manifest["micro"] = micro_entry
     if what.quantize:
         if images is None:
             manifest["quantization"] = _not_measured(decoders)
@@ -350,6 +372,26 @@ def _write_export(directory, vae, what: _Export, images, log) -> dict:
     manifest_path = os.path.join(directory, layout.MANIFEST_FILE)
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _write_micro(directory, litert_decoder, z, probs, log) -> dict:
+    """OUT/micro for the full-int8 decoder (tfvae.export.micro), with TFLM's parity against LiteRT and Keras."""
+    from tfvae.export import micro
+
+    path = litert_decoder.path
+    arena = micro.measure_arena(path)
+    micro_decoder = micro.MicroDecoder(path, arena_size=arena)
+    entry = micro.write_micro(path, os.path.join(directory, layout.MICRO_DIR), arena, micro.model_ops(path), micro_decoder)
+    tflm = micro_decoder.decode(z)[layout.PROBS]  # the parity batch, one invoke per z
+    entry["parity"] = {
+        "max_abs_diff_probs_litert": float(np.max(np.abs(tflm - litert_decoder.decode(z)[layout.PROBS]))),
+        "max_abs_diff_probs": float(np.max(np.abs(tflm - probs))),
+        "mean_abs_diff_probs": float(np.mean(np.abs(tflm - probs))),
+        "reference": "TFLM against LiteRT on the same file, and against the Keras model, on the parity batch",
+    }
+    log(f"wrote {layout.MICRO_DIR}/ ({entry['model_bytes']:,}-byte model, TFLM arena {arena:,} bytes, "
+        f"ops {', '.join(entry['ops'])}; max |probs TFLM - LiteRT| {entry['parity']['max_abs_diff_probs_litert']:.2e})")
+    return entry
 
 
 def _signature_shapes(latent_dim: int, image_shape, flow: bool = False, likelihood: str = "bernoulli") -> dict:

@@ -8,6 +8,10 @@
       encoder.tflite            `encode` (and `encode_sample`), float32   (with --tflite)
       decoder_float16.tflite    `decode`, float16 weights       (with --quantize float16)
       decoder_int8.tflite       `decode`, int8 dynamic-range    (with --quantize int8)
+      decoder_full_int8.tflite  `decode`, batch 1, float32 in and out around an int8 body (with --quantize full_int8)
+      micro/                    decoder_full_int8.tflite for TFLite for Microcontrollers  (with --micro)
+        decoder_model_data.cc, decoder_model_data.h   the model as a 16-byte-aligned C array, its length, its arena
+        README.md               the C++ that runs it (the op resolver with exactly its ops)
       web/                      a static page that samples in the browser with LiteRT.js  (with --web)
         index.html, tfvae.js, random.js, style.css   the page (plain ES modules, no bundler)
         tfvae.json              what the page needs: D, the batch, the prior (from prior.npz), the decoders
@@ -68,6 +72,10 @@ __all__ = [
     "WEB_CONFIG_FILE",
     "WEB_PAGE_FILES",
     "WEB_RUNTIME_DIR",
+    "MICRO_DIR",
+    "MICRO_SOURCE",
+    "MICRO_HEADER",
+    "MICRO_README",
     "DEFAULT_EVAL_IMAGES",
     "DEFAULT_IMPORTANCE_SAMPLES",
     "EVAL_SPLIT",
@@ -101,6 +109,8 @@ PRIOR_FILE = "prior.npz"  # arrays logits, loc, scale (tfvae.mixture.ARRAYS), re
 QUANTIZED_DECODER_FILES = {
     "float16": "decoder_float16.tflite",  # weights stored as float16, computed in float32
     "int8": "decoder_int8.tflite",  # dynamic-range: int8 weights, float32 activations
+    # full-integer: int8 weights and activations, float32 z in and outputs out, batch 1 (TFLM and NPUs)
+    "full_int8": "decoder_full_int8.tflite",
 }
 QUANTIZATIONS = tuple(QUANTIZED_DECODER_FILES)
 MANIFEST_FILE = "manifest.json"
@@ -129,6 +139,12 @@ WEB_MODELS = tuple(WEB_MODEL_FILES)
 WEB_CONFIG_FILE = "tfvae.json"  # read by the page: latent_dim, batch, prior, decoders
 WEB_PAGE_FILES = ("index.html", "tfvae.js", "random.js", "style.css")
 WEB_RUNTIME_DIR = "litertjs"
+
+# TFLite for Microcontrollers (`tfvae export --micro`), inside OUT/MICRO_DIR: decoder_full_int8.tflite as C.
+MICRO_DIR = "micro"
+MICRO_SOURCE = "decoder_model_data.cc"  # g_decoder_model_data[], 16-byte aligned
+MICRO_HEADER = "decoder_model_data.h"  # its length and kTensorArenaSize, the measured arena
+MICRO_README = "README.md"  # the C++ that runs it with TFLM
 
 
 def decoder_likelihood(output_names) -> str:

@@ -103,7 +103,9 @@ class TFLiteDecoder:
     Args:
       path: a `.tflite` file with the signature `decode`: z (N, D) float32 ->
         probs, logits (N, H, W, C) float32, and for a continuous-Bernoulli
-        decoder mean (N, H, W, C), E[x|z] (`likelihood` says which).
+        decoder mean (N, H, W, C), E[x|z] (`likelihood` says which). N is
+        dynamic, or fixed (`batch_size`: decoder_full_int8.tflite takes one z
+        per invoke, and is run that many at a time).
       num_threads: CPU threads for the interpreter; None lets LiteRT choose.
 
     Raises:
@@ -124,7 +126,10 @@ class TFLiteDecoder:
             raise ModelFileError(
                 f"{path} is not a tfvae decoder: its 'decode' signature takes {sorted(inputs)}, expected only 'z'"
             )
-        self.latent_dim = _check(path, layout.DECODE, inputs, layout.Z, (None,), "input")[1]
+        z_shape = _check(path, layout.DECODE, inputs, layout.Z, (None,), "input")
+        self.latent_dim = z_shape[1]
+        # A fixed batch (decoder_full_int8.tflite has 1, for TFLM) is decoded that many z per call; -1: any.
+        self.batch_size = None if z_shape[0] < 0 else z_shape[0]
         self.outputs = tuple(name for name in (*layout.DECODE_OUTPUTS, layout.MEAN) if name in outputs)
         self.image_shape = _image_shape(path, layout.DECODE, outputs, (*layout.DECODE_OUTPUTS, *self.outputs[2:]), "output")
         self.likelihood = layout.decoder_likelihood(self.outputs)
@@ -137,8 +142,13 @@ class TFLiteDecoder:
         if len(z) == 0:
             empty = np.zeros((0, *self.image_shape), np.float32)
             return {name: empty.copy() for name in self.outputs}
-        outputs = self._runner(**{layout.Z: z})
-        return {name: outputs[name] for name in self.outputs}
+        if self.batch_size is None:
+            outputs = self._runner(**{layout.Z: z})
+            return {name: outputs[name] for name in self.outputs}
+        if len(z) % self.batch_size:
+            raise ValueError(f"{self.path} decodes {self.batch_size} z per call: N must be a multiple of it, got {len(z)}")
+        chunks = [self._runner(**{layout.Z: z[i : i + self.batch_size]}) for i in range(0, len(z), self.batch_size)]
+        return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in self.outputs}
 
     def decode_logits(self, z) -> np.ndarray:
         """z (N, D) -> logits (N, H, W, C): the callable the likelihood estimators take."""
