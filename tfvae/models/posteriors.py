@@ -183,6 +183,15 @@ class AutoregressiveStep(tfk.layers.Layer):
         log_scale = _LOG_SCALE_BOUND * tf.tanh(self.log_scale(hidden) / _LOG_SCALE_BOUND)
         return z * tf.exp(log_scale) + self.shift(hidden), tf.reduce_sum(log_scale, axis=-1)
 
+    def inverse(self, z_out, context):
+        """The z that `call` maps to z_out: D fixed-point passes, exact for an autoregressive map (z_i needs z_<i)."""
+        z = tf.zeros_like(z_out)
+        for _ in range(self.latent_dim):
+            hidden = tf.nn.relu(self.hidden(z) + self.context(context))
+            log_scale = _LOG_SCALE_BOUND * tf.tanh(self.log_scale(hidden) / _LOG_SCALE_BOUND)
+            z = (z_out - self.shift(hidden)) * tf.exp(-log_scale)
+        return z
+
     def get_config(self):
         return {**super().get_config(), "latent_dim": self.latent_dim, "hidden_units": self.hidden_units}
 
@@ -218,6 +227,16 @@ class InverseAutoregressiveFlow(tfk.layers.Layer):
         if len(self.steps) % 2 == 0:  # an odd number of reversals: back to the base's order
             z = tf.reverse(z, axis=[-1])
         return z, log_det
+
+    def inverse(self, z, context):
+        """z_T (..., B, D) -> z_0: the steps undone in reverse order (used for log q of a z the flow did not draw)."""
+        if len(self.steps) % 2 == 0:
+            z = tf.reverse(z, axis=[-1])
+        for t in reversed(range(len(self.steps))):
+            z = self.steps[t].inverse(z, context)
+            if t > 0:
+                z = tf.reverse(z, axis=[-1])
+        return z
 
     def get_config(self):
         return {**super().get_config(), "latent_dim": self.latent_dim, "steps": len(self.steps),

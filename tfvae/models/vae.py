@@ -21,25 +21,44 @@ exported); the distributions live only in the TFP layers around them.
 
 from __future__ import annotations
 
+import inspect
+import math
+import os
+import re
 import threading
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras as tfk
 
 from tfvae.config import IMAGE_SHAPE, Config
+from tfvae.errors import ConfigError
 from tfvae.models import ARCHITECTURES, FLOW_CONTEXTS, LIKELIHOODS, OBJECTIVES, POSTERIORS, PRIORS
 from tfvae.models.posteriors import KLDivergenceLoss, SampledRateLoss, make_posterior, posterior_params
 from tfvae.models.replicas import global_position, replicas
 
 tfd = tfp.distributions
+tfb = tfp.bijectors
 tfpl = tfp.layers
 
-__all__ = ["VAE", "build_vae"]
+__all__ = ["VAE", "build_vae", "DEFAULT_LEARNING_RATE"]
+
+DEFAULT_LEARNING_RATE = 1e-3  # `vae.compile()` with no optimizer: Adam at this step size, as `tfvae train`
+_SAMPLE_BATCH = 1024  # latents per decoder call in `sample`: bounds memory for large n
 
 
+@tfk.utils.register_keras_serializable(package="tfvae")
 class VAE(tfk.Model):
     """A VAE with a Bernoulli (or continuous-Bernoulli) decoder, trained on the ELBO or the IWAE bound.
+
+    A Keras model like any other: `compile()`, `fit(x)` on a NumPy array of
+    images in [0, 1] ((N, H, W) or (N, H, W, C)) or on a `tf.data.Dataset` of
+    batched images or of `(images, anything)` pairs, `evaluate`, callbacks,
+    `save("m.keras")` and `tf_keras.models.load_model("m.keras")`. A Bernoulli
+    model binarizes grey values afresh at every training step (x ~ Bernoulli(pixel),
+    a stateless draw from (seed, step)) and validation images with one fixed draw
+    per batch position; binary images pass unchanged.
 
     Calling the model on images x (B, H, W, C) returns p(x|z): for one sample
     per image (K = 1) a distribution with batch shape (B,), for K samples one
@@ -69,12 +88,25 @@ class VAE(tfk.Model):
       prior: a key of `tfvae.models.PRIORS` (normal, mog, vamp).
       prior_components: components of a mog prior, pseudo-inputs of a vamp prior.
       likelihood: p(x|z), a key of `tfvae.models.LIKELIHOODS`.
+      encoder: your own Keras model from images (B, H, W, C) to the 2·D numbers of
+        q(z|x), loc then raw scale (scale = softplus(raw) + 1e-5); None: `architecture`'s.
+      decoder: your own Keras model from z (B, D) to the logits of an image,
+        (B, H * W * C) or (B, H, W, C); None: `architecture`'s. Give both or neither;
+        with them `architecture` is None and the size options are unused.
 
     Example:
     >>> vae = VAE(latent_dim=2, hidden_units=8)
     >>> p_x_given_z = vae(tf.zeros([3, 28, 28, 1]))
     >>> p_x_given_z.log_prob(tf.zeros([3, 28, 28, 1])).shape
     TensorShape([3])
+    >>> vae.compile()
+    >>> x = np.random.default_rng(0).random((32, 28, 28)).astype("float32")  # grey values: binarized per step
+    >>> sorted(vae.fit(x, epochs=1, batch_size=16, verbose=0).history)
+    ['distortion', 'elbo', 'rate']
+    >>> vae.encode(x[:2]).sample().shape, vae.decode(tf.zeros([2, 2])).mean().shape
+    (TensorShape([2, 2]), TensorShape([2, 28, 28, 1]))
+    >>> bool(np.array_equal(vae.sample(4, seed=1), vae.sample(4, seed=1)))
+    True
     """
 
     def __init__(
@@ -96,9 +128,21 @@ class VAE(tfk.Model):
         prior="normal",
         prior_components=500,
         likelihood="bernoulli",
+        encoder=None,
+        decoder=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        own_networks = encoder is not None or decoder is not None
+        _check_model_options(
+            latent_dim=latent_dim, hidden_units=hidden_units, architecture=architecture if not own_networks else "mlp",
+            image_shape=image_shape, seed=seed, hidden_layers=hidden_layers, filters=filters, objective=objective,
+            train_samples=train_samples, warmup_epochs=warmup_epochs, posterior=posterior, flow_steps=flow_steps,
+            flow_context=flow_context, flow_hidden_units=flow_hidden_units, prior=prior,
+            prior_components=prior_components, likelihood=likelihood,
+        )
+        if own_networks:
+            architecture = None  # the networks are the user's
         self.seed = seed
         self.latent_dim = latent_dim
         self.hidden_units = hidden_units
@@ -116,10 +160,16 @@ class VAE(tfk.Model):
         self.prior_name = prior
         self.prior_components = prior_components
         self.likelihood = likelihood
-        networks = ARCHITECTURES[architecture]
-        sizes = dict(hidden_units=hidden_units, hidden_layers=hidden_layers, filters=filters)
-        self.encoder = networks.encoder(latent_dim, self.image_shape, **sizes)
-        self.decoder = networks.decoder(latent_dim, self.image_shape, **sizes)
+        if own_networks:
+            self.encoder, self.decoder = _own_networks(encoder, decoder, latent_dim, self.image_shape)
+            if posterior == "iaf" and flow_context == "features":
+                raise ValueError("with your own encoder, posterior='iaf' needs flow_context='params' (the "
+                                 "'features' context reads the last hidden layer of tfvae's own encoders)")
+        else:
+            networks = ARCHITECTURES[architecture]
+            sizes = dict(hidden_units=hidden_units, hidden_layers=hidden_layers, filters=filters)
+            self.encoder = networks.encoder(latent_dim, self.image_shape, **sizes)
+            self.decoder = networks.decoder(latent_dim, self.image_shape, **sizes)
         self.q_z = tfpl.DistributionLambda(make_posterior, dtype="float32", name="q_z")
         flow = POSTERIORS[posterior]
         flow_sizes = dict(flow_steps=flow_steps, hidden_units=flow_hidden_units or hidden_units)
@@ -143,6 +193,9 @@ class VAE(tfk.Model):
             self.objective_tracker = tfk.metrics.Mean(name="objective")
         # log q(z_k|x) - log p(z_k) of the last call, per thread (tf.distribute runs a thread per replica).
         self._latents = threading.local()
+        # Bernoulli models binarize their inputs in train_step / test_step (grey values become x ~ Bernoulli(pixel);
+        # binary values pass unchanged). `tfvae train` turns it off: its pipeline binarizes per epoch already.
+        self.binarize_inputs = True
 
     def call(self, x, training=None):
         params, context = self._encode(x, training)  # (B, 2D), and the flow's context (B, C) or None
@@ -156,11 +209,18 @@ class VAE(tfk.Model):
             self.rate_loss(log_q_over_p if self.train_samples == 1 else log_q_over_p[0])
         self._latents.log_q_over_p = log_q_over_p
         if self.train_samples == 1:
-            logits = self.decoder(z, training=training)  # (B, P)
+            logits = self._decoder_logits(z, training)  # (B, P)
         else:
-            logits = self.decoder(tf.reshape(z, [-1, self.latent_dim]), training=training)  # (K B, P)
+            logits = self._decoder_logits(tf.reshape(z, [-1, self.latent_dim]), training)  # (K B, P)
             logits = tf.reshape(logits, [self.train_samples, -1, logits.shape[-1]])  # (K, B, P)
         return self.p_x_given_z(logits)
+
+    def _decoder_logits(self, z, training=None):
+        """z (N, D) -> logits (N, P), P = H * W * C (your own decoder may return (N, H, W, C))."""
+        logits = self.decoder(z, training=training)
+        if self.architecture is None:
+            logits = tf.reshape(logits, [-1, math.prod(self.image_shape)])
+        return logits
 
     def _posterior_noise(self, batch_size, training):
         """eps for this replica's rows of the global batch, a pure function of (seed, step, position).
@@ -223,6 +283,231 @@ class VAE(tfk.Model):
         """z (N, D) -> logits (N, H, W, C): a plain tensor function, no sampling."""
         logits = self.decoder(z, training=False)
         return tf.reshape(logits, [-1, *self.image_shape])
+
+    # ------------------------------------------------------------------ the Python interface
+
+    @property
+    def xla_evaluation(self) -> bool:
+        """Whether the evaluator compiles the likelihood with XLA (`Architecture.xla_evaluation`; False for your own networks)."""
+        return self.architecture is not None and ARCHITECTURES[self.architecture].xla_evaluation
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "VAE":
+        """The model of `tfvae train --preset NAME` (its model options only), with `overrides` applied.
+
+        Raises:
+          ConfigError: an unknown preset (the message lists the names).
+
+        Example:
+        >>> VAE.from_preset("best", prior_components=10, filters=4, hidden_units=16).architecture
+        'conv'
+        """
+        from tfvae.presets import PRESETS
+
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        options = {k: v for k, v in PRESETS[name].items() if k in _MODEL_OPTIONS}
+        return cls(**{**options, **overrides})
+
+    def compile(self, optimizer=None, **kwargs):
+        """Configure training; with no optimizer, Adam at `DEFAULT_LEARNING_RATE`, as `tfvae train`.
+
+        Any Keras optimizer (or its name) may be passed. The loss is the model's own
+        negative objective, so `loss` is refused; `metrics` are reported beside elbo, rate and distortion.
+        """
+        if kwargs.get("loss") is not None:
+            raise ValueError("a VAE's loss is its own objective (the negative ELBO or IWAE bound): compile it without loss=")
+        if optimizer is None:
+            # Keras 2's legacy Adam: TensorFlow's fused kernel, faster on CPU (tfvae.train.compile_vae).
+            optimizer = tfk.optimizers.legacy.Adam(learning_rate=DEFAULT_LEARNING_RATE)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        """Recompile a reloaded model as it was saved (its optimizer; the loss is always the model's own)."""
+        self.compile(**tfk.saving.deserialize_keras_object(config))
+        if isinstance(self.optimizer, tfk.optimizers.Optimizer) and self.built:  # (legacy ones create slots lazily)
+            self.optimizer.build(self.trainable_variables)  # its slots exist before the saved ones are loaded
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
+            validation_data=None, *args, **kwargs):
+        """Train on images: a NumPy array (N, H, W) or (N, H, W, C) with values in [0, 1], or a `tf.data.Dataset`
+        of batched images or of `(images, anything)` pairs. `y` is ignored (the images are their own target).
+
+        Everything else is `tf_keras.Model.fit`'s. Bad images raise ValueError before anything is traced.
+        """
+        if x is not None and not isinstance(x, tf.data.Dataset):
+            x = self.check_images(x, "x")
+            y = None
+        elif isinstance(x, tf.data.Dataset):
+            self._check_dataset(x, "x")
+        if validation_data is not None:
+            validation_data = self._checked_validation(validation_data)
+        return super().fit(x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
+                           *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """Keras' evaluation (the one-sample ELBO, rate and distortion); for log p(x) see `tfvae.evaluate`."""
+        if x is not None and not isinstance(x, tf.data.Dataset):
+            x, y = self.check_images(x, "x"), None
+        elif isinstance(x, tf.data.Dataset):
+            self._check_dataset(x, "x")
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def train_step(self, data):
+        """One step of the objective on a batch of images (any second element of the batch is ignored)."""
+        x = self._batch_images(data, training=True)
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x, x, y_pred, None)
+        self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+        return self.compute_metrics(x, x, y_pred, None)
+
+    def test_step(self, data):
+        x = self._batch_images(data, training=False)
+        y_pred = self(x, training=False)
+        self.compute_loss(x, x, y_pred, None)
+        return self.compute_metrics(x, x, y_pred, None)
+
+    def _batch_images(self, data, training):
+        """A batch from fit / evaluate -> images (B, H, W, C) float32, binarized for a Bernoulli model."""
+        x = data[0] if isinstance(data, (tuple, list)) else data
+        x = tf.reshape(tf.cast(x, tf.float32), [-1, *self.image_shape])
+        if not (self.binarize_inputs and LIKELIHOODS[self.likelihood].binary):
+            return x
+        if training:  # afresh at every step: a function of (seed, step, replica)
+            optimizer = getattr(self, "optimizer", None)
+            step = tf.cast(optimizer.iterations, tf.int64) if optimizer is not None else tf.constant(0, tf.int64)
+        else:  # validation: the same draw for the same batch position at every epoch
+            step = tf.cast(self._test_counter, tf.int64)
+        seed = tf.random.experimental.stateless_fold_in(tf.constant([self.seed, 2 if training else 3], tf.int64), step)
+        replica = tf.distribute.get_replica_context()
+        if replica is not None:
+            seed = tf.random.experimental.stateless_fold_in(seed, replica.replica_id_in_sync_group)
+        return tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=seed) < x, tf.float32)
+
+    def encode(self, x):
+        """q(z|x) for images x (N, H, W[, C]) in [0, 1]: a TFP distribution, batch (N,), event (D,).
+
+        The Gaussian N(loc, diag scale^2); with `posterior="iaf"`, that Gaussian pushed through the flow
+        (a `tfd.TransformedDistribution`: `sample` and `log_prob` of its samples are exact; `log_prob` of
+        another z inverts the flow by fixed-point iteration, D passes per step).
+        """
+        x = self.check_images(x, "x") if not tf.is_tensor(x) else tf.reshape(tf.cast(x, tf.float32), [-1, *self.image_shape])
+        params, context = self._encode(x, training=False)
+        q_z = make_posterior(params)
+        if self.flow is None:
+            return q_z
+        return tfd.TransformedDistribution(q_z, _FlowBijector(self.flow, context), name="q_z")
+
+    def decode(self, z):
+        """p(x|z) for latents z (N, D): a TFP distribution over images, batch (N,), event (H, W, C).
+
+        `decode(z).mean()` is the picture (the Bernoulli means); `.log_prob(x)` the likelihood of images.
+        """
+        z = self._check_latents(z)
+        return self.p_x_given_z(self._decoder_logits(z, training=False))
+
+    def sample(self, n: int, seed: int = 0, temperature: float = 1.0) -> np.ndarray:
+        """n images drawn from the model: z ~ p(z) (the model's own prior, a mixture too), then E[x|z].
+
+        z is drawn with `numpy.random.default_rng(seed)` exactly as `tfvae sample --seed` draws it, so an
+        exported decoder shows the same images. Returns (n, H, W, C) float32 in [0, 1].
+
+        Args:
+          n: how many images.
+          seed: a non-negative integer; the same seed gives the same images.
+          temperature: scales every component's scale (below 1: nearer the prior's modes).
+        """
+        from tfvae.mixture import Mixture
+
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        prior = Mixture(*(np.asarray(t) for t in self.prior_mixture()))
+        z = prior.sample(np.random.default_rng(seed), int(n), temperature)  # (n, D) float32
+        means = [self.decode_mean(tf.constant(z[i : i + _SAMPLE_BATCH])).numpy() for i in range(0, n, _SAMPLE_BATCH)]
+        return np.concatenate(means, axis=0)
+
+    def save(self, filepath, overwrite=True, save_format=None, **kwargs):
+        """Save configuration, weights and optimizer to a `.keras` file, atomically (a temporary file, then a rename).
+
+        Reload with `tfvae.load_model(path)` or `tf_keras.models.load_model(path)`. For a SavedModel of the
+        decoder and encoder (tensors in, tensors out) and TFLite files use `tfvae.export(vae, out)`.
+        """
+        path = os.fspath(filepath)
+        if save_format not in (None, "keras") or not path.endswith(".keras"):
+            raise ValueError(f"a tfvae.VAE saves to a .keras file (vae.save('model.keras')), not {path!r}; "
+                             "for a SavedModel or TFLite files of its decoder use tfvae.export(vae, out_dir)")
+        if os.path.exists(path) and not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+        directory = os.path.dirname(os.path.abspath(path))
+        temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp.keras")
+        try:
+            super().save(temporary, overwrite=True, save_format="keras", **kwargs)
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+
+    def check_images(self, x, what="images") -> np.ndarray:
+        """Images as the model takes them: float32 (N, H, W, C) in [0, 1], or a one-sentence ValueError."""
+        try:
+            x = np.asarray(x)
+        except (ValueError, TypeError):
+            raise ValueError(f"{what} must be an array of images, got {type(x).__name__}") from None
+        expected = tuple(self.image_shape)
+        if x.dtype.kind not in "biuf":
+            raise ValueError(f"{what} must hold numbers in [0, 1], got dtype {x.dtype}")
+        if x.ndim == len(expected) and expected[-1] == 1 and tuple(x.shape[1:]) == expected[:-1]:
+            x = x[..., None]  # (N, H, W) grey images
+        if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected or len(x) == 0:
+            shape = "x".join(map(str, expected))
+            raise ValueError(f"{what} must be a stack of {shape} images, (N, {', '.join(map(str, expected))})"
+                             + (f" or (N, {expected[0]}, {expected[1]})" if expected[-1] == 1 else "")
+                             + f", got shape {x.shape}")
+        x = x.astype(np.float32, copy=False)
+        if not np.isfinite(x).all():
+            raise ValueError(f"{what} hold NaN or infinite values")
+        low, high = float(x.min()), float(x.max())
+        if low < 0 or high > 1:
+            raise ValueError(f"{what} must hold values in [0, 1], got {low:g} to {high:g}"
+                             + ("; divide 8-bit pixels by 255" if high <= 255 and low >= 0 else ""))
+        return x
+
+    def _check_dataset(self, dataset, what):
+        spec = dataset.element_spec
+        spec = spec[0] if isinstance(spec, (tuple, list)) else spec
+        if not isinstance(spec, tf.TensorSpec):
+            raise ValueError(f"{what} must be a dataset of image batches or of (images, anything) pairs, got {spec}")
+        shape, expected = spec.shape, tuple(self.image_shape)
+        if shape.rank is not None and shape.rank <= len(expected) and tuple(shape.as_list()) in (expected, expected[:-1]):
+            raise ValueError(f"{what} yields single images of shape {tuple(shape.as_list())}: batch it, e.g. dataset.batch(128)")
+        tail = tuple(shape.as_list()[1:]) if shape.rank is not None else None
+        if tail is not None and tail != expected and not (expected[-1] == 1 and tail == expected[:-1]):
+            raise ValueError(f"{what} yields batches of shape {tuple(shape.as_list())}; this model takes images of "
+                             f"shape {expected}")
+
+    def _checked_validation(self, validation_data):
+        if isinstance(validation_data, tf.data.Dataset):
+            self._check_dataset(validation_data, "validation_data")
+            return validation_data
+        if isinstance(validation_data, tuple) and 1 <= len(validation_data) <= 3:  # (x_val, y_val[, weights])
+            validation_data = validation_data[0]
+        return (self.check_images(validation_data, "validation_data"),)
+
+    def _check_latents(self, z):
+        if tf.is_tensor(z):
+            if z.shape.rank != 2 or (z.shape[-1] is not None and z.shape[-1] != self.latent_dim):
+                raise ValueError(f"z must have shape (N, {self.latent_dim}), got {tuple(z.shape)}")
+            return tf.cast(z, tf.float32)
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"z must have shape (N, {self.latent_dim}) for this model (D = {self.latent_dim}), "
+                             f"got {z.shape}")
+        return tf.constant(z)
 
     def decode_mean(self, z):
         """z (N, D) -> E[x|z] (N, H, W, C), the likelihood's mean: what sample grids show."""
@@ -294,11 +579,76 @@ class VAE(tfk.Model):
             "prior": self.prior_name,
             "prior_components": self.prior_components,
             "likelihood": self.likelihood,
+            **({} if self.architecture is not None else {
+                "architecture": None,
+                "encoder": tfk.saving.serialize_keras_object(self.encoder),
+                "decoder": tfk.saving.serialize_keras_object(self.decoder),
+            }),
         }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        return cls(**config)
+        config = dict(config)
+        for name in ("encoder", "decoder"):
+            if isinstance(config.get(name), dict):
+                config[name] = tfk.saving.deserialize_keras_object(config[name], custom_objects=custom_objects)
+        vae = cls(**config)
+        vae(tf.zeros([1, *vae.image_shape]))  # every weight exists before a saved file's weights are loaded
+        return vae
+
+
+# The model options of `tfvae train` that `VAE` takes (Config fields), for `from_preset`.
+_MODEL_OPTIONS = tuple(
+    name for name in inspect.signature(VAE.__init__).parameters if name not in ("self", "kwargs", "encoder", "decoder")
+)
+
+
+def _check_model_options(**options) -> None:
+    """Refuse a model option `Config` would refuse, in Python's words (`latent_dim`, not `--latent-dim`)."""
+    try:
+        Config(**options)
+    except ConfigError as e:
+        raise ConfigError(re.sub(r"--([a-z][a-z0-9-]*)", lambda m: m.group(1).replace("-", "_"), str(e))) from None
+
+
+def _own_networks(encoder, decoder, latent_dim: int, image_shape):
+    """Check the user's encoder and decoder on a zero batch: the encoder must give (B, 2D), the decoder H * W * C logits."""
+    if encoder is None or decoder is None:
+        raise ValueError("give both encoder= and decoder= (your own networks), or neither")
+    for name, network in (("encoder", encoder), ("decoder", decoder)):
+        if not isinstance(network, tfk.layers.Layer):
+            raise ValueError(f"{name} must be a tf_keras model or layer, got {type(network).__name__} "
+                             "(build it with tf_keras, the Keras 2 that TFP's layers work with)")
+    params = encoder(tf.zeros([1, *image_shape]))
+    if params.shape.rank != 2 or params.shape[-1] != 2 * latent_dim:
+        raise ValueError(f"the encoder must map images (B, {', '.join(map(str, image_shape))}) to (B, {2 * latent_dim}) "
+                         f"numbers (loc and raw scale of D = {latent_dim}), got {tuple(params.shape)}")
+    logits = decoder(tf.zeros([1, latent_dim]))
+    if math.prod(logits.shape[1:]) != math.prod(image_shape):
+        raise ValueError(f"the decoder must map z (B, {latent_dim}) to the logits of a {'x'.join(map(str, image_shape))} "
+                         f"image, (B, {math.prod(image_shape)}) or (B, {', '.join(map(str, image_shape))}), "
+                         f"got {tuple(logits.shape)}")
+    return encoder, decoder
+
+
+class _FlowBijector(tfb.Bijector):
+    """The IAF flow of a VAE at a fixed context, as a TFP bijector (z_0 -> z_T), for `VAE.encode`."""
+
+    def __init__(self, flow, context):
+        super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False, validate_args=False, name="iaf")
+        self._flow, self._context = flow, context
+
+    def _forward(self, z):
+        return self._flow(z, self._context)[0]
+
+    def _forward_log_det_jacobian(self, z):
+        return self._flow(z, self._context)[1]
+
+    def _inverse(self, z):
+        return self._flow.inverse(z, self._context)
+
+    def _inverse_log_det_jacobian(self, z):
+        return -self._forward_log_det_jacobian(self._inverse(z))
 
 
 def build_vae(config: Config) -> VAE:
