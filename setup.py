@@ -24,6 +24,9 @@ EDGE_REQUIRES = [
     "pillow>=9.0",
     "ai-edge-litert==2.3.0",
 ]
+# TFLite for Microcontrollers' Python interpreter (tfvae.export.micro). PyPI has only its nightly builds, so the
+# specifier names one: pip then takes that build or a newer one.
+MICRO_REQUIRES = ["tflite-micro>=0.dev20261023182759"]
 
 setup(
     name="tfvae",
@@ -40,7 +43,9 @@ setup(
     install_requires=EDGE_REQUIRES + TRAIN_REQUIRES,
     extras_require={
         # selenium drives Debian's chromium (apt-get install chromium chromium-driver) in tests/test_web.py.
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "scipy>=1.11", "selenium>=4.20"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "scipy>=1.11", "selenium>=4.20"] + MICRO_REQUIRES,
+        # `tfvae sample --runtime micro` and `tfvae export --micro`: the TFLite for Microcontrollers interpreter.
+        "micro": MICRO_REQUIRES,
     },
     entry_points={"console_scripts": ["tfvae = tfvae.cli.main:main"]},
 )

@@ -23,9 +23,12 @@ import click
 @click.option("--manifold", is_flag=True,
               help="2-D latent only: decode a sqrt(N) x sqrt(N) grid at the normal's percent-point function.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Interpreter threads for a .tflite decoder.")
+@click.option("--runtime", type=click.Choice(["litert", "micro"]), default="litert", show_default=True,
+              help="What runs a .tflite decoder: LiteRT, or TFLite for Microcontrollers' interpreter (a batch-1 "
+              "decoder such as decoder_full_int8.tflite; pip install \"tfvae[micro]\").")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None,
               help="Refuse a decoder that does not make images with this many channels (1 grey, 3 RGB).")
-def sample(model_path, n, seed, temperature, mode, out, npy, interpolate, manifold, threads, channels):
+def sample(model_path, n, seed, temperature, mode, out, npy, interpolate, manifold, threads, runtime, channels):
     """Draw images from a trained decoder: z ~ p(z), then p(x|z), written as a PNG grid.
 
     p(z) is the prior.npz beside the decoder (a learned mixture, written by
@@ -45,7 +48,7 @@ def sample(model_path, n, seed, temperature, mode, out, npy, interpolate, manifo
         raise ConfigError(f"--n must be a positive integer, got {n}")
     if not 0 < temperature < float("inf"):  # before any file is read
         raise ConfigError(f"--temperature must be a positive number, got {temperature!r}")
-    decoder = open_decoder(model_path, num_threads=threads)
+    decoder = open_decoder(model_path, num_threads=threads, runtime=runtime)
     prior = open_prior(model_path, decoder)
     samples = draw(decoder, n, seed=seed, mode=mode, latents=latents, prior=prior, temperature=temperature,
                    channels=channels and int(channels))

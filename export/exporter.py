@@ -252,6 +252,10 @@ def _checked_options(tflite, quantize, web, web_model, eval_images, importance_s
             raise ConfigError(f"{flag} must be a positive integer, got {value!r}")
     if micro and "full_int8" not in quantize:
         raise ConfigError("--micro embeds decoder_full_int8.tflite, the decoder TFLM runs: add --tflite --quantize full_int8")
+    if micro:
+        from tfvae.export.micro import require_tflm
+
+        require_tflm()
     return _Export(bool(tflite), quantize, web_model, importance_samples, source, bool(micro))
 
 

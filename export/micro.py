@@ -30,7 +30,7 @@ import numpy as np
 from tfvae.errors import ModelFileError, TfvaeError
 from tfvae.export import layout
 
-__all__ = ["MicroDecoder", "model_ops", "measure_arena", "write_micro", "MICRO_INSTALL", "ALIGNMENT", "AMPLE_ARENA"]
+__all__ = ["MicroDecoder", "require_tflm", "model_ops", "measure_arena", "write_micro", "MICRO_INSTALL", "ALIGNMENT", "AMPLE_ARENA"]
 
 MICRO_INSTALL = 'pip install "tfvae[micro]"'  # the extra that brings the TFLM Python interpreter (tflite-micro)
 ALIGNMENT = 16  # bytes: the model array's alignment, and the arena's granularity
@@ -45,8 +45,15 @@ def _tflm():
         from tflite_micro.python.tflite_micro import runtime
         from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
     except ImportError:
-        raise TfvaeError(f"--runtime micro needs the TFLM Python interpreter: {MICRO_INSTALL}") from None
+        raise TfvaeError(
+            f"TFLite for Microcontrollers needs its Python interpreter, the tflite-micro package: {MICRO_INSTALL}"
+        ) from None
     return runtime, schema
+
+
+def require_tflm() -> None:
+    """Fail now, in one line, if the TFLM Python interpreter is not installed (before any slow work)."""
+    _tflm()
 
 
 def _read_model(path: str):

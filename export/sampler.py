@@ -37,6 +37,7 @@ from tfvae.mixture import Mixture, PriorFileError
 __all__ = [
     "MODES",
     "LATENTS",
+    "RUNTIMES",
     "Samples",
     "open_decoder",
     "open_prior",
@@ -51,6 +52,9 @@ __all__ = [
 MODES = ("mean", "bernoulli")  # show p(x|z)'s means, or draw x ~ Bernoulli(p)
 LATENTS = ("prior", "interpolate", "manifold")  # where the z come from
 _DECODE_BATCH = 1024  # latents per decoder call: bounds memory for large N
+# What runs a .tflite decoder: LiteRT's interpreter, or TFLite for Microcontrollers' (tfvae.export.micro,
+# pip install "tfvae[micro]"), which takes a batch-1 decoder of builtin ops such as decoder_full_int8.tflite.
+RUNTIMES = ("litert", "micro")
 
 # Files that make a directory a SavedModel, or a tfvae run.
 _SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
@@ -69,7 +73,7 @@ class Samples:
     latents: str  # one of LATENTS
 
 
-def open_decoder(path: str, num_threads: int | None = None):
+def open_decoder(path: str, num_threads: int | None = None, runtime: str = "litert"):
     """The decoder at `path`: a `.tflite` file, a SavedModel directory or a run directory.
 
     Every decoder has `latent_dim`, `image_shape` and
@@ -82,13 +86,26 @@ def open_decoder(path: str, num_threads: int | None = None):
         tfvae run directory (its model: the best validation epoch with keep_best,
         else the newest checkpoint).
       num_threads: interpreter threads for a `.tflite` file; None lets LiteRT choose.
+      runtime: "litert", or "micro": the `.tflite` file runs under the TFLM interpreter (one image per invoke).
 
     Raises:
-      ModelFileError: the path is missing or is not a tfvae decoder.
+      ModelFileError: the path is missing or is not a tfvae decoder; with "micro", a decoder TFLM cannot run.
       RunError: a run directory without a usable checkpoint.
+      TfvaeError: "micro" without the tflite-micro package (how to install it).
     """
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"unknown --runtime {runtime!r}; choose one of: {', '.join(RUNTIMES)}")
     if not os.path.exists(path):
         raise ModelFileError(f"--model {path} does not exist")
+    if runtime == "micro":
+        if not os.path.isfile(path):
+            raise ModelFileError(
+                f"--runtime micro runs a .tflite decoder file and {path} is a directory: pass "
+                f"{os.path.join(path, layout.QUANTIZED_DECODER_FILES['full_int8'])} (tfvae export --quantize full_int8)"
+            )
+        from tfvae.export.micro import MicroDecoder
+
+        return MicroDecoder(path)
     if os.path.isfile(path):
         from tfvae.export.litert import TFLiteDecoder
 
