@@ -7,6 +7,8 @@
     folder:PATH                   folder.read                PNG / JPEG / BMP / GIF files, recursively
     npz:PATH                      npz.read                   x_train [, x_valid, x_test] arrays
 
+`load_images(source, split)` is the same data as one float32 array, what `tfvae.load_images` gives.
+
 Every reader of the table has the same shape, `read(argument, ReadOptions) -> Source` (arrays per
 split and a description); `tfvae.datasets.images.make_splits` then resizes, converts, carves the
 missing evaluation splits, fingerprints and, for the Bernoulli likelihood, binarizes them. No
@@ -24,9 +26,13 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+import numpy as np
+
 from tfvae.datasets import folder, mnist, npz, tfds
 from tfvae.datasets.images import (
+    CHANNELS,
     EVALUATION_SEED,
+    SPLITS,
     ReadOptions,
     Source,
     Splits,
@@ -46,7 +52,7 @@ from tfvae.datasets.mnist import (
     read_amat,
     read_idx,
 )
-from tfvae.errors import DataError
+from tfvae.errors import ConfigError, DataError
 
 __all__ = [
     "SOURCES",
@@ -69,6 +75,7 @@ __all__ = [
     "read_idx",
     "load_splits",
     "config_splits",
+    "load_images",
 ]
 
 # prefix -> reader: `--dataset PREFIX:ARGUMENT`. A new source is one module and one entry here.
@@ -151,3 +158,83 @@ def config_splits(config, data_dir: Optional[str] = None) -> Splits:
         channels=config.channels,
         likelihood=config.likelihood,
     )
+
+
+def load_images(
+    source: str,
+    split: str = "train",
+    *,
+    data_dir: Optional[str] = None,
+    image_size=None,
+    channels: Optional[int] = None,
+    image_key: str = "image",
+    likelihood: str = "bernoulli",
+    limit: Optional[int] = None,
+) -> np.ndarray:
+    """The images `tfvae train --dataset SOURCE` trains (split "train") or scores (validation, test) on.
+
+    What the values are, always float32 in [0, 1] (`likelihood="bernoulli"`, the default):
+
+    - `binarized_mnist`: every split binary, {0, 1}: Larochelle's static binarization.
+    - `mnist`, `fashion_mnist`, `tfds:`, `folder:`, `npz:` (dynamic binarization): split "train" holds
+      grey levels (intensity / 255); training draws x ~ Bernoulli(grey level) from them afresh every
+      epoch. "validation" and "test" are binary, {0, 1}: binarized once with the dataset's fixed
+      evaluation stream (`EVALUATION_SEED`), exactly the images `tfvae.evaluate` and the run's
+      validation figures score. (`tfvae.evaluate` scores the train split binarized once too, with
+      the third evaluation stream, `tfvae.evaluate.split_images`; this gives its grey levels.)
+    - `likelihood="continuous_bernoulli"`: grey levels in every split (binarized_mnist stays binary).
+
+    Sources without a validation or test split have them carved from train as `tfvae train` does
+    (`tfvae.datasets.images.carve`), so the three splits never share an image.
+
+    Args:
+      source: `binarized_mnist`, `mnist`, `fashion_mnist`, tfds:NAME[/CONFIG], folder:PATH or npz:PATH.
+      split: "train", "validation" or "test".
+      data_dir: where the built-in datasets' files are; None: $TFVAE_DATA_DIR, then TFDS.
+      image_size: 32, "32", "64x48" or (H, W): every image resized with the area filter; None: as stored
+        (tfds:, folder:, npz: only).
+      channels: 1 (grey) or 3 (RGB): every image converted; None: as stored (tfds:, folder:, npz: only).
+      image_key: tfds: the feature that holds the images.
+      likelihood: "bernoulli" or "continuous_bernoulli", as the run's `likelihood`.
+      limit: the first `limit` images of the split only (`tfvae train --limit` for split "train").
+
+    Returns:
+      float32 array (N, H, W, C) in [0, 1]; C is 1 or 3.
+
+    Raises:
+      ConfigError: an unknown split or likelihood, a bad `channels` or `limit`.
+      DataError: an unknown source, missing or bad files, a bad `image_size`, options a built-in dataset
+        does not take.
+
+    Example:
+    >>> import os, tempfile, numpy as np, tfvae
+    >>> path = os.path.join(tempfile.mkdtemp(), "glyphs.npz")
+    >>> np.savez(path, x_train=np.random.default_rng(0).integers(0, 256, (50, 40, 30), dtype=np.uint8))
+    >>> x = tfvae.load_images("npz:" + path, image_size=32, channels=3)  # 5 + 5 images carved for validation, test
+    >>> x.shape, x.dtype.name, bool(x.min() >= 0 and x.max() <= 1)
+    ((40, 32, 32, 3), 'float32', True)
+    >>> np.unique(tfvae.load_images("npz:" + path, "test"))  # binarized once, as the run scores it
+    array([0., 1.], dtype=float32)
+    >>> tfvae.load_images("binarized_mnist", limit=2).shape  # doctest: +SKIP
+    (2, 28, 28, 1)
+    """
+    from tfvae.models import LIKELIHOODS  # the registry only: no TensorFlow
+
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    if likelihood not in LIKELIHOODS:
+        raise ConfigError(f"unknown likelihood {likelihood!r}; choose one of: {', '.join(LIKELIHOODS)}")
+    if channels is not None and (isinstance(channels, bool) or channels not in CHANNELS):
+        raise ConfigError(f"channels must be 1 or 3 (or None: as stored), got {channels!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
+        raise ConfigError(f"limit must be a positive integer (or None: every image), got {limit!r}")
+    splits = load_splits(source, data_dir, image_key=image_key, image_size=image_size, channels=channels,
+                         likelihood=likelihood)
+    images = getattr(splits, split)  # (N, H, W, C)
+    if limit is not None:
+        if limit > len(images):
+            raise ConfigError(f"limit {limit} is larger than the {len(images)} {split} images of {source}")
+        images = images[:limit]
+    if splits.dynamic and split == "train":
+        return grey_levels(images)  # uint8 intensities 0..255 -> / 255; float grey levels unchanged
+    return images.astype(np.float32)  # binary uint8 {0, 1}, or float32 grey levels: the values as they are
