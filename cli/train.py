@@ -1,4 +1,4 @@
-"""`tfvae train`: options -> Config -> tfvae.train.train_and_evaluate."""
+"""`tfvae train`: options -> tfvae.train.train (preset + options -> Config -> train_and_evaluate)."""
 
 from __future__ import annotations
 
@@ -110,24 +110,26 @@ def train(ctx, preset, run_dir, overwrite, verbose, data_dir, **options):
     optimisation options may not. One process at a time trains a run.
     """
     from tfvae.cli.main import RESUME_COMMAND
-    from tfvae.presets import PRESETS, expand_preset
-    from tfvae.runs import default_run_dir
-    from tfvae.train import train_and_evaluate
+    from tfvae.train import train as train_run
 
     given = {k: v for k, v in options.items() if ctx.get_parameter_source(k) != ParameterSource.DEFAULT}
     if given.get("channels") is not None:
         given["channels"] = int(given["channels"])
-    config = expand_preset(preset, data_dir=data_dir, **given)
-    run_dir = run_dir or default_run_dir()
-    ctx.meta[RESUME_COMMAND] = resume_command(ctx, run_dir)
-    train_and_evaluate(
-        config,
-        run_dir,
+
+    def resume(run_dir: str) -> str:
+        """Named where Ctrl-C or SIGTERM is reported (tfvae.cli.main), and when training starts."""
+        ctx.meta[RESUME_COMMAND] = resume_command(ctx, run_dir)
+        return ctx.meta[RESUME_COMMAND]
+
+    train_run(
+        preset=preset,
+        run_dir=run_dir,
         overwrite=overwrite,
         verbose="auto" if verbose is None else verbose,
         log=lambda message: click.echo(message, err=True),
-        resume_command=ctx.meta[RESUME_COMMAND],
-        defaulted=[name for name in options if name not in given and name not in PRESETS.get(preset, {})],
+        resume_command=resume,
+        data_dir=data_dir,
+        **given,
     )
 
 

@@ -1,5 +1,8 @@
 """Training: `train_and_evaluate(config, run_dir)` fits the VAE and writes everything a run holds.
 
+`train(**options)` is `tfvae train` from Python (and what the command calls): options and a preset -> Config ->
+`train_and_evaluate`. The module itself is callable, `tfvae.train(epochs=1, ...)` (`tfvae.callable_module`).
+
 Example (a smoke run on local files):
     >>> from tfvae.config import Config
     >>> from tfvae.train import train_and_evaluate
@@ -9,12 +12,16 @@ Example (a smoke run on local files):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import difflib
 import json
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
+from typing import Callable, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -23,15 +30,18 @@ import tf_keras as tfk
 from tfvae import plots
 from tfvae.callbacks import BestCheckpoint, HistoryCSV, KLWarmup, RaiseLostSignals, SampleGrids, StopOnNonFinite, TrainingCheckpoint
 from tfvae.config import Config
-from tfvae.datasets import canonical_dataset, config_splits
+from tfvae.callable_module import make_callable
+from tfvae.datasets import DATA_DIR_ENV, canonical_dataset, config_splits, parse_image_size
 from tfvae.pipeline import make_dataset, make_training_dataset, pixel_means, steps_per_epoch
 from tfvae.distribute import agree, check_strategy, configure_devices, is_chief, is_multi_worker, make_strategy
-from tfvae.errors import ConfigError, TfvaeError, TrainingDiverged
+from tfvae.errors import ConfigError, DataError, TfvaeError, TrainingDiverged
 from tfvae.io import atomic_write_text
 from tfvae.models import build_vae
 from tfvae.models.networks import set_output_bias
+from tfvae.presets import PRESETS, expand_preset
 from tfvae.runs import (
     BEST_DIR,
+    default_run_dir,
     CHECKPOINT_DIR,
     LOG_DIR,
     SUMMARY_FILE,
@@ -46,10 +56,125 @@ from tfvae.runs import (
     read_history,
 )
 
-__all__ = ["train_and_evaluate", "training_images", "compile_vae", "training_checkpoint", "SAMPLE_GRID_SIZE"]
+__all__ = ["train", "OPTIONS", "train_and_evaluate", "training_images", "compile_vae", "training_checkpoint", "SAMPLE_GRID_SIZE"]
 
 SAMPLE_GRID_SIZE = 64  # fixed z for the before / halfway / after sample grids
 RECONSTRUCTIONS = 10  # validation images shown in reconstructions.png
+
+# The options of `train` (and of `tfvae train`, with dashes): every Config field a user chooses. Not the
+# fields the data decide (image_shape, data_fingerprint), nor the file format's version.
+OPTIONS = tuple(f.name for f in dataclasses.fields(Config) if f.name not in ("image_shape", "data_fingerprint", "version"))
+_ARGUMENTS = ("preset", "run_dir", "overwrite", "verbose", "log", "resume_command")  # train's own keywords
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def train(
+    *,
+    preset: str = "classic",
+    run_dir: Optional[str] = None,
+    overwrite: bool = False,
+    verbose="auto",
+    log: Callable[[str], None] = _to_stderr,
+    resume_command: Optional[Callable[[str], str]] = None,
+    **options,
+) -> str:
+    """`tfvae train` from Python: train the VAE and write a run directory; returns its path.
+
+    Takes every option of the command, with its default, under its Python name (`--latent-dim 2`:
+    `latent_dim=2`; `--no-keep-best`: `keep_best=False`): the fields of `tfvae.config.Config` listed in
+    `tfvae.train.OPTIONS`. Options given override the preset's values; the others keep the preset's, else
+    the Config defaults. `tfvae train` calls this function, so the two train, resume and refuse alike.
+
+    Args:
+      preset: a name of `tfvae.presets.PRESETS` ("classic": the Config defaults; "best").
+      run_dir: where the run is written; None: a new time-stamped folder under runs/. An unfinished run there
+        is resumed; a finished one trains further when `epochs` is larger, and is refused otherwise.
+      overwrite: replace the run in `run_dir` (its checkpoints, history, plots and export).
+      verbose: Keras progress: "auto", 0 silent, 1 a bar, 2 a line per epoch.
+      log: where the one-line status messages go; default stderr, as for the command.
+      resume_command: run_dir -> the command that resumes this run, shown when training starts; default:
+        this call, as Python.
+      **options: epochs, latent_dim, hidden_units, architecture, prior, dataset, image_size (32, "64x48" or
+        (H, W)), channels (1 or 3), limit, batch_size, learning_rate, seed, strategy, ... (`OPTIONS`);
+        data_dir defaults to $TFVAE_DATA_DIR, as for the command.
+
+    Returns:
+      The run directory, as a str: config.json, history.csv, summary.json, checkpoints, plots
+      (`tfvae.load_model(run_dir)` reads its model).
+
+    Raises:
+      ConfigError: an unknown option (close matches are named) or a value the Config refuses.
+      TfvaeError: bad data, an unusable or busy run directory, or a loss that became NaN.
+
+    Example:
+    >>> import os, tempfile, numpy as np, tfvae
+    >>> folder = tempfile.mkdtemp()
+    >>> x = (np.random.default_rng(0).random((120, 8, 8)) < 0.3).astype("float32")
+    >>> np.savez(os.path.join(folder, "dots.npz"), x_train=x)
+    >>> run = tfvae.train(dataset="npz:" + os.path.join(folder, "dots.npz"), epochs=1, latent_dim=2,
+    ...                   hidden_units=8, batch_size=32, run_dir=os.path.join(folder, "run"), verbose=0,
+    ...                   log=lambda message: None)
+    >>> sorted(name for name in os.listdir(run) if name.endswith((".csv", ".json")))
+    ['config.json', 'history.csv', 'summary.json', 'timing.csv']
+    >>> tfvae.train(epoch=2)
+    Traceback (most recent call last):
+    ...
+    tfvae.errors.ConfigError: tfvae.train has no option 'epoch' (did you mean epochs?)
+    """
+    _check_option_names(options)
+    explicit = dict(options)  # what the caller chose: shown in the resume command
+    data_dir = options.pop("data_dir", None)
+    if data_dir is None:
+        data_dir = os.environ.get(DATA_DIR_ENV) or None  # as the command's envvar: recorded in config.json
+    if options.get("image_size") is not None:  # 32, "32", "64x48" or (H, W) -> (H, W)
+        try:
+            options["image_size"] = parse_image_size(options["image_size"])
+        except DataError as e:
+            raise ConfigError(str(e)) from None
+    config = expand_preset(preset, data_dir=None if data_dir is None else os.fspath(data_dir), **options)
+    run_dir = os.fspath(run_dir) if run_dir else default_run_dir()  # "" too, as the command
+    if resume_command is None:
+        resume_command = _python_call(preset, explicit)
+    train_and_evaluate(
+        config,
+        run_dir,
+        overwrite=overwrite,
+        verbose="auto" if verbose is None else verbose,
+        log=log,
+        resume_command=resume_command(run_dir),
+        # On resume, fields neither given nor set by the preset may follow the run (tfvae.config.FOLLOW_RUN).
+        defaulted=[name for name in OPTIONS
+                   if name != "data_dir" and name not in options and name not in PRESETS.get(preset, {})],
+    )
+    return run_dir
+
+
+def _check_option_names(options: dict) -> None:
+    """Refuse names that are no option, in one line, with the close matches of each."""
+    unknown = [name for name in options if name not in OPTIONS]
+    if not unknown:
+        return
+    described = []
+    for name in unknown:
+        close = difflib.get_close_matches(str(name).replace("-", "_"), OPTIONS + _ARGUMENTS, n=3)
+        described.append(f"{name!r}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+    message = f"tfvae.train has no option{'s' if len(unknown) > 1 else ''} {', '.join(described)}"
+    if not all("did you mean" in d for d in described):
+        message += "; the options are listed in tfvae.train.OPTIONS"
+    raise ConfigError(message)
+
+
+def _python_call(preset: str, explicit: dict) -> Callable[[str], str]:
+    """run_dir -> the Python call that resumes the run: the options given, run_dir, never overwrite."""
+
+    def call(run_dir: str) -> str:
+        arguments = {**({"preset": preset} if preset != "classic" else {}), **explicit, "run_dir": run_dir}
+        return f"tfvae.train({', '.join(f'{name}={value!r}' for name, value in arguments.items())})"
+
+    return call
 
 
 def training_images(config: Config, splits) -> np.ndarray:
@@ -86,6 +211,7 @@ def compile_vae(config: Config, strategy: tf.distribute.Strategy):
         )
         # Created here, under the strategy, not lazily inside a replica's step: it seeds the posterior noise.
         _ = vae.optimizer.iterations
+    vae.binarize_inputs = False  # the pipeline binarizes (make_training_dataset); the model need not again
     return vae
 
 
@@ -294,3 +420,6 @@ def _finish(config: Config, vae, splits, test: dict, run_dir: str, log) -> dict:
         f"test {summary['test_elbo']:.2f} nats per image{density}; run in {run_dir}"
     )
     return summary
+
+
+make_callable(__name__, "train")  # tfvae.train(...) calls train(...), before or after `import tfvae.train`
