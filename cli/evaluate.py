@@ -1,4 +1,4 @@
-"""`tfvae evaluate`: options -> tfvae.evaluate.evaluate_run -> the figures, as text or one JSON object."""
+"""`tfvae evaluate`: options -> tfvae.evaluate (evaluate_run or evaluate_dataset) -> the figures, as text or JSON."""
 
 from __future__ import annotations
 
@@ -7,21 +7,53 @@ import math
 
 import click
 
-# Literal defaults, so that `tfvae evaluate -h` does not import TensorFlow; tests check they match the library.
-DEFAULT_SPLIT = "test"
-DEFAULT_IMPORTANCE_SAMPLES = 5000
-DEFAULT_ESTIMATOR = "importance"
+# No TensorFlow here (`tfvae evaluate -h` stays fast): tfvae.evaluate imports it only when a model runs.
+from tfvae.evaluate import DEFAULT_IMPORTANCE_SAMPLES, ESTIMATORS, SPLITS
+
+# With --model, the images come from a dataset read as `tfvae train` reads it; a run reads its own.
+DATASET_OPTIONS = (
+    click.option("--dataset", default=None, metavar="NAME",
+                 help="With --model: the images, as tfvae train reads them (binarized_mnist, mnist, fashion_mnist, "
+                      "tfds:NAME[/CONFIG], folder:PATH, npz:PATH)."),
+    click.option("--image-key", default="image", show_default=True, help="With --dataset tfds:...: the image feature."),
+    click.option("--image-size", metavar="H[xW]", default=None,
+                 help="With --dataset: resize every image (area filter), as tfvae train --image-size."),
+    click.option("--channels", type=click.Choice(["1", "3"]), default=None,
+                 help="With --dataset: convert to grey (1) or RGB (3), as tfvae train --channels."),
+)
+
+
+def dataset_options(command):
+    """Adds DATASET_OPTIONS to a click command (decorators apply bottom-up, so in reverse)."""
+    for option in reversed(DATASET_OPTIONS):
+        command = option(command)
+    return command
+
+
+def check_model_source(run_dir, model, dataset, image_key, image_size, channels, dataset_needed: bool) -> None:
+    """Exactly one of --run-dir and --model, and the dataset options only with --model; else a usage error (exit 2)."""
+    if (run_dir is None) == (model is None):
+        raise click.UsageError("give exactly one of --run-dir (a run of tfvae train) and --model (a .keras file)")
+    dataset_given = dataset is not None or image_key != "image" or image_size is not None or channels is not None
+    if run_dir is not None and dataset_given:
+        raise click.UsageError("--dataset, --image-key, --image-size and --channels go with --model; "
+                               "a run reads its own data")
+    if model is not None and dataset is None and (dataset_needed or dataset_given):
+        raise click.UsageError("--model needs --dataset NAME, the images to evaluate on")
 
 
 @click.command()
-@click.option("--run-dir", type=click.Path(), required=True, help="A run written by `tfvae train`.")
-@click.option("--split", default=DEFAULT_SPLIT, show_default=True, help="test, validation or train.")
+@click.option("--run-dir", type=click.Path(), default=None, help="A run written by `tfvae train`.")
+@click.option("--model", type=click.Path(), default=None,
+              help="A .keras file written by vae.save(...) (or a run directory), instead of --run-dir; needs --dataset.")
+@dataset_options
+@click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True, help="Which images.")
 @click.option("--importance-samples", "-k", type=int, default=DEFAULT_IMPORTANCE_SAMPLES, show_default=True,
               help="K, samples of z per image (with --target-se, the most).")
 @click.option("--target-se", type=float, default=None,
               help="Stop sampling a batch once the K error of its mean log p(x), sqrt(bias^2 + s.e.^2), is this "
                    "many nats or less (not the spread across images, which K does not reduce) [default: all K].")
-@click.option("--estimator", default=DEFAULT_ESTIMATOR, show_default=True,
+@click.option("--estimator", type=click.Choice(ESTIMATORS), default=ESTIMATORS[0], show_default=True,
               help="importance: z ~ q(z|x), the IWAE bound; prior: z ~ p(z), naive Monte Carlo (biased low at practical K).")
 @click.option("--limit", type=int, default=None, help="Evaluate the first N images of the split only.")
 @click.option("--batch-size", type=int, default=None, help="Images per batch [default: chosen from K].")
@@ -29,27 +61,28 @@ DEFAULT_ESTIMATOR = "importance"
               help="Local data laid out like shared/data [env: TFVAE_DATA_DIR; default: the run's].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Fixes the samples of z.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def evaluate(run_dir, split, importance_samples, estimator, limit, batch_size, data_dir, seed, target_se, as_json):
+def evaluate(run_dir, model, dataset, image_key, image_size, channels, split, importance_samples, estimator, limit,
+             batch_size, data_dir, seed, target_se, as_json):
     """Estimate log p(x) by importance sampling, beside the ELBO, rate and distortion.
 
     All figures are in nats per image, averaged over the split; log p(x) comes
     with its standard error across images and, apart, the error from finite K
     (its bias and standard error). A progress bar goes to stderr.
-    """
-    from tfvae.evaluate import evaluate_run
 
-    evaluation = evaluate_run(
-        run_dir,
-        split=split,
-        importance_samples=importance_samples,
-        estimator=estimator,
-        limit=limit,
-        batch_size=batch_size,
-        data_dir=data_dir,
-        seed=seed,
-        progress=True,
-        target_se=target_se,
-    )
+    \b
+    tfvae evaluate --run-dir RUN                                a run, on its own data
+    tfvae evaluate --model m.keras --dataset binarized_mnist    a saved model, on a dataset
+    """
+    check_model_source(run_dir, model, dataset, image_key, image_size, channels, dataset_needed=True)
+    from tfvae.evaluate import evaluate_dataset, evaluate_run
+
+    options = dict(split=split, importance_samples=importance_samples, estimator=estimator, limit=limit,
+                   batch_size=batch_size, data_dir=data_dir, seed=seed, progress=True, target_se=target_se)
+    if run_dir is not None:
+        evaluation = evaluate_run(run_dir, **options)
+    else:
+        evaluation = evaluate_dataset(model, dataset, image_key=image_key, image_size=image_size,
+                                      channels=None if channels is None else int(channels), **options)
     click.echo(json.dumps(evaluation.to_dict()) if as_json else describe(evaluation))
 
 

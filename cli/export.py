@@ -1,20 +1,41 @@
-"""`tfvae export`: options -> tfvae.export.exporter.export_run."""
+"""`tfvae export`: options -> tfvae.export.exporter.export_run (--run-dir) or export_file (--model)."""
 
 from __future__ import annotations
 
 import click
 
-from tfvae.export.layout import DEFAULT_EVAL_IMAGES, DEFAULT_IMPORTANCE_SAMPLES, WEB_MODELS  # no TensorFlow
+from tfvae.cli.evaluate import check_model_source, dataset_options
+from tfvae.export.layout import (  # no TensorFlow
+    DEFAULT_EVAL_IMAGES,
+    DEFAULT_IMPORTANCE_SAMPLES,
+    QUANTIZATIONS,
+    WEB_MODELS,
+)
+
+
+def _quantizations(ctx, param, value) -> tuple:
+    """'none,float16,int8' -> ('float16', 'int8'); a name not in layout.QUANTIZATIONS is a usage error (exit 2)."""
+    names = [name.strip() for name in (value or "").split(",") if name.strip()]
+    unknown = [name for name in names if name != "none" and name not in QUANTIZATIONS]
+    if unknown:
+        raise click.BadParameter(f"{', '.join(map(repr, unknown))}: choose from none, {', '.join(QUANTIZATIONS)}")
+    return tuple(q for q in QUANTIZATIONS if q in names)
 
 
 @click.command()
-@click.option("--run-dir", type=click.Path(file_okay=False), required=True, help="A run written by tfvae train.")
-@click.option("--out", type=click.Path(), default=None, help="Where the export is written [default: RUN_DIR/export].")
+@click.option("--run-dir", type=click.Path(file_okay=False), default=None, help="A run written by tfvae train.")
+@click.option("--model", type=click.Path(), default=None,
+              help="A .keras file written by vae.save(...), instead of --run-dir; --dataset measures the quantization "
+                   "cost on its test images.")
+@dataset_options
+@click.option("--out", type=click.Path(), default=None,
+              help="Where the export is written [default: RUN_DIR/export; needed with --model].")
 @click.option("--tflite", is_flag=True, help="Also write decoder.tflite and encoder.tflite (builtin ops only).")
 @click.option(
     "--quantize",
     default="none",
     show_default=True,
+    callback=_quantizations,
     metavar="none,float16,int8,full_int8",
     help="Quantized decoders to write beside decoder.tflite (needs --tflite): decoder_float16.tflite, "
     "decoder_int8.tflite (dynamic-range int8 weights), decoder_full_int8.tflite (int8 weights and activations, "
@@ -38,8 +59,9 @@ from tfvae.export.layout import DEFAULT_EVAL_IMAGES, DEFAULT_IMPORTANCE_SAMPLES,
               help="The quantization cost is measured on N test images drawn at random (fixed seed).")
 @click.option("--importance-samples", type=int, default=DEFAULT_IMPORTANCE_SAMPLES, show_default=True,
               help="K, samples of z per image for the log-likelihood in the quantization cost.")
-def export(run_dir, out, tflite, quantize, overwrite, web, web_model, micro, data_dir, eval_images, importance_samples):
-    """Export a trained run's decoder and encoder as a SavedModel and, with --tflite, TFLite files.
+def export(run_dir, model, dataset, image_key, image_size, channels, out, tflite, quantize, overwrite, web, web_model,
+           micro, data_dir, eval_images, importance_samples):
+    """Export a trained run's (or a saved model's) decoder and encoder as a SavedModel and, with --tflite, TFLite files.
 
     \b
     OUT/saved_model/          signatures decode (z -> probs, logits) and encode (x -> loc, scale)
@@ -54,19 +76,16 @@ def export(run_dir, out, tflite, quantize, overwrite, web, web_model, micro, dat
     step, so OUT always holds a whole export, the old one or the new one.
     Then: tfvae sample --model OUT/decoder.tflite
     """
-    from tfvae.export.exporter import export_run
+    check_model_source(run_dir, model, dataset, image_key, image_size, channels, dataset_needed=False)
+    if model is not None and out is None:
+        raise click.UsageError("--model needs --out, the export directory")
+    from tfvae.export.exporter import export_file, export_run
 
-    export_run(
-        run_dir,
-        out,
-        tflite=tflite,
-        quantize=quantize,
-        overwrite=overwrite,
-        web=web,
-        web_model=web_model,
-        micro=micro,
-        data_dir=data_dir,
-        eval_images=eval_images,
-        importance_samples=importance_samples,
-        log=lambda message: click.echo(message, err=True),
-    )
+    options = dict(tflite=tflite, quantize=quantize, overwrite=overwrite, web=web, web_model=web_model, micro=micro,
+                   data_dir=data_dir, eval_images=eval_images, importance_samples=importance_samples,
+                   log=lambda message: click.echo(message, err=True))
+    if run_dir is not None:
+        export_run(run_dir, out, **options)
+    else:
+        export_file(model, out, dataset=dataset, image_key=image_key, image_size=image_size,
+                    channels=None if channels is None else int(channels), **options)

@@ -53,6 +53,7 @@ __all__ = [
     "parse_quantize",
     "convert_signature",
     "export_model",
+    "export_file",
     "export_run",
 ]
 
@@ -221,6 +222,53 @@ def export_run(
         images = split_images(config, EVAL_SPLIT, data_dir)
     return export_model(vae, out, images=images, images_name=f"{config.dataset} {EVAL_SPLIT}",
                         eval_images=eval_images, source=run_dir, log=log, **options)
+
+
+def export_file(
+    path: str,
+    out: str,
+    *,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    image_key: str = "image",
+    image_size=None,
+    channels: int | None = None,
+    eval_images: int = DEFAULT_EVAL_IMAGES,
+    log=print,
+    **options,
+) -> dict:
+    """`export_model` for a saved model (a `.keras` file, or a run directory), the quantization cost measured on
+    `eval_images` of the test images of `dataset` (read as `tfvae train` reads it); return the manifest.
+
+    Args:
+      path: a `.keras` file written by `vae.save` (or a run directory).
+      out: the export directory.
+      dataset: the images of the quantization cost; None: not measured (the manifest says so).
+      data_dir, image_key, image_size, channels: how to read `dataset` (`tfvae.evaluate.dataset_images`).
+      eval_images: this many of its test images, drawn at random with a fixed seed.
+      log: where one-line progress messages go.
+      **options: `export_model`'s tflite, quantize, overwrite, web, web_model, importance_samples.
+
+    Raises:
+      TfvaeError: bad options, a path that is not a model, an existing export without `overwrite`,
+        missing data, or data that does not fit the model.
+    """
+    what = _checked_options(options.get("tflite", False), options.get("quantize", ()), options.get("web", False),
+                            options.get("web_model"), eval_images,
+                            options.get("importance_samples", DEFAULT_IMPORTANCE_SAMPLES), path,
+                            options.get("micro", False))
+    _check_target(out, options.get("overwrite", False))  # before any slow work
+    _check_writable(out)
+    from tfvae.evaluate import dataset_images
+    from tfvae.saving import load_model
+
+    vae = load_model(path)
+    images = None
+    if what.quantize and dataset is not None:
+        images = dataset_images(dataset, EVAL_SPLIT, data_dir, likelihood=vae.likelihood, image_key=image_key,
+                                image_size=image_size, channels=channels)
+    return export_model(vae, out, images=images, images_name=f"{dataset} {EVAL_SPLIT}", eval_images=eval_images,
+                        source=path, log=log, **options)
 
 
 # --------------------------------------------------------------------------- the export's contents

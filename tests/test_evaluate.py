@@ -354,10 +354,11 @@ def test_to_dict_is_json_with_the_documented_keys(model):
     assert not {"target_se", "importance_samples_used"} & set(values)  # only with a target
 
 
-def test_cli_defaults_match_the_library():
-    assert evaluate_cli.DEFAULT_IMPORTANCE_SAMPLES == ev.DEFAULT_IMPORTANCE_SAMPLES
-    assert evaluate_cli.DEFAULT_ESTIMATOR == ev.ESTIMATORS[0]
-    assert evaluate_cli.DEFAULT_SPLIT in ev.SPLITS
+def test_cli_choices_and_defaults_are_the_librarys():
+    params = {param.name: param for param in evaluate_cli.evaluate.params}
+    assert tuple(params["split"].type.choices) == ev.SPLITS and params["split"].default in ev.SPLITS
+    assert tuple(params["estimator"].type.choices) == ev.ESTIMATORS and params["estimator"].default == ev.ESTIMATORS[0]
+    assert params["importance_samples"].default == ev.DEFAULT_IMPORTANCE_SAMPLES
 
 
 def test_train_split_of_a_dynamic_dataset_is_binarized_once(monkeypatch):
@@ -468,9 +469,7 @@ def test_cli_text_shows_the_same_figures(run_dir, fake_data):
 
 @pytest.mark.parametrize("args, message", [
     (["--run-dir", "no/such/run"], "does not exist"),
-    (["--split", "nope"], "unknown --split 'nope'"),
     (["--importance-samples", "0"], "--importance-samples must be a positive integer"),
-    (["--estimator", "exact"], "unknown --estimator"),
     (["--limit", "13"], "--limit 13 is larger than the 12 test images"),
     (["--target-se", "0"], "--target-se must be a positive number of nats, got 0.0"),
     (["--target-se", "-0.05"], "--target-se must be a positive number of nats, got -0.05"),
@@ -484,3 +483,13 @@ def test_cli_errors_are_one_line(run_dir, fake_data, args, message):
     assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("Error: ")
     assert message in result.stderr
     assert "Traceback" not in result.output and result.stdout == ""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--split", "nope"], "Invalid value for '--split': 'nope' is not one of"),
+    (["--estimator", "exact"], "Invalid value for '--estimator'"),
+])
+def test_cli_unknown_choices_are_usage_errors(run_dir, args, message):
+    result = CliRunner().invoke(cli, ["evaluate", "--run-dir", run_dir] + args)
+    assert result.exit_code == 2
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr

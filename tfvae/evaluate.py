@@ -83,6 +83,7 @@ __all__ = [
     "SPLITS",
     "Evaluation",
     "evaluate",
+    "evaluate_dataset",
     "evaluate_images",
     "evaluate_run",
     "dataset_images",
@@ -437,6 +438,40 @@ def evaluate_run(
     images = _first(split_images(config, split, data_dir), limit, split)
     return evaluate(vae, images, importance_samples, seed, estimator=estimator, batch_size=batch_size,
                     target_se=target_se, progress=progress, split=split)
+
+
+def evaluate_dataset(
+    model_or_path,
+    dataset: str,
+    *,
+    split: str = "test",
+    limit: Optional[int] = None,
+    data_dir: Optional[str] = None,
+    image_key: str = "image",
+    image_size=None,
+    channels: Optional[int] = None,
+    importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
+    seed: int = 0,
+    **options,
+) -> Evaluation:
+    """`evaluate` on one split of a dataset read as `tfvae train` reads it (`dataset_images`).
+
+    Args:
+      model_or_path: a `tfvae.VAE`, a `.keras` file or a run directory.
+      dataset, split, limit, data_dir, image_key, image_size, channels: as `dataset_images`'s.
+      importance_samples, seed, **options: as `evaluate`'s (estimator, batch_size, target_se, progress).
+
+    Raises:
+      TfvaeError: a bad option (before anything is loaded), a path that is not a model, missing data,
+        or images that do not fit the model.
+    """
+    _check_split(split, limit)  # options first: a typo should not cost loading a model and a dataset
+    _check_options(importance_samples, options.get("estimator", "importance"), options.get("batch_size"), seed,
+                   options.get("target_se"))
+    vae = _model(model_or_path)
+    images = dataset_images(dataset, split, data_dir, likelihood=vae.likelihood, limit=limit, image_key=image_key,
+                            image_size=image_size, channels=channels)
+    return evaluate(vae, images, importance_samples, seed, split=split, **options)
 
 
 def dataset_images(
