@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import __version__
-from tfvae.errors import ConfigError, RunError, WriteError
+from tfvae.errors import ConfigError, ModelFileError, RunError, WriteError
 from tfvae.export import layout
 from tfvae.export.layout import DEFAULT_EVAL_IMAGES, DEFAULT_IMPORTANCE_SAMPLES, EVAL_SPLIT, EVAL_SUBSET_SEED
 from tfvae.export.litert import TFLiteDecoder, TFLiteEncoder
@@ -431,7 +431,10 @@ def _write_micro(directory, litert_decoder, z, probs, log) -> dict:
     from tfvae.export import micro
 
     path = litert_decoder.path
-    arena = micro.measure_arena(path)
+    try:
+        arena = micro.measure_arena(path)
+    except ModelFileError as e:  # e.g. a continuous Bernoulli's mean: an op TFLM lacks; named without the staging path
+        raise ModelFileError(f"--micro: {str(e).replace(path, os.path.basename(path))}") from None
     micro_decoder = micro.MicroDecoder(path, arena_size=arena)
     entry = micro.write_micro(path, os.path.join(directory, layout.MICRO_DIR), arena, micro.model_ops(path), micro_decoder)
     tflm = micro_decoder.decode(z)[layout.PROBS]  # the parity batch, one invoke per z
