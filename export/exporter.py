@@ -157,8 +157,9 @@ def export_model(
     _check_target(out, overwrite)  # before any slow work
     _check_writable(out)
     if what.web_model and (vae.image_shape[-1] != 1 or vae.likelihood != "bernoulli"):
+        whose = "this run's" if getattr(vae, "run_config", None) is not None else "this model's"
         raise ConfigError(
-            f"--web draws grey Bernoulli decoders only; this model's images are "
+            f"--web draws grey Bernoulli decoders only; {whose} images are "
             f"{'x'.join(map(str, vae.image_shape))} with a {vae.likelihood} likelihood: export without --web"
         )
     subset = None
