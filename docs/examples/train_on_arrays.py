@@ -70,7 +70,7 @@ def main():
 
     # log p(x) by importance sampling (tfvae evaluate uses K = 5000 over the whole test split). A Bernoulli
     # model scores binary images: grey held-out images are binarized once, with a fixed seed.
-    images = (rng.random(x_valid.shape) < x_valid).astype(np.float32)[: 20 if tiny else None]
+    images = (rng.random(x_valid.shape) < x_valid).astype(np.float32)[: 20 if tiny else 1000]
     result = tfvae.evaluate(reloaded, images, importance_samples=20 if tiny else 1000)
     with open(os.path.join(args.out, "evaluation.json"), "w") as f:
         json.dump(result.to_dict(), f, indent=2)
@@ -78,7 +78,7 @@ def main():
 
     # The edge: TFLite decoders (float32 and int8), the int8 cost measured on held-out images.
     export_dir = os.path.join(args.out, "export")
-    manifest = tfvae.export(reloaded, export_dir, quantize=("int8",), images=images, overwrite=True)
+    manifest = tfvae.export(reloaded, export_dir, quantize=("int8",), images=images[:500], overwrite=True)
     int8 = manifest["quantization"]["decoders"]["decoder_int8.tflite"]
     print(f"exported {', '.join(sorted(os.listdir(export_dir)))} to {export_dir}; "
           f"the int8 decoder changes log p(x) by {int8['log_likelihood_change']:+.4f} nats")
