@@ -35,7 +35,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["tfvae", "tfvae.datasets", "tfvae.models", "tfvae.cli", "tfvae.export"],
+    packages=["tfvae", "tfvae.bench", "tfvae.datasets", "tfvae.models", "tfvae.cli", "tfvae.export"],
     package_dir={"tfvae": "tfvae", "tfvae.cli": "cli", "tfvae.export": "export"},
     # The web page of `tfvae export --web` and the LiteRT.js runtime vendored for it (tfvae.export.litertjs).
     package_data={"tfvae.export": ["web_assets/*", "web_assets/third_party/litertjs/*",

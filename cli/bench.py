@@ -1,22 +1,23 @@
-"""`tfvae bench`: options -> Config and BenchOptions -> tfvae.bench.run -> a markdown table, or one JSON object."""
+"""`tfvae bench`: options -> a Config and each section's options -> tfvae.bench.run -> a markdown table, or JSON."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 
 import click
 from click.core import ParameterSource
 
-from tfvae.bench import MODELS, SECTIONS, VARIANTS, BenchOptions  # no TensorFlow: each section imports it in its own process
+# No TensorFlow: each section imports it in its own process.
+from tfvae.bench import DEFAULT_SECTIONS, MODELS, SECTIONS, VARIANTS
 from tfvae.cli import flags
 from tfvae.errors import ConfigError
 
-_DEFAULTS = BenchOptions.__dataclass_fields__  # the library's defaults, shown in --help
 
-
-def _default(name):
-    return _DEFAULTS[name].default
+def _default(section: str, name: str):
+    """The library's default of a section's option, shown in --help."""
+    return next(f.default for f in dataclasses.fields(SECTIONS[section].options) if f.name == name)
 
 
 def _names(choices):
@@ -53,34 +54,35 @@ def _numbers(value: str, kind, flag: str) -> tuple:
 @click.option("--models", default=None, callback=lambda ctx, param, value: value and _names(tuple(MODELS))(ctx, param, value),
               help=f"Comma-separated members of the model family, each measured (untrained) with every section, into "
                    f"one report: {', '.join(MODELS)} (BENCHMARKS.md). Model flags given explicitly apply to each.")
-@click.option("--sections", default=",".join(_default("sections")), show_default=True, callback=_names(tuple(SECTIONS)),
+@click.option("--sections", default=",".join(DEFAULT_SECTIONS), show_default=True, callback=_names(tuple(SECTIONS)),
               help=f"Comma-separated, run in that order, each in its own process: {', '.join(SECTIONS)}.")
-@click.option("--variants", default=",".join(_default("variants")), show_default=True, callback=_names(tuple(VARIANTS)),
+@click.option("--variants", default=",".join(_default("train", "variants")), show_default=True, callback=_names(tuple(VARIANTS)),
               help="train: the levers measured, each in its own process.")
-@click.option("--epochs", type=click.IntRange(1), default=_default("epochs"), show_default=True,
-              help="train: epochs per variant (the first is not timed).")
+@click.option("--epochs", type=click.IntRange(1), default=_default("train", "epochs"), show_default=True,
+              help="train, strategies: epochs per variant (the first is not timed).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="train, profile: the first N training images only.")
-@click.option("--eval-images", type=click.IntRange(1), default=_default("eval_images"), show_default=True,
+@click.option("--eval-images", type=click.IntRange(1), default=_default("evaluate", "eval_images"), show_default=True,
               help="evaluate, gaps, quality (its gaps): the first N test images.")
-@click.option("--importance-samples", "-k", type=click.IntRange(1), default=_default("importance_samples"),
+@click.option("--importance-samples", "-k", type=click.IntRange(1), default=_default("evaluate", "importance_samples"),
               show_default=True, help="evaluate, gaps, quality (its gaps): K, samples of z per image.")
-@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=_default("seconds"), show_default=True,
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=_default("matmul", "seconds"),
+              show_default=True,
               help="matmul, conv: time per throughput measurement.")
 @click.option("--export-dir", type=click.Path(file_okay=False), default=None,
               help="sample: an export written by `tfvae export` (needed by the sample section).")
 @click.option("--edge-tfvae", type=click.Path(dir_okay=False), default=None,
               help="sample: the `tfvae` of an environment without TensorFlow, for the wall time of `tfvae sample`.")
-@click.option("--runs", type=click.IntRange(1), default=_default("runs"), show_default=True,
+@click.option("--runs", type=click.IntRange(1), default=_default("sample", "runs"), show_default=True,
               help="sample: runs of `tfvae sample` (median).")
-@click.option("--repeats", type=click.IntRange(1), default=_default("repeats"), show_default=True,
+@click.option("--repeats", type=click.IntRange(1), default=_default("sample", "repeats"), show_default=True,
               help="sample: decoder calls per latency (median).")
-@click.option("--refine-steps", type=click.IntRange(0), default=_default("refine_steps"), show_default=True,
+@click.option("--refine-steps", type=click.IntRange(0), default=_default("gaps", "refine_steps"), show_default=True,
               help="gaps (needs --run-dir): Adam steps on each image's own posterior, for the amortisation and "
                    "approximation gaps (tfvae.gaps).")
-@click.option("--thresholds", default=",".join(map(str, _default("thresholds"))), show_default=True,
+@click.option("--thresholds", default=",".join(map(str, _default("quality", "thresholds"))), show_default=True,
               callback=lambda ctx, param, value: _numbers(value, float, "--thresholds"),
               help="quality (needs --run-dir): comma-separated test log p(x) levels, in nats (write --thresholds=-95,-90).")
-@click.option("--gap-epochs", default=",".join(map(str, _default("gap_epochs"))), show_default=True,
+@click.option("--gap-epochs", default=",".join(map(str, _default("quality", "gap_epochs"))), show_default=True,
               callback=lambda ctx, param, value: _numbers(value, int, "--gap-epochs"),
               help="quality: epochs whose gap log p(x) - ELBO is measured (on --eval-images, with -k), besides the "
                    "run's model; interpolated in between.")
@@ -92,9 +94,9 @@ def _numbers(value: str, kind, flag: str) -> tuple:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (every figure) instead of the table.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Also write the JSON report here, after every section (atomically).")
-@click.option("--verbose", is_flag=True, help="Show the sections' own stderr.")
+@click.option("--verbose", is_flag=True, help="Show the sections' own stderr and progress.")
 @click.pass_context
-def bench(ctx, run_dir, preset, models, sections, variants, as_json, out, **options):
+def bench(ctx, run_dir, preset, models, sections, as_json, out, verbose, **options):
     """Measure training, evaluation and sampling of a model against this machine's FLOP floors.
 
     FLOPs come from the built model's layers (tfvae.flops); the floor of a
@@ -111,7 +113,7 @@ def bench(ctx, run_dir, preset, models, sections, variants, as_json, out, **opti
       tfvae bench --run-dir runs/default40 --sections gaps --eval-images 200 --refine-steps 1500
       tfvae bench --run-dir runs/best --sections quality --eval-images 200 --evaluation best-eval.json
     """
-    from tfvae.bench import model_config, models_table, run, run_models, table
+    from tfvae.bench import models_table, options_for, run, run_models, table
     from tfvae.presets import expand_preset
 
     model = {k: options.pop(k) for k in flags.MODEL_FIELDS}
@@ -119,6 +121,7 @@ def bench(ctx, run_dir, preset, models, sections, variants, as_json, out, **opti
     explicit = {k: v for k, v in model.items() if k in given}
     command = shlex.join(flags.command_line(ctx))
     log = lambda line: click.echo(line, err=True)  # noqa: E731
+    options["progress"] = verbose  # gaps, quality: their progress bars
     if models:
         if run_dir or "preset" in given:
             raise click.UsageError(f"--models names the models measured; drop {'--run-dir' if run_dir else '--preset'}")
@@ -126,12 +129,13 @@ def bench(ctx, run_dir, preset, models, sections, variants, as_json, out, **opti
         if single:
             raise click.UsageError(f"the {single[0]} section measures one export or run; drop --models")
         try:
-            configs = {name: model_config(name, **explicit) for name in models}
-            per_model = {name: BenchOptions(config=c, sections=sections, variants=variants, **options)
-                         for name, c in configs.items()}
+            plans = {}
+            for name in models:
+                config = expand_preset(name, **explicit)
+                plans[name] = (config, options_for(sections, config=config, **options))
         except ConfigError as e:
             raise click.UsageError(str(e)) from None
-        report = run_models(per_model, command=command, out=out, log=log)
+        report = run_models(plans, command=command, out=out, log=log, verbose=verbose)
         click.echo(json.dumps(report, indent=2) if as_json else models_table(report))
         ctx.exit(1 if report["failed"] else 0)
     if run_dir:
@@ -143,11 +147,10 @@ def bench(ctx, run_dir, preset, models, sections, variants, as_json, out, **opti
     else:
         config = expand_preset(preset, **explicit)
     try:
-        bench_options = BenchOptions(config=config, run_dir=run_dir, sections=sections, variants=variants, **options)
+        chosen = options_for(sections, config=config, run_dir=run_dir, **options)
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
-    results = run(bench_options, command=command, out=out, log=log)
+    results = run(config, chosen, run_dir=run_dir, command=command, out=out, log=log, verbose=verbose)
     click.echo(json.dumps(results, indent=2) if as_json else table(results))
     if results["failed"]:
         ctx.exit(1)
-

@@ -122,6 +122,54 @@ def test_products_round_trip_through_json():
         assert again == product and again.key == product.key
 
 
+# --------------------------------------------------------------------------- the sections' options
+
+
+def test_each_section_takes_only_its_own_options_and_they_round_trip_through_json():
+    from tfvae.bench import SECTIONS, options_for
+    from tfvae.bench.options import from_dict, to_dict
+
+    values = {"config": Config(latent_dim=2), "run_dir": "run", "export_dir": "export", "data_dir": None,
+              "variants": ("spe16",), "epochs": 2, "eval_images": 8, "importance_samples": 4, "seconds": 0.5,
+              "gap_epochs": (1, 2), "repeats": 3, "verbose": True}
+    chosen = options_for(list(SECTIONS), **values)
+    assert list(chosen) == list(SECTIONS)
+    assert not hasattr(chosen["sample"], "config") and chosen["sample"].repeats == 3
+    assert not hasattr(chosen["matmul"], "epochs") and chosen["strategies"].epochs == chosen["train"].epochs == 2
+    assert chosen["quality"].gap_epochs == (1, 2) and chosen["evaluate"].run_dir == "run"
+    for options in chosen.values():
+        assert from_dict(type(options), json.loads(json.dumps(to_dict(options)))) == options
+
+
+def test_a_sections_options_are_checked_where_they_are_declared():
+    from tfvae.bench import options_for
+    from tfvae.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown variant 'fast'"):
+        options_for(["train"], config=Config(), variants=("fast",))
+    with pytest.raises(ConfigError, match="the quality section needs --run-dir"):
+        options_for(["quality"], run_dir=None)
+    with pytest.raises(ConfigError, match="unknown section 'nope'"):
+        options_for(["nope"])
+    options_for(["train"], config=Config(), run_dir=None, refine_steps=-1)  # the gaps option is not train's
+
+
+def test_the_model_family_is_named_through_the_presets():
+    from tfvae.bench import MODELS
+    from tfvae.presets import PRESETS, expand_preset
+
+    assert MODELS == tuple(PRESETS)
+    assert expand_preset("classic") == Config() and expand_preset("best").architecture == "conv"
+    conv = expand_preset("conv-iwae5", latent_dim=2)
+    assert (conv.architecture, conv.objective, conv.train_samples, conv.latent_dim) == ("conv", "iwae", 5, 2)
+
+
+def test_the_bench_library_imports_neither_the_command_line_nor_tensorflow():
+    code = ("import sys, tfvae.bench, tfvae.bench.__main__; "
+            "sys.exit(3 if 'tensorflow' in sys.modules or any(m.startswith('tfvae.cli') for m in sys.modules) else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
 # --------------------------------------------------------------------------- the command
 
 
@@ -167,14 +215,14 @@ def test_a_missing_run_is_one_line(tmp_path):
 def test_children_import_the_installed_tfvae_not_a_checkout_in_the_working_directory(tmp_path):
     """`python -m tfvae.bench` puts the working directory first on sys.path: run from inside another checkout, the
     children would measure that checkout's code."""
-    from tfvae.bench import _child_env
+    from tfvae.bench.runner import child_env
 
     (tmp_path / "tfvae").mkdir()
     (tmp_path / "tfvae" / "__init__.py").write_text("raise ImportError('the checkout in the working directory')\n")
     code = "import tfvae, sys; sys.stdout.write(tfvae.__file__)"
     shadowed = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert shadowed.returncode != 0 and "the checkout in the working directory" in shadowed.stderr
-    child = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_child_env(), capture_output=True, text=True)
+    child = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=child_env(), capture_output=True, text=True)
     assert child.returncode == 0, child.stderr
     assert os.path.dirname(child.stdout) == os.path.dirname(__import__("tfvae").__file__)
 
@@ -251,7 +299,8 @@ def test_sample_section_on_a_tiny_export(run_dir):
 
 
 def test_each_convolution_kernel_runs_at_its_shape():
-    from tfvae import bench, flops
+    from tfvae import flops
+    from tfvae.bench import kernels
 
     calls = flops.training_calls(build(architecture="conv", latent_dim=2, hidden_units=8, filters=4), 2)
     products = {p.op: p for c in calls for p in c.training_products() if p.op != flops.MATMUL}
@@ -259,8 +308,8 @@ def test_each_convolution_kernel_runs_at_its_shape():
     for product in products.values():
         inputs, kernel, outputs, _, _ = product.shape
         expected = {flops.CONV2D: outputs, flops.CONV2D_BACKPROP_INPUT: inputs, flops.CONV2D_BACKPROP_FILTER: kernel}
-        assert tuple(bench._conv_inputs(product, 1)(0).shape) == tuple(expected[product.op])
-        assert bench.measure_gflops(product, seconds=0.01) > 0
+        assert tuple(kernels.product_kernel(product, 1)(0).shape) == tuple(expected[product.op])
+        assert kernels.measure_gflops(product, seconds=0.01) > 0
 
 
 def test_the_gaps_section_needs_a_trained_run():

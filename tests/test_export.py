@@ -393,11 +393,10 @@ def test_cli_defaults_match_the_library():
 
 
 def test_bench_sample_section_reports_sizes_quantization_and_latency(exported):
-    from tfvae.bench import BenchOptions, section_sample
+    from tfvae.bench.device import SampleOptions, section_sample
 
     directory, manifest = exported
-    options = BenchOptions(config=Config(latent_dim=LATENT_DIM), sections=("sample",), export_dir=directory, repeats=3)
-    results = section_sample(options)  # in this process: no subprocess, no parsing
+    results = section_sample(SampleOptions(export_dir=directory, repeats=3))  # in this process: no subprocess
     assert json.loads(json.dumps(results)) == results
     assert results["files"]["decoder_int8.tflite"] == manifest["files"]["decoder_int8.tflite"]["bytes"]
     assert set(results["latency_seconds"]) == {"decoder.tflite", "decoder_float16.tflite", "decoder_int8.tflite",

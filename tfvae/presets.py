@@ -20,6 +20,12 @@ __all__ = ["PRESETS", "expand_preset"]
 PRESETS = {
     # The seed's model: a 784-500-20 MLP trained on the one-sample ELBO (the Config defaults).
     "classic": {},
+    # The model family of BENCHMARKS.md (`tfvae bench --models`): the classic model with the changes its name says.
+    "mlp-iwae5": {"objective": "iwae", "train_samples": 5},
+    "mlp-iaf": {"posterior": "iaf"},
+    "mlp-vamp": {"prior": "vamp"},
+    "conv": {"architecture": "conv"},
+    "conv-iwae5": {"architecture": "conv", "objective": "iwae", "train_samples": 5},
     # The best model this 2-core CPU trains in under an hour (BENCHMARKS.md, "Model quality"): the conv networks
     # with D = 32 and the VampPrior (500 pseudo-inputs), the ELBO without warm-up (an epoch at weight 0 blows a
     # VampPrior's rate up), 60 epochs, and the best validation epoch kept.
