@@ -21,8 +21,8 @@ import sys
 import numpy as np
 import pytest
 
-DATA_DIR_ENV = "TFVAE_DATA_DIR"  # tfvae.data.DATA_DIR_ENV, without importing tfvae here
-CACHE_DIR_ENV = "TFVAE_CACHE_DIR"  # tfvae.data.CACHE_DIR_ENV
+DATA_DIR_ENV = "TFVAE_DATA_DIR"  # tfvae.datasets.DATA_DIR_ENV, without importing tfvae here
+CACHE_DIR_ENV = "TFVAE_CACHE_DIR"  # tfvae.datasets.CACHE_DIR_ENV
 REAL_DATA_DIR = os.environ.get(DATA_DIR_ENV)  # read before the session removes it from the environment
 
 
