@@ -55,8 +55,11 @@ def _quantizations(ctx, param, value) -> tuple:
     envvar="TFVAE_DATA_DIR",
     help="Test images for the quantization cost [env: TFVAE_DATA_DIR; default: the run's data].",
 )
-@click.option("--eval-images", type=int, default=DEFAULT_EVAL_IMAGES, show_default=True,
-              help="The quantization cost is measured on N test images drawn at random (fixed seed).")
+@click.option("--measure-images", "--eval-images", "eval_images", type=click.IntRange(min=0), default=DEFAULT_EVAL_IMAGES,
+              show_default=True,
+              help="The quantization cost (each quantized decoder's change in ELBO and log p(x), paired with the "
+                   "Keras model, with its standard error) is measured on N test images drawn at random (fixed seed); "
+                   "all of them if there are fewer; 0 skips it (faster; the manifest says so).")
 @click.option("--importance-samples", type=int, default=DEFAULT_IMPORTANCE_SAMPLES, show_default=True,
               help="K, samples of z per image for the log-likelihood in the quantization cost.")
 def export(run_dir, model, dataset, image_key, image_size, channels, out, tflite, quantize, overwrite, web, web_model,

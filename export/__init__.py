@@ -90,7 +90,8 @@ def export(
         source = os.fspath(model_or_path)
         if images is None and os.path.isdir(source):  # a run: the cost on its own test images
             return exporter.export_run(source, out, data_dir=data_dir, log=log,
-                                       eval_images=eval_images or layout.DEFAULT_EVAL_IMAGES, **options)
+                                       eval_images=layout.DEFAULT_EVAL_IMAGES if eval_images is None else eval_images,
+                                       **options)
         from tfvae.saving import load_model
 
         vae = load_model(source)

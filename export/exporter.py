@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tempfile
 import time
@@ -163,10 +164,12 @@ def export_model(
             f"{'x'.join(map(str, vae.image_shape))} with a {vae.likelihood} likelihood: export without --web"
         )
     subset = None
-    if what.quantize and images is not None:  # images that do not fit fail now, not after the conversions
+    if what.quantize and eval_images == 0:
+        what = dataclasses.replace(what, skipped="skipped on request (--measure-images 0, or eval_images=0 from Python)")
+    elif what.quantize and images is not None:  # images that do not fit fail now, not after the conversions
         from tfvae.evaluate import model_images
 
-        subset = _eval_subset(model_images(vae, images), eval_images, images_name)
+        subset = _eval_subset(model_images(vae, images), eval_images, images_name, log)
 
     with atomic_directory(out) as staging:
         manifest = _write_export(staging, vae, what, subset, log)
@@ -217,7 +220,7 @@ def export_run(
     config, vae = load_vae(run_dir, log=log)
     vae.run_config = config
     images = None
-    if what.quantize:  # missing data fails now, not after the conversions
+    if what.quantize and eval_images != 0:  # missing data fails now, not after the conversions
         from tfvae.evaluate import split_images
 
         images = split_images(config, EVAL_SPLIT, data_dir)
@@ -265,7 +268,7 @@ def export_file(
 
     vae = load_model(path)
     images = None
-    if what.quantize and dataset is not None:
+    if what.quantize and dataset is not None and eval_images != 0:
         images = dataset_images(dataset, EVAL_SPLIT, data_dir, likelihood=vae.likelihood, image_key=image_key,
                                 image_size=image_size, channels=channels)
     return export_model(vae, out, images=images, images_name=f"{dataset} {EVAL_SPLIT}", eval_images=eval_images,
@@ -285,6 +288,7 @@ class _Export:
     importance_samples: int  # K for the quantization cost
     source: Optional[str]  # where the model came from (a path); None: handed over in Python
     micro: bool = False  # OUT/micro: decoder_full_int8.tflite as C, its arena measured with TFLM
+    skipped: Optional[str] = None  # why the quantization cost is not measured although images could be (the user asked)
 
 
 def _checked_options(tflite, quantize, web, web_model, eval_images, importance_samples, source,
@@ -294,11 +298,10 @@ def _checked_options(tflite, quantize, web, web_model, eval_images, importance_s
     if quantize and not tflite:
         raise ConfigError("--quantize writes quantized TFLite decoders: add --tflite")
     web_model = parse_web_model(web, web_model)  # None: no page
-    for flag, value in (("--eval-images", eval_images), ("--importance-samples", importance_samples)):
-        if value is None and flag == "--eval-images":  # all the images given
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{flag} must be a positive integer, got {value!r}")
+    if eval_images is not None and (isinstance(eval_images, bool) or not isinstance(eval_images, int) or eval_images < 0):
+        raise ConfigError(f"--measure-images must be a non-negative integer (0: not measured), got {eval_images!r}")
+    if isinstance(importance_samples, bool) or not isinstance(importance_samples, int) or importance_samples < 1:
+        raise ConfigError(f"--importance-samples must be a positive integer, got {importance_samples!r}")
     if micro and "full_int8" not in quantize:
         raise ConfigError("--micro embeds decoder_full_int8.tflite, the decoder TFLM runs: add --tflite --quantize full_int8")
     if micro:
@@ -416,8 +419,8 @@ def _write_export(directory, vae, what: _Export, images, log) -> dict:
         manifest["micro"] = micro_entry
     if what.quantize:
         if images is None:
-            manifest["quantization"] = _not_measured(decoders)
-            log("quantization cost not measured: no images were given")
+            manifest["quantization"] = _not_measured(decoders, what.skipped)
+            log(f"quantization cost not measured: {what.skipped or 'no images were given'}")
         else:
             manifest["quantization"] = _quantization_cost(keras, decoders, images, what.importance_samples,
                                                           reference_model, log)
@@ -476,26 +479,29 @@ class _CostImages:
     name: str  # what those images are ("binarized_mnist test")
 
 
-def _eval_subset(images: np.ndarray, eval_images: Optional[int], name: str) -> _CostImages:
+def _eval_subset(images: np.ndarray, eval_images: Optional[int], name: str, log=print) -> _CostImages:
     """`eval_images` of `images` (N, H, W, C) drawn at random (seed EVAL_SUBSET_SEED), or all of them with None.
 
     At random, not the first n: the test files are not shuffled, and their
-    first few hundred images score many nats below the split's mean.
+    first few hundred images score many nats below the split's mean. A default
+    never refuses a user's data: asked for more images than there are, it measures on all of them, and says so.
     """
+    if eval_images is not None and eval_images > len(images):
+        log(f"measuring the quantization cost on all {len(images)} {name} images (--measure-images {eval_images} "
+            "asked for more than there are)")
+        eval_images = None
     if eval_images is None or eval_images == len(images):
         return _CostImages(images, len(images), name)
-    if eval_images > len(images):
-        raise ConfigError(f"--eval-images {eval_images} is larger than the {len(images)} {name} images")
     chosen = np.sort(np.random.default_rng(EVAL_SUBSET_SEED).choice(len(images), eval_images, replace=False))
     return _CostImages(images[chosen], len(images), name)
 
 
-def _not_measured(decoders) -> dict:
+def _not_measured(decoders, why: Optional[str] = None) -> dict:
     """The manifest's "quantization" when no images were given: which decoders were written, no figures."""
     return {
         "measured": False,
-        "why": "no images were given to measure the change in ELBO and log p(x) on "
-               "(tfvae.export(..., images=...), or tfvae export --dataset NAME)",
+        "why": why or ("no images were given to measure the change in ELBO and log p(x) on "
+                      "(tfvae.export(..., images=...), or tfvae export --dataset NAME)"),
         "decoders": {name: {"quantization": quantization} for name, (quantization, _) in decoders.items()},
     }
 
@@ -547,10 +553,16 @@ def _quantization_cost(keras, decoders, images: _CostImages, importance_samples,
             "log_likelihood": evaluation.log_likelihood,
             "elbo_change": evaluation.elbo - reference.elbo,
             "log_likelihood_change": evaluation.log_likelihood - reference.log_likelihood,
+            # The changes are paired (the same images, the same z): their standard error is that of the
+            # per-image differences, far below either figure's own spread across images.
+            "elbo_change_stderr": _paired_stderr(evaluation.per_image_elbo, reference.per_image_elbo),
+            "log_likelihood_change_stderr": _paired_stderr(
+                evaluation.per_image_log_likelihood, reference.per_image_log_likelihood),
         }
         log(
-            f"{name}: ELBO change {results[name]['elbo_change']:+.4f}, "
-            f"log p(x) change {results[name]['log_likelihood_change']:+.4f} nats per image"
+            f"{name}: ELBO change {results[name]['elbo_change']:+.4f}, log p(x) change "
+            f"{results[name]['log_likelihood_change']:+.4f} ± {results[name]['log_likelihood_change_stderr']:.4f} "
+            "nats per image"
         )
     if len(subset) < images.of:
         subset_text = (f"measured on a subset: {len(subset)} of the {images.of} {images.name} images, drawn at "
@@ -627,3 +639,11 @@ def _check_target(out: str, overwrite: bool) -> None:
         raise RunError(f"{out} is not empty and is not a tfvae export; choose a new or empty --out")
     if not overwrite:
         raise RunError(f"{out} already holds an export; pass --overwrite to replace it, or choose another --out")
+
+
+def _paired_stderr(values, reference) -> Optional[float]:
+    """The standard error of mean(values - reference) over images (paired); None for a single image."""
+    differences = np.asarray(values, np.float64) - np.asarray(reference, np.float64)
+    if len(differences) < 2:
+        return None
+    return float(np.std(differences, ddof=1) / math.sqrt(len(differences)))

@@ -112,6 +112,33 @@ def test_export_without_images_says_the_cost_was_not_measured(saved, tmp_path):
                                 "decoder_int8.tflite": {"quantization": "int8"}}
 
 
+def test_the_quantization_cost_is_a_paired_change_with_its_standard_error(saved, images, tmp_path):
+    vae, _ = saved
+    manifest = tfvae.export(vae, str(tmp_path / "out"), quantize=("int8",), images=images, importance_samples=K,
+                            log=QUIET)
+    change = manifest["quantization"]["decoders"]["decoder_int8.tflite"]
+    for figure in ("elbo", "log_likelihood"):
+        assert change[f"{figure}_change_stderr"] >= 0
+    # Paired (same images, same z): the change is known far better than either figure across images.
+    assert change["log_likelihood_change_stderr"] < manifest["quantization"]["reference"]["log_likelihood_stderr"] / 10
+
+
+def test_more_measure_images_than_there_are_measures_on_all_and_says_so(saved, images, tmp_path):
+    vae, _ = saved
+    said = []
+    manifest = tfvae.export(vae, str(tmp_path / "out"), quantize=("int8",), images=images, eval_images=10 * IMAGES,
+                            importance_samples=K, log=said.append)
+    assert manifest["quantization"]["images"] == IMAGES
+    assert any(f"on all {IMAGES}" in line for line in said)
+
+
+def test_measure_images_0_skips_the_cost_and_the_manifest_says_so(saved, images, tmp_path):
+    vae, _ = saved
+    manifest = tfvae.export(vae, str(tmp_path / "out"), quantize=("int8",), images=images, eval_images=0, log=QUIET)
+    assert manifest["quantization"]["measured"] is False
+    assert "--measure-images 0" in manifest["quantization"]["why"]
+
+
 # --------------------------------------------------------------------------- the CLI on a saved model
 
 

@@ -138,6 +138,10 @@ class Evaluation:
     likelihood: str = "bernoulli"
     target_se: Optional[float] = None  # stop sampling a batch once its sampling error is this small; None: all K
     importance_samples_used: Optional[float] = None  # with `target_se`: samples per image, averaged over the images
+    # Per image, in the order of the images (N,) float64: the log p(x) estimates and the ELBOs, for paired comparisons
+    # of two decoders on the same z (the export's quantization cost); not in `to_dict`.
+    per_image_log_likelihood: Optional[np.ndarray] = dataclasses.field(default=None, repr=False, compare=False)
+    per_image_elbo: Optional[np.ndarray] = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def meaning(self) -> str:
@@ -153,7 +157,7 @@ class Evaluation:
 
         Without `target_se` its two fields are left out: every image used `importance_samples`.
         """
-        values = dataclasses.asdict(self)
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("per_image")}
         if self.target_se is None:
             del values["target_se"], values["importance_samples_used"]
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
@@ -279,6 +283,8 @@ def evaluate_images(
         likelihood=likelihood,
         target_se=None if target_se is None else float(target_se),
         importance_samples_used=None if target_se is None else float(np.mean(samples)),
+        per_image_log_likelihood=log_likelihood,
+        per_image_elbo=-(rate + distortion),
     )
 
 
