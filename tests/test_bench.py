@@ -312,6 +312,16 @@ def test_each_convolution_kernel_runs_at_its_shape():
         assert kernels.measure_gflops(product, seconds=0.01) > 0
 
 
+def test_the_table_skips_a_quantization_cost_that_was_not_measured():
+    from tfvae.bench import table
+
+    sample = {"files": {"decoder_int8.tflite": 10}, "parity": {}, "latency_seconds": {}, "peak_rss_mb": 1.0,
+              "quantization": {"measured": False, "why": "no images",
+                               "decoders": {"decoder_int8.tflite": {"quantization": "int8"}}}}
+    text = table({"sample": sample})
+    assert "| sample: `decoder_int8.tflite` (bytes) | 10 |" in text and "ELBO change" not in text
+
+
 def test_the_gaps_section_needs_a_trained_run():
     result = invoke("--sections", "gaps")
     assert result.exit_code == 2

@@ -67,7 +67,7 @@ def table(results: dict) -> str:
         for name, size in s["files"].items():
             row(f"sample: `{name}` (bytes)", f"{size:,}")
         cost = s.get("quantization")
-        if cost:
+        if cost and cost.get("measured", True):  # an export without images says {"measured": false, "why": ...}
             for name, entry in cost["decoders"].items():
                 row(f"sample: `{name}` max abs diff in probs, ELBO change, log p(x) change ({cost['subset']})",
                     f"{s['parity'][name]['max_abs_diff_probs']:.2e}, {entry['elbo_change']:+.4f}, "
