@@ -339,7 +339,8 @@ def test_a_run_without_a_checkpoint_is_refused(tmp_path):
     [
         ({"quantize": "float16"}, "add --tflite"),
         ({"tflite": True, "quantize": "int4"}, "unknown --quantize int4"),
-        ({"tflite": True, "quantize": "int8", "eval_images": 0}, "--eval-images must be a positive integer"),
+        ({"tflite": True, "quantize": "int8", "eval_images": -1}, "--measure-images must be a non-negative integer"),
+        ({"tflite": True, "quantize": "int8", "importance_samples": 0}, "--importance-samples must be a positive"),
     ],
 )
 def test_bad_options_are_refused_before_any_work(tmp_path, options, message):
