@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import click
 
+from tfvae.pretrained import NAMES as PRETRAINED_NAMES  # names only: no TensorFlow
+
 
 @click.command()
-@click.option("--model", "model_path", type=click.Path(), required=True,
+@click.option("--model", "model_path", type=click.Path(), default=None,
               help="A decoder.tflite, a SavedModel directory (OUT/saved_model) or a run directory.")
+@click.option("--pretrained", type=click.Choice(PRETRAINED_NAMES), default=None,
+              help="Instead of --model: a model shipped in the package (its int8 TFLite decoder and prior).")
 @click.option("--n", type=int, default=64, show_default=True, help="How many images.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seeds z ~ p(z) and the Bernoulli draws: the same seed gives the same output.")
@@ -28,7 +32,7 @@ import click
               "decoder such as decoder_full_int8.tflite; pip install \"tfvae[micro]\").")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None,
               help="Refuse a decoder that does not make images with this many channels (1 grey, 3 RGB).")
-def sample(model_path, n, seed, temperature, mode, out, npy, interpolate, manifold, threads, runtime, channels):
+def sample(model_path, pretrained, n, seed, temperature, mode, out, npy, interpolate, manifold, threads, runtime, channels):
     """Draw images from a trained decoder: z ~ p(z), then p(x|z), written as a PNG grid.
 
     p(z) is the prior.npz beside the decoder (a learned mixture, written by
@@ -41,6 +45,13 @@ def sample(model_path, n, seed, temperature, mode, out, npy, interpolate, manifo
     from tfvae.errors import ConfigError
     from tfvae.export.sampler import open_decoder, open_prior, sample as draw, write_samples
 
+    if (model_path is None) == (pretrained is None):
+        raise click.UsageError("give exactly one of --model PATH and --pretrained NAME")
+    if pretrained is not None:
+        from tfvae.pretrained import check_files, decoder_path
+
+        check_files(pretrained)
+        model_path = decoder_path(pretrained)
     if interpolate and manifold:
         raise ConfigError("--interpolate and --manifold are exclusive: choose one")
     latents = "interpolate" if interpolate else "manifold" if manifold else "prior"

@@ -1,6 +1,7 @@
 """`load_model`: a trained `tfvae.VAE` from a `.keras` file or a run directory.
 
     m.keras         written by `vae.save("m.keras")`: the model's configuration and weights
+    pretrained:NAME a model shipped in the package (tfvae.pretrained: classic, best)
     RUN_DIR         written by `tfvae train`: its model (the best validation epoch with keep_best,
                     else the newest readable checkpoint), as `tfvae evaluate` and `tfvae export` use it
 
@@ -29,12 +30,13 @@ def load_model(path: str):
     """The `tfvae.VAE` saved at `path`, ready to evaluate, sample, export or train further.
 
     Args:
-      path: a `.keras` file written by `VAE.save`, or a run directory written by
+      path: a `.keras` file written by `VAE.save`, a run directory written by
         `tfvae train` (its model: the best validation epoch with keep_best, else
-        the newest readable checkpoint).
+        the newest readable checkpoint), or "pretrained:NAME", a model shipped in
+        the package (`tfvae.pretrained.NAMES`).
 
     Returns:
-      A built `tfvae.VAE`. A run directory's model also carries the run's
+      A built `tfvae.VAE`. A run directory's (and a shipped) model also carries the run's
       `Config` as `vae.run_config`.
 
     Raises:
@@ -49,6 +51,11 @@ def load_model(path: str):
     tfvae.errors.ModelFileError: no/such/model.keras does not exist
     """
     path = os.fspath(path)
+    from tfvae import pretrained
+
+    name = pretrained.parse(path)
+    if name is not None:
+        return pretrained.load_vae(name)
     if not os.path.exists(path):
         raise ModelFileError(f"{path} does not exist")
     if os.path.isdir(path):
