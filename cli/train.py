@@ -8,7 +8,7 @@ import click
 from click.core import ParameterSource
 
 from tfvae.cli import flags
-from tfvae.config import DATASETS, DECODER_BIASES, LIKELIHOOD_NAMES, STRATEGIES, Config
+from tfvae.config import CONDITIONS, DATASETS, DECODER_BIASES, LIKELIHOOD_NAMES, STRATEGIES, Config
 
 _DEFAULTS = Config()
 
@@ -63,6 +63,11 @@ def _dataset(ctx, param, value):
 )
 @click.option("--image-key", default=_DEFAULTS.image_key, show_default=True,
               help="tfds: the feature that holds the images.")
+@click.option("--condition", type=click.Choice(CONDITIONS), default=_DEFAULTS.condition, show_default=True,
+              help="none: a VAE of p(x); label: a conditional VAE of p(x|y) on the data's class labels (mnist, "
+                   "fashion_mnist, tfds:, folder:PATH/CLASS/..., npz: y_train / y_valid / y_test).")
+@click.option("--label-key", default=_DEFAULTS.label_key, show_default=True,
+              help="tfds with --condition label: the feature that holds the class labels.")
 @click.option("--image-size", metavar="H[xW]", default=None,
               help="Resize every image (area filter) [default: as stored; every image must share one size].")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None,

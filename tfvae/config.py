@@ -30,6 +30,7 @@ __all__ = [
     "FLOW_CONTEXT_NAMES",
     "PRIOR_NAMES",
     "STRATEGIES",
+    "CONDITIONS",
     "IMAGE_SHAPE",
     "EXECUTION_FIELDS",
     "load_config",
@@ -52,6 +53,10 @@ FLOW_CONTEXT_NAMES = tuple(FLOW_CONTEXTS)  # features, params
 PRIOR_NAMES = tuple(PRIORS)  # normal, mog, vamp
 DECODER_BIASES = ("zero", "data")  # the decoder output bias at initialisation: 0, or logit(training pixel means)
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+# What the model is conditioned on: none, p(x) (the models of before); label, p(x|y) with q(z|x,y), p(x|z,y), p(z|y).
+CONDITIONS = ("none", "label")
+# The conditioning fields, left out of config.json at their defaults: an unconditional run's file is as before.
+_CONDITION_DEFAULTS = {"condition": "none", "label_key": "label", "classes": None}
 
 
 def _execution(default):
@@ -108,6 +113,12 @@ class Config:
     # setting: a run resumed on another machine reads its data from wherever that machine keeps it.
     data_dir: Optional[str] = _execution(None)
     limit: Optional[int] = None  # train on the first `limit` training images only (smoke runs)
+    # none: an unconditional VAE of p(x); label: a conditional VAE of p(x|y) on the data's class labels (Sohn et al.
+    # 2015), the label a one-hot input of the encoder and the decoder and, with --prior mog, a component of p(z|y).
+    condition: str = "none"
+    label_key: str = "label"  # tfds: the feature that holds the class labels (condition label)
+    # The class names in label order (strings), found in the data by `train` like image_shape; None: unconditional.
+    classes: Optional[tuple] = None
 
     # --- optimisation ---
     epochs: int = 40  # passes over the training set; may grow when a run is trained further
@@ -130,7 +141,7 @@ class Config:
 
     def __post_init__(self):
         # JSON has lists, not tuples: normalise so that a config read back equals the one written.
-        for name in ("image_size", "image_shape"):
+        for name in ("image_size", "image_shape", "classes"):
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         if isinstance(self.image_size, str):  # "32" or "64x48", as on the command line
@@ -167,6 +178,7 @@ class Config:
         _check_choice("prior", self.prior, tuple(PRIORS))
         _check_choice("decoder_bias", self.decoder_bias, DECODER_BIASES)
         _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_condition(self)
         for name in ("keep_best", "mixed_precision", "jit_compile", "deterministic"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -187,8 +199,18 @@ class Config:
         """A copy with `changes` applied (and validated)."""
         return dataclasses.replace(self, **changes)
 
+    @property
+    def num_classes(self) -> int:
+        """N, the number of classes a conditional model takes; 0 for an unconditional one."""
+        return len(self.classes) if self.condition == "label" and self.classes else 0
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields as a JSON-ready dict; the conditioning fields only when one differs from its default."""
+        values = dataclasses.asdict(self)
+        if all(values[name] == default for name, default in _CONDITION_DEFAULTS.items()):
+            for name in _CONDITION_DEFAULTS:
+                del values[name]
+        return values
 
     def run_differences(self, other: "Config") -> list:
         """The fields that define the run (model, data, optimisation) on which `other` differs, as
@@ -269,7 +291,7 @@ def load_config(path: str) -> Config:
 
 
 # Fields no option sets directly, named in words when a resumed run differs on them.
-_LABELS = {"image_shape": "image shape", "data_fingerprint": "data (sizes and sha256)"}
+_LABELS = {"image_shape": "image shape", "data_fingerprint": "data (sizes and sha256)", "classes": "classes"}
 
 
 def _check_dataset(dataset) -> None:
@@ -294,6 +316,24 @@ def _check_image_fields(config) -> None:
         raise ConfigError(f"image_shape must be [H, W, C] with C 1 or 3, got {config.image_shape!r}")
     if config.data_fingerprint is not None and not isinstance(config.data_fingerprint, str):
         raise ConfigError(f"data_fingerprint must be a string or null, got {config.data_fingerprint!r}")
+
+
+def _check_condition(config) -> None:
+    _check_choice("condition", config.condition, CONDITIONS)
+    if not isinstance(config.label_key, str) or not config.label_key:
+        raise ConfigError(f"--label-key must be a feature name, got {config.label_key!r}")
+    classes = config.classes
+    if classes is not None and (not isinstance(classes, tuple) or not classes
+                                or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes)):
+        raise ConfigError(f"classes must be a list of distinct class names (strings), or null, got {classes!r}")
+    if config.condition == "none" and classes is not None:
+        raise ConfigError("classes go with --condition label; an unconditional run has none")
+    if config.condition == "label":
+        if config.dataset == "binarized_mnist":
+            raise ConfigError("binarized_mnist has no labels in its files, so --condition label cannot use it; "
+                              "use --dataset mnist (the same digits, binarized afresh every epoch, with their labels)")
+        if config.prior == "vamp":
+            raise ConfigError("--condition label takes --prior normal or mog (one component per class), not vamp")
 
 
 def _positive_ints(values, length: int) -> bool:

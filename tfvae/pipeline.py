@@ -1,5 +1,8 @@
 """The tf.data input pipeline: batches of (x, x) for Keras, binarization, shuffling, replicas.
 
+With class labels (a conditional run, `labels=`), batches are (x, y) instead: y (B,) int32, the labels of the
+batch's images, shuffled with them (the order is the same function of the seed either way).
+
 Images come from `tfvae.datasets` as arrays (N, H, W, C): uint8 in {0, 1} (static binary data), uint8
 intensities 0..255 or float32 grey levels in [0, 1] binarized afresh every epoch (`dynamic`), or
 float32 grey levels used as they are (the continuous-Bernoulli likelihood). Every batch is float32.
@@ -26,6 +29,7 @@ def make_dataset(
     seed: int = 0,
     dynamic: bool = False,
     drop_remainder: bool = False,
+    labels=None,
 ):
     """A `tf.data.Dataset` of `(x, x)` batches for Keras `fit` / `evaluate` (the target is the input).
 
@@ -39,6 +43,7 @@ def make_dataset(
             pipelines built with the same seed yield the same epochs.
         dynamic: binarize x ~ Bernoulli(grey level), afresh every epoch.
         drop_remainder: drop the last, smaller batch.
+        labels: (N,) class labels of the images, or None; with them the batches are `(x, y)`, y (B,) int32.
 
     Returns:
         A dataset of `(x, x)` with x float32 of shape (B, H, W, C) in {0, 1} (or [0, 1] for grey levels).
@@ -53,11 +58,14 @@ def make_dataset(
     import tensorflow as tf
 
     images = _check_images(images, batch_size, dynamic)
+    labels = _check_labels(labels, images)
 
-    dataset = tf.data.Dataset.from_tensor_slices(images)  # elements (H, W, C)
+    dataset = tf.data.Dataset.from_tensor_slices(images if labels is None else (images, labels))  # (H, W, C) [, ()]
     if training:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)  # (B, H, W, C)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)  # (B, H, W, C) [, (B,)]
+    if labels is not None:
+        return _labelled(dataset, dynamic, seed)
 
     if dynamic:
         # One stateless seed pair per batch. Dataset.random draws a new sequence each
@@ -86,6 +94,7 @@ def make_training_dataset(
     first_epoch: int = 0,
     dynamic: bool = False,
     drop_remainder: bool = False,
+    labels=None,
 ):
     """Training batches for epochs `first_epoch`, ..., `epochs - 1`, one epoch after another.
 
@@ -103,6 +112,8 @@ def make_training_dataset(
         first_epoch: the first epoch to produce (the number of epochs already done).
         dynamic: binarize x ~ Bernoulli(grey level), afresh every epoch.
         drop_remainder: drop each epoch's last, smaller batch.
+        labels: (N,) class labels of the images, or None; with them the batches are `(x, y)`, y (B,) int32,
+            in the same order (the permutation does not depend on the labels).
 
     Returns:
         A dataset of `(x, x)` pairs, x float32 (B, H, W, C).
@@ -116,8 +127,10 @@ def make_training_dataset(
     import tensorflow as tf
 
     images = _check_images(images, batch_size, dynamic)
+    labels = _check_labels(labels, images)
     num_images = len(images)
     images_t = tf.constant(images)  # (N, H, W, C), kept in memory once
+    labels_t = None if labels is None else tf.constant(labels)  # (N,) int32
     base_seed = tf.constant([seed, 0], tf.int64)
 
     def one_epoch(epoch):
@@ -128,8 +141,10 @@ def make_training_dataset(
         def load(step, indices):
             x = tf.gather(images_t, indices)  # (B, H, W, C)
             if dynamic:
-                return _binarize_batch(x, tf.random.experimental.stateless_fold_in(epoch_seed, step + 1))
-            return _to_float(x)
+                x, target = _binarize_batch(x, tf.random.experimental.stateless_fold_in(epoch_seed, step + 1))
+            else:
+                x, target = _to_float(x)
+            return (x, target) if labels_t is None else (x, tf.gather(labels_t, indices))
 
         return batches.enumerate().map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -159,6 +174,29 @@ def _check_images(images, batch_size, dynamic) -> np.ndarray:
     if images.dtype == np.float32 and not (images.min() >= 0 and images.max() <= 1):
         raise ValueError("float32 images must hold grey levels in [0, 1]")
     return images
+
+
+def _check_labels(labels, images):
+    """None, or (N,) int32 labels, one per image."""
+    if labels is None:
+        return None
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu" or labels.shape != (len(images),):
+        raise ValueError(f"labels must be integers, one per image ({len(images)},), got {labels.dtype} {labels.shape}")
+    return labels.astype(np.int32)
+
+
+def _labelled(dataset, dynamic: bool, seed: int):
+    """(images, labels) batches -> (x, y): x binarized as `make_dataset` does without labels, y unchanged."""
+    import tensorflow as tf
+
+    if dynamic:
+        batch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip((dataset, batch_seeds)).map(
+            lambda batch, s: (_binarize_batch(batch[0], s)[0], batch[1]), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        dataset = dataset.map(lambda x, y: (_to_float(x)[0], y), num_parallel_calls=tf.data.AUTOTUNE)
+    return _finish_pipeline(dataset)
 
 
 def _to_float(x):

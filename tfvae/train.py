@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import difflib
 import json
+import math
 import os
 import shutil
 import statistics
@@ -62,8 +63,9 @@ SAMPLE_GRID_SIZE = 64  # fixed z for the before / halfway / after sample grids
 RECONSTRUCTIONS = 10  # validation images shown in reconstructions.png
 
 # The options of `train` (and of `tfvae train`, with dashes): every Config field a user chooses. Not the
-# fields the data decide (image_shape, data_fingerprint), nor the file format's version.
-OPTIONS = tuple(f.name for f in dataclasses.fields(Config) if f.name not in ("image_shape", "data_fingerprint", "version"))
+# fields the data decide (image_shape, data_fingerprint, classes), nor the file format's version.
+OPTIONS = tuple(f.name for f in dataclasses.fields(Config)
+                if f.name not in ("image_shape", "data_fingerprint", "classes", "version"))
 _ARGUMENTS = ("preset", "run_dir", "overwrite", "verbose", "log", "resume_command")  # train's own keywords
 
 
@@ -192,6 +194,22 @@ def training_images(config: Config, splits) -> np.ndarray:
     return images
 
 
+def training_labels(config: Config, splits, images: np.ndarray):
+    """The class labels (N,) int32 of the training images of a conditional run (None for an unconditional one).
+
+    Raises:
+      ConfigError: a class with no image among the first `--limit` training images.
+    """
+    if config.condition != "label":
+        return None
+    labels = splits.labels["train"][: len(images)]
+    missing = [name for k, name in enumerate(config.classes) if not np.any(labels == k)]
+    if missing:
+        raise ConfigError(f"class {missing[0]!r} has no image among the {len(images)} training images"
+                          + (" (--limit)" if config.limit is not None else "") + "; every class needs one")
+    return labels
+
+
 def compile_vae(config: Config, strategy: tf.distribute.Strategy):
     """The run's VAE built under `strategy`, compiled with Adam.
 
@@ -292,8 +310,10 @@ def _prepare(config, run_dir, overwrite, strategy, chief, held, log, defaulted=(
             held.callback(lock_run(run_dir).release)
         splits = config_splits(config, config.data_dir)
         # What the data turned out to be: the model's image shape, and the fingerprint a resumed run must match.
-        config = config.replace(image_shape=splits.image_shape, data_fingerprint=splits.fingerprint)
+        config = config.replace(image_shape=splits.image_shape, data_fingerprint=splits.fingerprint,
+                                classes=splits.classes if config.condition == "label" else None)
         images = training_images(config, splits)
+        training_labels(config, splits, images)  # checked before anything is written
         if chief:
             plan = plan_run(run_dir, config, overwrite=overwrite, log=log, defaulted=defaulted)
     except TfvaeError as e:
@@ -341,10 +361,12 @@ def _train(plan, splits, images, strategy, chief, run_dir, work_dir, verbose, lo
     elif chief and plan.action == "new":
         log(f"training into {run_dir}" + (f" (if interrupted, resume with: {resume_command})" if resume_command else ""))
 
+    labels = {split: _labels(config, splits, split) for split in ("validation", "test")}
     train_ds = make_training_dataset(
-        images, config.batch_size, seed=config.seed, epochs=config.epochs, first_epoch=first_epoch, dynamic=splits.dynamic
+        images, config.batch_size, seed=config.seed, epochs=config.epochs, first_epoch=first_epoch,
+        dynamic=splits.dynamic, labels=training_labels(config, splits, images),
     )
-    validation_ds = make_dataset(splits.validation, config.batch_size, training=False)
+    validation_ds = make_dataset(splits.validation, config.batch_size, training=False, labels=labels["validation"])
     grid_rng = np.random.default_rng(config.seed)
     z_fixed = grid_rng.standard_normal((SAMPLE_GRID_SIZE, config.latent_dim))
     u_fixed = grid_rng.random(SAMPLE_GRID_SIZE)  # drawn after z: the N(0, I) grids keep their z
@@ -355,7 +377,8 @@ def _train(plan, splits, images, strategy, chief, run_dir, work_dir, verbose, lo
         stop_on_non_finite,
         KLWarmup(config.warmup_epochs),
         HistoryCSV(work_dir),
-        SampleGrids(work_dir, z_fixed.astype(np.float32), config.epochs, u_fixed),
+        (ClassSampleGrids if config.num_classes else SampleGrids)(work_dir, z_fixed.astype(np.float32), config.epochs,
+                                                                  u_fixed),
         tfk.callbacks.TensorBoard(os.path.join(work_dir, LOG_DIR), profile_batch=0),
         TrainingCheckpoint(checkpoint, epoch, os.path.join(work_dir, CHECKPOINT_DIR), config.keep_checkpoints or None),
         RaiseLostSignals(),  # last: an epoch that has ended is kept before a lost Ctrl-C is raised again
@@ -384,7 +407,8 @@ def _train(plan, splits, images, strategy, chief, run_dir, work_dir, verbose, lo
     if config.keep_best and best_checkpoint(work_dir):  # the run's model is the best validation epoch
         tf.train.Checkpoint(model=vae).read(best_checkpoint(work_dir)).expect_partial()
     # Every worker evaluates (under a multi-worker strategy evaluate is collective); only the chief writes.
-    test = vae.evaluate(make_dataset(splits.test, config.batch_size, training=False), return_dict=True, verbose=0)
+    test = vae.evaluate(make_dataset(splits.test, config.batch_size, training=False, labels=labels["test"]),
+                        return_dict=True, verbose=0)
     if not chief:
         return {}
     return _finish(config, vae, splits, test, run_dir, log)
@@ -393,8 +417,10 @@ def _train(plan, splits, images, strategy, chief, run_dir, work_dir, verbose, lo
 def _finish(config: Config, vae, splits, test: dict, run_dir: str, log) -> dict:
     """Final plots and figures; summary.json is written last and marks the run finished."""
     x = splits.validation[:RECONSTRUCTIONS].astype(np.float32)
-    plots.plot_reconstructions(x, vae.reconstruct(x).numpy(), os.path.join(run_dir, "reconstructions.png"))
-    if config.latent_dim == 2:
+    y = _labels(config, splits, "validation")
+    plots.plot_reconstructions(x, vae.reconstruct(x, None if y is None else y[:RECONSTRUCTIONS]).numpy(),
+                               os.path.join(run_dir, "reconstructions.png"))
+    if config.latent_dim == 2 and not config.num_classes:
         z = plots.manifold_latents(20)
         means = vae.decode_mean(z).numpy()  # (400, H, W, C)
         plots.save_image_grid(means, os.path.join(run_dir, "manifold.png"), "latent manifold", columns=20)
@@ -420,6 +446,26 @@ def _finish(config: Config, vae, splits, test: dict, run_dir: str, log) -> dict:
         f"test {summary['test_elbo']:.2f} nats per image{density}; run in {run_dir}"
     )
     return summary
+
+
+def _labels(config: Config, splits, split: str):
+    """The labels (N,) of one split for a conditional run; None for an unconditional one."""
+    return splits.labels[split] if config.condition == "label" else None
+
+
+class ClassSampleGrids(SampleGrids):
+    """`SampleGrids` of a conditional model: row i of the grid (8 images) is class i mod N, z ~ p(z|y) for the
+    fixed noise (N(0, I): z itself; a per-class prior: loc_y + scale_y eps)."""
+
+    def _save(self, epoch: int):
+        n = int(self.z.shape[0])
+        columns = math.isqrt(n) or 1
+        labels = (np.arange(n) // columns) % self.model.classes  # (N,): one class per row of the grid
+        _, loc, scale = (np.asarray(t) for t in self.model.prior_mixture(labels))
+        z = tf.constant(loc + scale * self.z.numpy(), tf.float32)
+        means = self.model.decode_mean(z, tf.constant(labels, tf.int32)).numpy()
+        title = "before training" if epoch == 0 else f"after epoch {epoch}"
+        plots.save_image_grid(means, os.path.join(self.run_dir, f"samples_epoch_{epoch:03d}.png"), title)
 
 
 make_callable(__name__, "train")  # tfvae.train(...) calls train(...), before or after `import tfvae.train`

@@ -9,6 +9,10 @@
 
 `load_images(source, split)` is the same data as one float32 array, what `tfvae.load_images` gives.
 
+Labels (`--condition label`, `load_splits(label_key=...)`): mnist and fashion_mnist their IDX label files;
+tfds: the feature `label_key`; folder: each image's first subfolder (PATH/CLASS/... or PATH/train/CLASS/...);
+npz: the arrays y_train, y_valid, y_test. binarized_mnist has none. `Splits.labels` and `Splits.classes`.
+
 Every reader of the table has the same shape, `read(argument, ReadOptions) -> Source` (arrays per
 split and a description); `tfvae.datasets.images.make_splits` then resizes, converts, carves the
 missing evaluation splits, fingerprints and, for the Bernoulli likelihood, binarizes them. No
@@ -120,8 +124,9 @@ def load_splits(
     image_size=None,
     channels: Optional[int] = None,
     likelihood: str = "bernoulli",
+    label_key: Optional[str] = None,
 ) -> Splits:
-    """The train, validation and test images of `dataset`.
+    """The train, validation and test images of `dataset` (and their class labels, with `label_key`).
 
     Args:
       dataset: a built-in name, or tfds:NAME[/CONFIG], folder:PATH, npz:PATH.
@@ -131,19 +136,25 @@ def load_splits(
       channels: 1 or 3: convert; None keeps the sources' channels.
       likelihood: "bernoulli": validation and test binarized once, train per epoch;
         anything else (continuous_bernoulli): grey levels in [0, 1] everywhere.
+      label_key: read the class labels too (`--condition label`); for tfds: the label feature. None: images only.
 
     Raises:
-      DataError: unknown dataset, missing or bad files, options the built-in datasets do not take.
+      DataError: unknown dataset, missing or bad files, options the built-in datasets do not take; with
+        `label_key`, a source without labels, labels that are not one integer >= 0 per image, a class with no
+        training image.
     """
     prefix, argument = parse_dataset(dataset)
-    options = ReadOptions(image_key=image_key, image_size=parse_image_size(image_size), channels=channels)
+    options = ReadOptions(image_key=image_key, image_size=parse_image_size(image_size), channels=channels,
+                          label_key=label_key)
     if argument is None:
         if options.image_size is not None or options.channels is not None:
             raise DataError(f"--image-size and --channels apply to tfds:, folder: and npz: datasets; {dataset} is "
                             f"28x28 grey (use tfds:{dataset} to resize or convert it)")
-        return mnist.load_builtin(dataset, data_dir, grey=likelihood != "bernoulli")
+        return mnist.load_builtin(dataset, data_dir, grey=likelihood != "bernoulli", labels=label_key is not None)
     if prefix != "tfds" and image_key != ReadOptions.image_key:
         raise DataError(f"--image-key names a TFDS feature; {dataset} has none (leave --image-key out)")
+    if prefix != "tfds" and label_key not in (None, "label"):
+        raise DataError(f"--label-key names a TFDS feature; {dataset} has none (leave --label-key out)")
     source = SOURCES[prefix](argument, options)
     return make_splits(source, options, likelihood)
 
@@ -157,6 +168,7 @@ def config_splits(config, data_dir: Optional[str] = None) -> Splits:
         image_size=config.image_size,
         channels=config.channels,
         likelihood=config.likelihood,
+        label_key=config.label_key if config.condition == "label" else None,
     )
 
 

@@ -5,6 +5,9 @@ otherwise every image under PATH is training data. Files are read in sorted path
 Without `--image-size` every image must have the first one's size, and without `--channels`
 its mode: grey ("1", "L") or colour ("RGB", "P"); any other mode (alpha, 16-bit, CMYK) needs
 `--channels`. The first image that differs is named.
+
+With `--condition label` the first subfolder of each image (below the split's, if any) is its class:
+`PATH/CLASS/...` or `PATH/train/CLASS/...`; the classes are the training split's class folders in sorted order.
 """
 
 from __future__ import annotations
@@ -37,7 +40,27 @@ def read(path: str, options: ReadOptions) -> Source:
         folders = {"train": path}
     reference = {}  # the first image's size and mode, which every other image must share
     splits = {split: _read_images(folder, options, reference) for split, folder in folders.items()}
-    return Source(splits, f"folder:{path}")
+    if options.label_key is None:
+        return Source(splits, f"folder:{path}")
+    names = {split: [_class_of(file, folder, path) for file in _image_files(folder)] for split, folder in folders.items()}
+    classes = tuple(sorted(set(names["train"])))
+    index = {name: k for k, name in enumerate(classes)}
+    labels = {}
+    for split, split_names in names.items():
+        unknown = sorted(set(split_names) - set(index))
+        if unknown:
+            raise DataError(f"folder:{path}: class {unknown[0]!r} of the {split} split has no training image")
+        labels[split] = np.array([index[name] for name in split_names], np.int64)
+    return Source(splits, f"folder:{path}", labels=labels, classes=classes)
+
+
+def _class_of(file: str, folder: str, path: str) -> str:
+    """The class of an image: the first subfolder of `folder` on its path, or a DataError if it has none."""
+    parts = os.path.relpath(file, folder).split(os.sep)
+    if len(parts) < 2:
+        raise DataError(f"{file} is not in a class folder; with --condition label every image goes in "
+                        f"folder:{path}/CLASS/... (or {path}/train/CLASS/...)")
+    return parts[0]
 
 
 def _image_files(folder: str) -> list:

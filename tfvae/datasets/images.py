@@ -5,6 +5,8 @@
            -> carve:   validation / test taken from train (seed SPLIT_SEED) when the source has none
            -> Splits:  bernoulli: train grey levels (binarized per epoch), validation and test binarized once
                        continuous_bernoulli: grey levels everywhere
+    labels (--condition label): {split: (N,) integers} and the class names, carved with the images, checked
+                       (`check_labels`) and part of the fingerprint; without them everything is as before.
 
 NumPy and Pillow only.
 """
@@ -33,6 +35,7 @@ __all__ = [
     "parse_image_size",
     "prepare",
     "carve",
+    "check_labels",
     "fingerprint",
     "make_splits",
 ]
@@ -69,6 +72,9 @@ class Splits:
     dynamic: bool  # True: train holds grey levels, binarized per epoch by the pipeline
     fingerprint: Optional[str] = None  # sizes and sha256 of the images (sources other than the built-in ones)
     description: str = ""  # where the images came from, in words
+    # --condition label: {split: (N_split,) int32 class indices into `classes`}; None: read without labels.
+    labels: Optional[dict] = dataclasses.field(default=None, compare=False)
+    classes: Optional[tuple] = None  # the class names in label order (strings)
 
     @property
     def image_shape(self) -> tuple:
@@ -80,6 +86,7 @@ class ReadOptions:
     """How a reader turns files into images (the CLI's --image-key, --image-size, --channels)."""
 
     image_key: str = "image"  # tfds: the feature holding the images
+    label_key: Optional[str] = None  # tfds: the feature holding the class labels; None: no labels are read
     image_size: Optional[tuple] = None  # (H, W): resize every image with the area filter; None: keep
     channels: Optional[int] = None  # 1 or 3: convert; None: keep (every image must agree)
 
@@ -88,11 +95,14 @@ class ReadOptions:
 class Source:
     """What a reader returns: arrays per split (N, H, W[, C]) uint8 0..255 or float in [0, 1], and a description.
 
-    `splits` holds "train" and any of "validation", "test" the source has.
+    `splits` holds "train" and any of "validation", "test" the source has; `labels` the same splits' class
+    indices (N,) and `classes` their names, when labels were asked for (`ReadOptions.label_key`).
     """
 
     splits: dict
     description: str
+    labels: Optional[dict] = None
+    classes: Optional[tuple] = None
 
 
 def evaluation_seeds() -> list:
@@ -187,8 +197,10 @@ def _resize(images: np.ndarray, size: tuple) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def carve(images: dict, description: str) -> dict:
+def carve(images: dict, description: str, labels: Optional[dict] = None):
     """{"train", "validation", "test"}: missing evaluation splits carved from train with SPLIT_SEED.
+
+    With `labels` ({split: (N,)}), returns (images, labels), the labels carved with their images.
 
     Raises:
       DataError: too few images to give every split at least one.
@@ -204,24 +216,78 @@ def carve(images: dict, description: str) -> dict:
             + (f"(it carves {', '.join(missing)} from train)" if missing else "")
         )
     out = dict(images)
+    out_labels = dict(labels) if labels is not None else None
     if missing:
         order = np.random.default_rng(SPLIT_SEED).permutation(len(train))
         for i, split in enumerate(missing):
             out[split] = train[np.sort(order[i * carved:(i + 1) * carved])]
+            if labels is not None:
+                out_labels[split] = labels["train"][np.sort(order[i * carved:(i + 1) * carved])]
         out["train"] = train[np.sort(order[len(missing) * carved:])]
+        if labels is not None:
+            out_labels["train"] = labels["train"][np.sort(order[len(missing) * carved:])]
     for split in SPLITS:
         if len(out[split]) == 0:
             raise DataError(f"{description}: the {split} split is empty")
-    return {split: out[split] for split in SPLITS}
+    if labels is None:
+        return {split: out[split] for split in SPLITS}
+    return {split: out[split] for split in SPLITS}, {split: out_labels[split] for split in SPLITS}
 
 
-def fingerprint(images: dict) -> str:
-    """'train N / validation N / test N, sha256 <16 hex>' of the prepared float32 splits."""
+def check_labels(labels: dict, sizes: dict, description: str, classes: Optional[tuple] = None) -> tuple:
+    """Class labels per split -> ({split: (N,) int32}, class names), or a one-line DataError.
+
+    Labels must be integers >= 0 (bool and float arrays are refused), one per image of their split; every
+    class must have a training image. Without `classes` the classes are "0", ..., str(max label).
+
+    Args:
+      labels: {split: array-like (N,)}, the splits of `sizes`.
+      sizes: {split: number of images}.
+      description: names the source in the message.
+      classes: the source's own class names in label order, or None.
+    """
+    checked = {}
+    for split, values in labels.items():
+        values = np.asarray(values)
+        if values.dtype.kind not in "iu" or values.ndim != 1:
+            raise DataError(f"{description} ({split}): labels must be integers, one per image, got "
+                            f"{values.dtype} of shape {values.shape}")
+        if len(values) != sizes[split]:
+            raise DataError(f"{description} ({split}): {len(values)} labels for {sizes[split]} images; "
+                            "give one label per image")
+        if len(values) and values.min() < 0:
+            raise DataError(f"{description} ({split}): label {int(values.min())} is negative; labels are class "
+                            "indices 0, 1, ...")
+        checked[split] = values.astype(np.int64)
+    if classes is None:
+        classes = tuple(str(k) for k in range(int(checked["train"].max()) + 1))
+    classes = tuple(str(c) for c in classes)
+    seen = np.bincount(checked["train"], minlength=len(classes))
+    for split, values in checked.items():
+        if len(values) and values.max() >= len(classes):
+            raise DataError(f"{description} ({split}): label {int(values.max())} is no class of the training "
+                            f"labels 0..{len(classes) - 1}")
+    empty = [classes[k] for k in range(len(classes)) if seen[k] == 0]
+    if empty:
+        raise DataError(f"{description}: class {empty[0]!r} has no training image"
+                        + (f" ({len(empty)} classes have none)" if len(empty) > 1 else "")
+                        + "; every class needs one")
+    return {split: values.astype(np.int32) for split, values in checked.items()}, classes
+
+
+def fingerprint(images: dict, labels: Optional[dict] = None, classes: Optional[tuple] = None) -> str:
+    """'train N / validation N / test N, sha256 <16 hex>' of the prepared float32 splits (and, for a conditional
+    run, of their labels and the class names: without labels the digest is the images' alone, as before)."""
     digest = hashlib.sha256()
     for split in SPLITS:
         array = np.ascontiguousarray(images[split], dtype=np.float32)
         digest.update(f"{split}:{array.shape}".encode())
         digest.update(array.tobytes())
+    if labels is not None:
+        digest.update(("classes:" + "\x1f".join(classes)).encode())
+        for split in SPLITS:
+            digest.update(f"labels {split}:".encode())
+            digest.update(np.ascontiguousarray(labels[split], dtype=np.int32).tobytes())
     sizes = " / ".join(f"{split} {len(images[split])}" for split in SPLITS)
     return f"{sizes}, sha256 {digest.hexdigest()[:16]}"
 
@@ -234,10 +300,20 @@ def make_splits(source: Source, options: ReadOptions, likelihood: str) -> Splits
     if len(set(shapes.values())) > 1:
         listed = ", ".join(f"{split} {'x'.join(map(str, shape))}" for split, shape in shapes.items())
         raise DataError(f"{source.description}: the splits differ in image shape ({listed}); pass --image-size and --channels")
-    images = carve(prepared, source.description)
-    data_fingerprint = fingerprint(images)
+    labels = classes = None
+    if options.label_key is not None:  # --condition label
+        if source.labels is None:
+            raise DataError(f"{source.description} has no class labels; --condition label needs them")
+        labels, classes = check_labels(source.labels, {split: len(a) for split, a in prepared.items()},
+                                       source.description, source.classes)
+        images, labels = carve(prepared, source.description, labels)
+    else:
+        images = carve(prepared, source.description)
+    data_fingerprint = fingerprint(images, labels, classes)
+    conditioning = dict(labels=labels, classes=classes)
     if likelihood != "bernoulli":  # grey levels everywhere
-        return Splits(**images, dynamic=False, fingerprint=data_fingerprint, description=source.description)
+        return Splits(**images, dynamic=False, fingerprint=data_fingerprint, description=source.description,
+                      **conditioning)
     validation_rng, test_rng = (np.random.default_rng(s) for s in evaluation_seeds()[:2])
     return Splits(
         train=images["train"],
@@ -246,4 +322,5 @@ def make_splits(source: Source, options: ReadOptions, likelihood: str) -> Splits
         dynamic=True,
         fingerprint=data_fingerprint,
         description=source.description,
+        **conditioning,
     )

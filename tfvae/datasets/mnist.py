@@ -86,6 +86,14 @@ _ZERO, _ONE, _SPACE, _NEWLINE = b"0"[0], b"1"[0], b" "[0], b"\n"[0]
 _AMAT_NAMES = {"train": "binarized_mnist_train.amat", "validation": "binarized_mnist_valid.amat",
                "test": "binarized_mnist_test.amat"}
 _IDX_IMAGE_NAMES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
+_IDX_LABEL_NAMES = {"train": "train-labels-idx1-ubyte", "test": "t10k-labels-idx1-ubyte"}  # --condition label
+
+# The class names of the labelled built-in datasets, in label order (`--condition label`).
+CLASSES = {
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"),
+}
 
 # Bump when the cached arrays change meaning, so old cache files are ignored.
 _CACHE_FORMAT = 1
@@ -303,7 +311,8 @@ def _is_idx_images(array: np.ndarray) -> bool:
 # --------------------------------------------------------------------------- splits
 
 
-def load_builtin(dataset: str = "binarized_mnist", data_dir: Optional[str] = None, grey: bool = False) -> Splits:
+def load_builtin(dataset: str = "binarized_mnist", data_dir: Optional[str] = None, grey: bool = False,
+                 labels: bool = False) -> Splits:
     """Load the train, validation and test images of a built-in dataset.
 
     Args:
@@ -312,6 +321,8 @@ def load_builtin(dataset: str = "binarized_mnist", data_dir: Optional[str] = Non
             `mnist/`, `fashion_mnist/`). None: `$TFVAE_DATA_DIR`, then TFDS.
         grey: every split as float32 grey levels in [0, 1], none binarized (the continuous-Bernoulli
             likelihood); binarized_mnist has no grey levels and keeps its binary images, as float32.
+        labels: also read the class labels (the IDX label files; `--condition label`): `Splits.labels`
+            and `Splits.classes` (`CLASSES`). binarized_mnist has none.
 
     Returns:
         `Splits` of uint8 arrays shaped (N, 28, 28, 1).
@@ -322,6 +333,9 @@ def load_builtin(dataset: str = "binarized_mnist", data_dir: Optional[str] = Non
     """
     if dataset not in BUILTIN_DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; choose one of: {', '.join(BUILTIN_DATASETS)}")
+    if labels and dataset not in CLASSES:
+        raise DataError(f"{dataset} has no labels in its files, so --condition label cannot use it; use --dataset "
+                        "mnist (the same digits, binarized afresh every epoch, with their labels)")
     if data_dir is None:
         data_dir = os.environ.get(DATA_DIR_ENV) or None
     if data_dir is not None and not os.path.isdir(data_dir):
@@ -338,7 +352,39 @@ def load_builtin(dataset: str = "binarized_mnist", data_dir: Optional[str] = Non
     # mnist, fashion_mnist: IDX files, dynamic binarization.
     directories = _idx_directories(dataset, data_dir)
     arrays = _read_idx_splits(dataset, directories) if directories else _load_tfds(dataset, ("train", "test"))
-    return _grey_splits(dataset, **arrays) if grey else _dynamic_splits(dataset, **arrays)
+    splits = _grey_splits(dataset, **arrays) if grey else _dynamic_splits(dataset, **arrays)
+    if not labels:
+        return splits
+    read = (_read_idx_labels(dataset, directories) if directories
+            else _load_tfds(dataset, ("train", "test"), feature="label"))
+    return _with_labels(dataset, splits, read)
+
+
+def _read_idx_labels(dataset: str, directories: Sequence[str]) -> dict:
+    """{"train": (60000,) uint8, "test": (10000,) uint8} from the IDX label files beside the images."""
+    return {split: _read_cached(_find_file(directories, name, dataset, f"{split} labels"), read_idx, _is_idx_labels)
+            for split, name in _IDX_LABEL_NAMES.items()}
+
+
+def _is_idx_labels(array: np.ndarray) -> bool:
+    return array.ndim == 1
+
+
+def _with_labels(dataset: str, splits: Splits, read: dict) -> Splits:
+    """`splits` with the labels of the 60,000 training (train + validation) and 10,000 test images."""
+    import dataclasses
+
+    sizes = SPLIT_SIZES[dataset]
+    train, test = (np.asarray(read[split]).reshape(-1) for split in ("train", "test"))
+    if len(train) != sizes["train"] + sizes["validation"] or len(test) != sizes["test"]:
+        raise DataError(f"{dataset}: {len(train)} training and {len(test)} test labels for "
+                        f"{sizes['train'] + sizes['validation']} and {sizes['test']} images; the label files do "
+                        "not belong to the images")
+    classes = CLASSES[dataset]
+    if max(train.max(), test.max()) >= len(classes):
+        raise DataError(f"{dataset}: label {int(max(train.max(), test.max()))} is no class of {len(classes)}")
+    labels = {"train": train[:sizes["train"]], "validation": train[sizes["train"]:], "test": test}
+    return dataclasses.replace(splits, labels={k: v.astype(np.int32) for k, v in labels.items()}, classes=classes)
 
 
 def _read_amat_splits(data_dir: str) -> dict:
@@ -452,8 +498,9 @@ def _network_available(host: str, port: int = _HTTPS_PORT, timeout: float = _NET
     return bool(reachable)
 
 
-def _load_tfds(dataset: str, splits: Sequence[str]) -> dict:
-    """{split: (N, 28, 28, 1) uint8} from TensorFlow Datasets, without hanging when offline."""
+def _load_tfds(dataset: str, splits: Sequence[str], feature: str = "image") -> dict:
+    """{split: (N, 28, 28, 1) uint8} (or another `feature`: the labels) from TensorFlow Datasets, without
+    hanging when offline."""
     try:
         import tensorflow_datasets as tfds
     except ImportError as e:
@@ -467,7 +514,8 @@ def _load_tfds(dataset: str, splits: Sequence[str]) -> dict:
                                       "is unreachable")
     try:
         tensors = tfds.load(dataset, split=list(splits), batch_size=-1, download=not prepared)
-        arrays = [np.asarray(t["image"], dtype=np.uint8) for t in tfds.as_numpy(tensors)]
+        arrays = [np.asarray(t[feature], dtype=np.uint8 if feature == "image" else np.int64)
+                  for t in tfds.as_numpy(tensors)]
     except Exception as e:  # download, checksum and preparation failures come in many types
         raise _no_local_data(dataset, f"{type(e).__name__}: {e}") from None
     return dict(zip(splits, arrays))

@@ -1,5 +1,8 @@
 """`tfds:NAME[/CONFIG]`: any TensorFlow Datasets dataset with an image feature (`--image-key`, default `image`).
 
+With `--condition label`, the class labels are the feature `--label-key` (default `label`); a `ClassLabel`
+feature gives its class names, any other integer feature "0", "1", ... .
+
 Its train / validation / test splits are used as they are; missing evaluation splits are carved from
 train (`tfvae.datasets.images.carve`). TFDS (and TensorFlow) are imported only when such a dataset is read.
 """
@@ -38,6 +41,13 @@ def read(name: str, options: ReadOptions) -> Source:
         raise DataError(
             f"tfds:{name} has no image feature {options.image_key!r} (features: {', '.join(features.keys())}); {hint}"
         )
+    classes = None
+    if options.label_key is not None:
+        if options.label_key not in features.keys():
+            raise DataError(f"tfds:{name} has no label feature {options.label_key!r} (features: "
+                            f"{', '.join(features.keys())}); pass --label-key")
+        classes = getattr(features[options.label_key], "names", None)
+        classes = tuple(classes) if classes else None
     available = set(builder.info.splits.keys())
     chosen = {split: next((n for n in names if n in available), None) for split, names in SPLIT_NAMES.items()}
     chosen = {split: n for split, n in chosen.items() if n} if available else dict(_DEFAULT_SPLITS)
@@ -46,21 +56,30 @@ def read(name: str, options: ReadOptions) -> Source:
     try:
         if not builder.is_prepared():
             builder.download_and_prepare()
-        splits = {split: _stack(tfds, builder.as_dataset(split=tfds_split), f"tfds:{name} ({split})", options)
-                  for split, tfds_split in chosen.items()}
+        read = {split: _stack(tfds, builder.as_dataset(split=tfds_split), f"tfds:{name} ({split})", options)
+                for split, tfds_split in chosen.items()}
     except DataError:
         raise
     except Exception as e:  # download, checksum and preparation failures come in many types
         raise DataError(f"TFDS cannot provide tfds:{name} ({type(e).__name__}: {str(e)[:200]})") from None
-    return Source(splits, f"tfds:{name}")
+    splits = {split: images for split, (images, _) in read.items()}
+    labels = {split: labels for split, (_, labels) in read.items()} if options.label_key is not None else None
+    return Source(splits, f"tfds:{name}", labels=labels, classes=classes)
 
 
-def _stack(tfds, dataset, where: str, options: ReadOptions) -> np.ndarray:
-    """All images of one split, (N, H, W, C); one example at a time (batch_size=-1 is not safe everywhere).
+def _stack(tfds, dataset, where: str, options: ReadOptions):
+    """All images of one split, (N, H, W, C), and their labels (N,) (None without `label_key`); one example at a
+    time (batch_size=-1 is not safe everywhere).
 
     Images of several sizes are resized one by one to --image-size, or refused without it.
     """
-    images = [example[options.image_key] for example in tfds.as_numpy(dataset)]
+    examples = list(tfds.as_numpy(dataset))
+    images = [example[options.image_key] for example in examples]
+    labels = None if options.label_key is None else np.array([example[options.label_key] for example in examples])
+    return _stack_images(images, where, options), labels
+
+
+def _stack_images(images, where: str, options: ReadOptions) -> np.ndarray:
     if not images:
         raise DataError(f"{where} holds no images")
     shapes = {image.shape for image in images}

@@ -72,16 +72,20 @@ class MixturePrior(tfk.layers.Layer):
     The means start as draws from N(0, I) (seeded by the model's weight
     initialisation), the scales at 1 and the weights equal: at the start it is
     a spread-out version of N(0, I).
+
+    `per_class`: the prior of a conditional VAE, component k being p(z|y=k); the weights stay equal
+    (not trained: p(z|y) does not use them).
     """
 
     learned = True
 
-    def __init__(self, latent_dim: int, components: int, **kwargs):
+    def __init__(self, latent_dim: int, components: int, per_class: bool = False, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.latent_dim = latent_dim
         self.components = components
-        self.logits = self.add_weight("logits", shape=[components], initializer="zeros")
+        self.per_class = per_class
+        self.logits = self.add_weight("logits", shape=[components], initializer="zeros", trainable=not per_class)
         self.loc = self.add_weight("loc", shape=[components, latent_dim], initializer=tfk.initializers.RandomNormal())
         self.raw_scale = self.add_weight(
             "raw_scale", shape=[components, latent_dim], initializer=tfk.initializers.Constant(_RAW_UNIT_SCALE)
@@ -94,7 +98,8 @@ class MixturePrior(tfk.layers.Layer):
         return mixture_distribution(*self.mixture())
 
     def get_config(self):
-        return {**super().get_config(), "latent_dim": self.latent_dim, "components": self.components}
+        return {**super().get_config(), "latent_dim": self.latent_dim, "components": self.components,
+                **({"per_class": True} if self.per_class else {})}
 
 
 class VampPrior(tfk.layers.Layer):
@@ -157,8 +162,8 @@ def normal(latent_dim: int, **_) -> StandardNormalPrior:
     return StandardNormalPrior(latent_dim, name="prior")
 
 
-def mog(latent_dim: int, *, components: int, **_) -> MixturePrior:
-    return MixturePrior(latent_dim, components, name="prior")
+def mog(latent_dim: int, *, components: int, per_class: bool = False, **_) -> MixturePrior:
+    return MixturePrior(latent_dim, components, per_class=per_class, name="prior")
 
 
 def vamp(latent_dim: int, *, components: int, image_shape, posterior_params, **_) -> VampPrior:

@@ -17,6 +17,11 @@ the one-sample ELBO beside it, with
 
 Encoder and decoder networks are tensors in, tensors out (they are what gets
 exported); the distributions live only in the TFP layers around them.
+
+A conditional VAE (`classes` N > 0; Sohn et al. 2015) models p(x|y) for class labels y in 0..N-1:
+q(z|x,y), p(x|z,y) and p(z|y). The label enters both networks as a one-hot vector made in the graph from
+int32 labels (`tf.one_hot`, a builtin TFLite op; `networks.conditioned_input`); p(z|y) is N(0, I) for
+`prior="normal"` or, for `prior="mog"`, component y of a learned mixture with one component per class.
 """
 
 from __future__ import annotations
@@ -93,6 +98,10 @@ class VAE(tfk.Model):
       decoder: your own Keras model from z (B, D) to the logits of an image,
         (B, H * W * C) or (B, H, W, C); None: `architecture`'s. Give both or neither;
         with them `architecture` is None and the size options are unused.
+      classes: 0, an unconditional VAE of p(x); N > 0, a conditional VAE of p(x|y) on N classes: every
+        call takes int labels in 0..N-1 beside the images or latents (`vae((x, labels))`, `fit(x, y)`,
+        `decode(z, labels)`, `sample(n, labels=...)`); `prior` normal (p(z|y) = N(0, I)) or mog (one
+        learned component per class; `prior_components` is then unused). Not with vamp or your own networks.
 
     Example:
     >>> vae = VAE(latent_dim=2, hidden_units=8)
@@ -130,10 +139,12 @@ class VAE(tfk.Model):
         likelihood="bernoulli",
         encoder=None,
         decoder=None,
+        classes=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         own_networks = encoder is not None or decoder is not None
+        _check_classes(classes, prior, own_networks)
         _check_model_options(
             latent_dim=latent_dim, hidden_units=hidden_units, architecture=architecture if not own_networks else "mlp",
             image_shape=image_shape, seed=seed, hidden_layers=hidden_layers, filters=filters, objective=objective,
@@ -160,6 +171,7 @@ class VAE(tfk.Model):
         self.prior_name = prior
         self.prior_components = prior_components
         self.likelihood = likelihood
+        self.classes = int(classes)  # N, classes of a conditional model; 0: unconditional
         if own_networks:
             self.encoder, self.decoder = _own_networks(encoder, decoder, latent_dim, self.image_shape)
             if posterior == "iaf" and flow_context == "features":
@@ -168,6 +180,8 @@ class VAE(tfk.Model):
         else:
             networks = ARCHITECTURES[architecture]
             sizes = dict(hidden_units=hidden_units, hidden_layers=hidden_layers, filters=filters)
+            if self.classes:  # (left out otherwise: the unconditional factories are called as they always were)
+                sizes["classes"] = self.classes
             self.encoder = networks.encoder(latent_dim, self.image_shape, **sizes)
             self.decoder = networks.decoder(latent_dim, self.image_shape, **sizes)
         self.q_z = tfpl.DistributionLambda(make_posterior, dtype="float32", name="q_z")
@@ -175,7 +189,8 @@ class VAE(tfk.Model):
         flow_sizes = dict(flow_steps=flow_steps, hidden_units=flow_hidden_units or hidden_units)
         self.flow = flow(latent_dim, **flow_sizes) if flow is not None else None
         self.prior = PRIORS[prior](
-            latent_dim, components=prior_components, image_shape=self.image_shape, posterior_params=self.encode_params
+            latent_dim, components=self.classes or prior_components, image_shape=self.image_shape,
+            posterior_params=self.encode_params, per_class=bool(self.classes),
         )
         # The rate: closed form for the textbook pair, else a one-sample estimate at the distortion's z.
         self.closed_form_rate = self.flow is None and not self.prior.learned
@@ -198,25 +213,50 @@ class VAE(tfk.Model):
         self.binarize_inputs = True
 
     def call(self, x, training=None):
-        params, context = self._encode(x, training)  # (B, 2D), and the flow's context (B, C) or None
+        """x: images (B, H, W, C); for a conditional model the pair (images, labels (B,) int)."""
+        labels = None
+        if self.classes:
+            if not isinstance(x, (tuple, list)) or len(x) != 2:
+                raise ValueError(f"this VAE is conditional on {self.classes} classes: call it on (images, labels)")
+            x, labels = x
+        params, context = self._encode(x, training, labels)  # (B, 2D), and the flow's context (B, C) or None
         q_z = self.q_z(params)  # the Gaussian N(loc, scale^2): batch (B,), event (D,)
         if self.closed_form_rate:
             q_z = self.rate_loss(q_z)
         eps = self._posterior_noise(tf.shape(x)[0], training)  # (B, D), or (K, B, D) ~ N(0, I)
         z, log_q = self._posterior_sample(q_z, context, eps)  # (B, D) and (B,), or K-first
-        log_q_over_p = log_q - self.prior.distribution().log_prob(z)  # (B,) or (K, B)
+        log_q_over_p = log_q - self._log_prior(z, labels)  # (B,) or (K, B)
         if not self.closed_form_rate:
             self.rate_loss(log_q_over_p if self.train_samples == 1 else log_q_over_p[0])
         self._latents.log_q_over_p = log_q_over_p
         if self.train_samples == 1:
-            logits = self._decoder_logits(z, training)  # (B, P)
+            logits = self._decoder_logits(z, training, labels)  # (B, P)
         else:
-            logits = self._decoder_logits(tf.reshape(z, [-1, self.latent_dim]), training)  # (K B, P)
+            if labels is not None:  # the K samples of an image share its label: (K B,)
+                labels = tf.tile(labels, [self.train_samples])
+            logits = self._decoder_logits(tf.reshape(z, [-1, self.latent_dim]), training, labels)  # (K B, P)
             logits = tf.reshape(logits, [self.train_samples, -1, logits.shape[-1]])  # (K, B, P)
         return self.p_x_given_z(logits)
 
-    def _decoder_logits(self, z, training=None):
-        """z (N, D) -> logits (N, P), P = H * W * C (your own decoder may return (N, H, W, C))."""
+    def _one_hot(self, labels):
+        """int labels (B,) -> one-hot (B, N) float32, made in the graph (tf.one_hot: a builtin TFLite op)."""
+        return tf.one_hot(tf.cast(labels, tf.int32), self.classes, dtype=tf.float32)
+
+    def _log_prior(self, z, labels=None):
+        """log p(z) (or log p(z|y) for labels (B,)) of z (B, D) or (K, B, D) -> (B,) or (K, B).
+
+        p(z|y) is N(0, I) for the normal prior, and component y of the mixture for a per-class one (mog).
+        """
+        if labels is None or not self.prior.learned:
+            return self.prior.distribution().log_prob(z)
+        _, loc, scale = self.prior.mixture()  # (N, D) each
+        labels = tf.cast(labels, tf.int32)
+        return tfd.MultivariateNormalDiag(tf.gather(loc, labels), tf.gather(scale, labels)).log_prob(z)
+
+    def _decoder_logits(self, z, training=None, labels=None):
+        """z (N, D) [, labels (N,)] -> logits (N, P), P = H * W * C (your own decoder may return (N, H, W, C))."""
+        if labels is not None:
+            z = tf.concat([z, self._one_hot(labels)], axis=-1)  # (N, D + N_classes)
         logits = self.decoder(z, training=training)
         if self.architecture is None:
             logits = tf.reshape(logits, [-1, math.prod(self.image_shape)])
@@ -279,10 +319,43 @@ class VAE(tfk.Model):
         trackers = [self.elbo_tracker, self.rate_tracker, self.distortion_tracker]
         return trackers + ([self.objective_tracker] if self.objective_tracker is not None else [])
 
-    def decode_logits(self, z):
-        """z (N, D) -> logits (N, H, W, C): a plain tensor function, no sampling."""
+    def decode_logits(self, z, labels=None):
+        """z (N, D) float32 [, labels (N,) int32 for a conditional model] -> logits (N, H, W, C): a plain tensor
+        function, no sampling (what the exported decoder computes; the one-hot is made in the graph)."""
+        labels = self._labels(labels, _rows(z))
+        if labels is not None:
+            z = tf.concat([z, self._one_hot(labels)], axis=-1)
         logits = self.decoder(z, training=False)
         return tf.reshape(logits, [-1, *self.image_shape])
+
+    def _labels(self, labels, n, what="labels"):
+        """Labels as the model takes them: None for an unconditional model, int32 (n,) for a conditional one.
+
+        Raises a one-sentence ValueError for labels given to an unconditional model, none given to a
+        conditional one, or (for NumPy values: tensors are checked by shape only) values outside 0..N-1.
+        """
+        if not self.classes:
+            if labels is not None:
+                raise ValueError(f"this VAE is unconditional (classes=0): it takes no {what}")
+            return None
+        if labels is None:
+            raise ValueError(f"this VAE is conditional on {self.classes} classes: pass {what}, one class index in "
+                             f"0..{self.classes - 1} per row")
+        if tf.is_tensor(labels):
+            labels = tf.cast(labels, tf.int32)
+            return tf.broadcast_to(labels, [n]) if labels.shape.rank == 0 else labels
+        values = np.asarray(labels)
+        if values.dtype.kind not in "iu" or values.ndim > 1:
+            raise ValueError(f"{what} must be integer class indices, an int or (N,), got {values.dtype} "
+                             f"of shape {values.shape}")
+        if values.size and (values.min() < 0 or values.max() >= self.classes):
+            raise ValueError(f"{what} must lie in 0..{self.classes - 1} (the model's {self.classes} classes), "
+                             f"got {int(values.min())} to {int(values.max())}")
+        if values.ndim == 0:
+            return tf.fill(tf.reshape(n, [1]), tf.constant(int(values), tf.int32))
+        if not tf.is_tensor(n) and len(values) != int(n):
+            raise ValueError(f"{what} must hold one label per row ({int(n)}), got {len(values)}")
+        return tf.constant(values.astype(np.int32))
 
     # ------------------------------------------------------------------ the Python interface
 
@@ -333,11 +406,15 @@ class VAE(tfk.Model):
         """Train on images: a NumPy array (N, H, W) or (N, H, W, C) with values in [0, 1], or a `tf.data.Dataset`
         of batched images or of `(images, anything)` pairs. `y` is ignored (the images are their own target).
 
+        A conditional model (`classes` N > 0) trains on images and their labels: `fit(x, y)` with y (N,) int
+        class indices in 0..N-1, or a dataset of `(images, labels)` batches; `validation_data` likewise
+        `(x_val, y_val)` or such a dataset.
+
         Everything else is `tf_keras.Model.fit`'s. Bad images raise ValueError before anything is traced.
         """
         if x is not None and not isinstance(x, tf.data.Dataset):
             x = self.check_images(x, "x")
-            y = None
+            y = self.check_labels(y, len(x), "y") if self.classes else None
         elif isinstance(x, tf.data.Dataset):
             self._check_dataset(x, "x")
         if validation_data is not None:
@@ -348,25 +425,52 @@ class VAE(tfk.Model):
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """Keras' evaluation (the one-sample ELBO, rate and distortion); for log p(x) see `tfvae.evaluate`."""
         if x is not None and not isinstance(x, tf.data.Dataset):
-            x, y = self.check_images(x, "x"), None
+            x = self.check_images(x, "x")
+            y = self.check_labels(y, len(x), "y") if self.classes else None
         elif isinstance(x, tf.data.Dataset):
             self._check_dataset(x, "x")
         return super().evaluate(x, y, *args, **kwargs)
 
     def train_step(self, data):
-        """One step of the objective on a batch of images (any second element of the batch is ignored)."""
+        """One step of the objective on a batch of images (any second element of the batch is ignored; for a
+        conditional model it is the batch's labels)."""
         x = self._batch_images(data, training=True)
         with tf.GradientTape() as tape:
-            y_pred = self(x, training=True)
+            y_pred = self(self._model_input(x, data), training=True)
             loss = self.compute_loss(x, x, y_pred, None)
         self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
         return self.compute_metrics(x, x, y_pred, None)
 
     def test_step(self, data):
         x = self._batch_images(data, training=False)
-        y_pred = self(x, training=False)
+        y_pred = self(self._model_input(x, data), training=False)
         self.compute_loss(x, x, y_pred, None)
         return self.compute_metrics(x, x, y_pred, None)
+
+    def _model_input(self, x, data):
+        """What `call` takes for a batch: the images, or (images, labels) for a conditional model."""
+        if not self.classes:
+            return x
+        if not isinstance(data, (tuple, list)) or len(data) < 2:
+            raise ValueError(f"this VAE is conditional on {self.classes} classes: train it on (images, labels)")
+        return x, tf.reshape(tf.cast(data[1], tf.int32), [-1])
+
+    def check_labels(self, labels, n: int, what: str = "labels") -> np.ndarray:
+        """Labels as a conditional model trains on them: int32 (n,) in 0..N-1, or a one-sentence ValueError."""
+        if labels is None:
+            raise ValueError(f"this VAE is conditional on {self.classes} classes: pass {what}, the images' class "
+                             f"indices (N,) in 0..{self.classes - 1}")
+        values = np.asarray(labels)
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values[:, 0]
+        if values.dtype.kind not in "iu" or values.ndim != 1:
+            raise ValueError(f"{what} must be integer class indices (N,), got {values.dtype} of shape {values.shape}")
+        if len(values) != n:
+            raise ValueError(f"{what} holds {len(values)} labels for {n} images; give one label per image")
+        if values.min() < 0 or values.max() >= self.classes:
+            raise ValueError(f"{what} must lie in 0..{self.classes - 1} (the model's {self.classes} classes), "
+                             f"got {int(values.min())} to {int(values.max())}")
+        return values.astype(np.int32)
 
     def _batch_images(self, data, training):
         """A batch from fit / evaluate -> images (B, H, W, C) float32, binarized for a Bernoulli model."""
@@ -385,38 +489,45 @@ class VAE(tfk.Model):
             seed = tf.random.experimental.stateless_fold_in(seed, replica.replica_id_in_sync_group)
         return tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=seed) < x, tf.float32)
 
-    def encode(self, x):
-        """q(z|x) for images x (N, H, W[, C]) in [0, 1]: a TFP distribution, batch (N,), event (D,).
+    def encode(self, x, labels=None):
+        """q(z|x) (q(z|x,y) with labels (N,) for a conditional model) for images x (N, H, W[, C]) in [0, 1]:
+        a TFP distribution, batch (N,), event (D,).
 
         The Gaussian N(loc, diag scale^2); with `posterior="iaf"`, that Gaussian pushed through the flow
         (a `tfd.TransformedDistribution`: `sample` and `log_prob` of its samples are exact; `log_prob` of
         another z inverts the flow by fixed-point iteration, D passes per step).
         """
         x = self.check_images(x, "x") if not tf.is_tensor(x) else tf.reshape(tf.cast(x, tf.float32), [-1, *self.image_shape])
-        params, context = self._encode(x, training=False)
+        params, context = self._encode(x, training=False, labels=self._labels(labels, _rows(x)))
         q_z = make_posterior(params)
         if self.flow is None:
             return q_z
         return tfd.TransformedDistribution(q_z, _FlowBijector(self.flow, context), name="q_z")
 
-    def decode(self, z):
-        """p(x|z) for latents z (N, D): a TFP distribution over images, batch (N,), event (H, W, C).
+    def decode(self, z, labels=None):
+        """p(x|z) (p(x|z,y) with labels (N,) for a conditional model) for latents z (N, D): a TFP distribution
+        over images, batch (N,), event (H, W, C).
 
         `decode(z).mean()` is the picture (the Bernoulli means); `.log_prob(x)` the likelihood of images.
         """
         z = self._check_latents(z)
-        return self.p_x_given_z(self._decoder_logits(z, training=False))
+        return self.p_x_given_z(self._decoder_logits(z, training=False, labels=self._labels(labels, _rows(z))))
 
-    def sample(self, n: int, seed: int = 0, temperature: float = 1.0) -> np.ndarray:
+    def sample(self, n: int, seed: int = 0, temperature: float = 1.0, labels=None) -> np.ndarray:
         """n images drawn from the model: z ~ p(z) (the model's own prior, a mixture too), then E[x|z].
 
         z is drawn with `numpy.random.default_rng(seed)` exactly as `tfvae sample --seed` draws it, so an
         exported decoder shows the same images. Returns (n, H, W, C) float32 in [0, 1].
 
+        A conditional model draws z ~ p(z|y), then E[x|z,y]: eps = default_rng(seed).standard_normal((n, D)),
+        z = loc_y + temperature * scale_y * eps (N(0, I): z = temperature * eps; mog: component y).
+
         Args:
           n: how many images.
           seed: a non-negative integer; the same seed gives the same images.
           temperature: scales every component's scale (below 1: nearer the prior's modes).
+          labels: conditional models only: an int (every image of that class), n ints, or None: the classes
+            in turn, row i of class i mod N (n = N: one image per class).
         """
         from tfvae.mixture import Mixture
 
@@ -426,9 +537,25 @@ class VAE(tfk.Model):
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
             raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+        if self.classes:
+            return self._sample_classes(int(n), seed, temperature, labels)
+        self._labels(labels, n)  # refused: an unconditional model takes none
         prior = Mixture(*(np.asarray(t) for t in self.prior_mixture()))
         z = prior.sample(np.random.default_rng(seed), int(n), temperature)  # (n, D) float32
         means = [self.decode_mean(tf.constant(z[i : i + _SAMPLE_BATCH])).numpy() for i in range(0, n, _SAMPLE_BATCH)]
+        return np.concatenate(means, axis=0)
+
+    def _sample_classes(self, n: int, seed: int, temperature: float, labels) -> np.ndarray:
+        """`sample` for a conditional model: z ~ p(z|y) for each row's label y, then E[x|z,y]."""
+        if labels is None:
+            labels = np.arange(n) % self.classes  # the classes in turn
+        labels = np.broadcast_to(np.asarray(labels), (n,)) if np.ndim(labels) == 0 else labels
+        labels = self._labels(labels, n).numpy()  # checked: (n,) int32 in 0..N-1
+        _, loc, scale = (np.asarray(t, np.float64) for t in self.prior_mixture(labels))  # (n, D) each
+        eps = np.random.default_rng(seed).standard_normal((n, self.latent_dim))
+        z = (loc + temperature * scale * eps).astype(np.float32)
+        means = [self.decode_mean(tf.constant(z[i : i + _SAMPLE_BATCH]), tf.constant(labels[i : i + _SAMPLE_BATCH]))
+                 .numpy() for i in range(0, n, _SAMPLE_BATCH)]
         return np.concatenate(means, axis=0)
 
     def save(self, filepath, overwrite=True, save_format=None, **kwargs):
@@ -480,6 +607,9 @@ class VAE(tfk.Model):
     def _check_dataset(self, dataset, what):
         spec = dataset.element_spec
         spec = spec[0] if isinstance(spec, (tuple, list)) else spec
+        if self.classes and not (isinstance(dataset.element_spec, (tuple, list)) and len(dataset.element_spec) >= 2):
+            raise ValueError(f"{what} must be a dataset of (images, labels) batches for this conditional VAE, "
+                             f"got {dataset.element_spec}")
         if not isinstance(spec, tf.TensorSpec):
             raise ValueError(f"{what} must be a dataset of image batches or of (images, anything) pairs, got {spec}")
         shape, expected = spec.shape, tuple(self.image_shape)
@@ -494,9 +624,13 @@ class VAE(tfk.Model):
         if isinstance(validation_data, tf.data.Dataset):
             self._check_dataset(validation_data, "validation_data")
             return validation_data
+        labels = None
         if isinstance(validation_data, tuple) and 1 <= len(validation_data) <= 3:  # (x_val, y_val[, weights])
-            validation_data = validation_data[0]
-        return (self.check_images(validation_data, "validation_data"),)
+            validation_data, labels = validation_data[0], (validation_data[1] if len(validation_data) > 1 else None)
+        x = self.check_images(validation_data, "validation_data")
+        if self.classes:
+            return x, self.check_labels(labels, len(x), "validation_data's labels")
+        return (x,)
 
     def _check_latents(self, z):
         if tf.is_tensor(z):
@@ -509,30 +643,45 @@ class VAE(tfk.Model):
                              f"got {z.shape}")
         return tf.constant(z)
 
-    def decode_mean(self, z):
-        """z (N, D) -> E[x|z] (N, H, W, C), the likelihood's mean: what sample grids show."""
-        return LIKELIHOODS[self.likelihood].mean(self.decode_logits(z))
+    def decode_mean(self, z, labels=None):
+        """z (N, D) [, labels (N,)] -> E[x|z] (E[x|z,y]) (N, H, W, C), the likelihood's mean: what sample grids show."""
+        return LIKELIHOODS[self.likelihood].mean(self.decode_logits(z, labels))
 
-    def encode_params(self, x):
-        """x (N, H, W, C) -> loc (N, D), scale (N, D) of q(z|x)."""
+    def encode_params(self, x, labels=None):
+        """x (N, H, W, C) [, labels (N,)] -> loc (N, D), scale (N, D) of q(z|x) (q(z|x,y))."""
+        labels = self._labels(labels, _rows(x))
+        if labels is not None:
+            x = self._encoder_input(x, labels)
         return posterior_params(self.encoder(x, training=False))
 
-    def encode_sample(self, x, eps):
+    def _encoder_input(self, x, labels):
+        """images (B, H, W, C), labels (B,) -> the conditional encoder's input (`networks.conditioned_input`)."""
+        from tfvae.models.networks import conditioned_input
+
+        x = tf.reshape(tf.cast(x, tf.float32), [-1, *self.image_shape])  # (B, H, W, C)
+        if len(self.encoder.input_shape) == 2:  # a dense encoder: [flatten(x), y]
+            x = tf.reshape(x, [-1, math.prod(self.image_shape)])
+        return conditioned_input(x, self._one_hot(labels))
+
+    def encode_sample(self, x, eps, labels=None):
         """x (N, H, W, C), eps (N, D) or (K, N, D) ~ N(0, I) -> z ~ q(z|x) and log q(z|x), (N, D) and (N,) (or K-first).
 
         z is the posterior's sample for that noise: loc + scale * eps, pushed
         through the flow for --posterior iaf. This is what the `encode_sample`
-        export signature computes.
+        export signature computes. A conditional model takes labels (N,) (q(z|x,y)).
         """
-        params, context = self._encode(x, training=False)
+        params, context = self._encode(x, training=False, labels=self._labels(labels, _rows(x)))
         return self._posterior_sample(make_posterior(params), context, eps)
 
-    def _encode(self, x, training=None):
-        """x (B, H, W, C) -> params (B, 2D) of N(loc, scale^2), and the flow's context (B, C) (None without a flow).
+    def _encode(self, x, training=None, labels=None):
+        """x (B, H, W, C) [, labels (B,)] -> params (B, 2D) of N(loc, scale^2), and the flow's context (B, C)
+        (None without a flow).
 
         Without a flow this is `encoder(x)`; with one, FLOW_CONTEXTS[flow_context]
         gives the same params and the context every step of the flow is conditioned on.
         """
+        if labels is not None:
+            x = self._encoder_input(x, labels)
         if self.flow is None:
             return self.encoder(x, training=training), None
         return FLOW_CONTEXTS[self.flow_context](self.encoder, x, training=training)
@@ -550,13 +699,27 @@ class VAE(tfk.Model):
             log_q -= log_det
         return z, log_q
 
-    def prior_mixture(self):
-        """p(z) as mixture parameters: logits (K,), loc (K, D), scale (K, D) (N(0, I): one component)."""
-        return self.prior.mixture()
+    def prior_mixture(self, labels=None):
+        """p(z) as mixture parameters: logits (K,), loc (K, D), scale (K, D) (N(0, I): one component).
 
-    def reconstruct(self, x):
-        """x (N, H, W, C) -> the decoder's means for one z ~ q(z|x) per image (the first of K), (N, H, W, C)."""
-        means = self(x).mean()
+        A conditional model with the per-class prior (mog) has K = N components, component k being p(z|y=k);
+        with the normal prior, p(z|y) = N(0, I) for every y (one component). With labels (n,): p(z|y_i) for
+        each row, logits (n,) = 0, loc and scale (n, D).
+        """
+        logits, loc, scale = self.prior.mixture()
+        labels = None if labels is None else self._labels(labels, _rows(labels) if np.ndim(labels) else 1)
+        if labels is None:
+            return logits, loc, scale
+        if not self.prior.learned:  # N(0, I) for every class
+            loc, scale = tf.zeros_like(loc[:1]), tf.ones_like(scale[:1])
+            labels = tf.zeros_like(labels)
+        return tf.zeros(tf.shape(labels), tf.float32), tf.gather(loc, labels), tf.gather(scale, labels)
+
+    def reconstruct(self, x, labels=None):
+        """x (N, H, W, C) [, labels (N,)] -> the decoder's means for one z ~ q(z|x) per image (the first of K),
+        (N, H, W, C)."""
+        labels = self._labels(labels, _rows(x))
+        means = self(x if labels is None else (x, labels)).mean()
         return means if self.train_samples == 1 else means[0]
 
     def get_config(self):
@@ -579,6 +742,7 @@ class VAE(tfk.Model):
             "prior": self.prior_name,
             "prior_components": self.prior_components,
             "likelihood": self.likelihood,
+            **({"classes": self.classes} if self.classes else {}),
             **({} if self.architecture is not None else {
                 "architecture": None,
                 "encoder": tfk.saving.serialize_keras_object(self.encoder),
@@ -593,14 +757,40 @@ class VAE(tfk.Model):
             if isinstance(config.get(name), dict):
                 config[name] = tfk.saving.deserialize_keras_object(config[name], custom_objects=custom_objects)
         vae = cls(**config)
-        vae(tf.zeros([1, *vae.image_shape]))  # every weight exists before a saved file's weights are loaded
+        vae(_zero_batch(vae))  # every weight exists before a saved file's weights are loaded
         return vae
 
 
 # The model options of `tfvae train` that `VAE` takes (Config fields), for `from_preset`.
 _MODEL_OPTIONS = tuple(
-    name for name in inspect.signature(VAE.__init__).parameters if name not in ("self", "kwargs", "encoder", "decoder")
+    name for name in inspect.signature(VAE.__init__).parameters
+    if name not in ("self", "kwargs", "encoder", "decoder", "classes")
 )
+
+
+def _zero_batch(vae):
+    """One zero image (and label 0 for a conditional model): calling the model on it creates every weight."""
+    x = tf.zeros([1, *vae.image_shape])
+    return (x, tf.zeros([1], tf.int32)) if vae.classes else x
+
+
+def _rows(t):
+    """The number of rows of an array or tensor: an int when known, else a scalar tensor (in a traced graph)."""
+    if tf.is_tensor(t):
+        return t.shape[0] if t.shape.rank and t.shape[0] is not None else tf.shape(t)[0]
+    return len(t)
+
+
+def _check_classes(classes, prior: str, own_networks: bool) -> None:
+    """`classes`: 0 (unconditional) or N > 0 with a prior and networks that take labels; else one sentence."""
+    if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)) or classes < 0:
+        raise ValueError(f"classes must be 0 (unconditional) or a positive number of classes, got {classes!r}")
+    if classes and prior == "vamp":
+        raise ValueError("a conditional VAE (classes > 0) takes prior='normal' or 'mog' (one component per "
+                         "class), not 'vamp'")
+    if classes and own_networks:
+        raise ValueError("a conditional VAE (classes > 0) builds its own networks: your encoder and decoder "
+                         "would not see the labels")
 
 
 def _check_model_options(**options) -> None:
@@ -671,6 +861,7 @@ def build_vae(config: Config) -> VAE:
         prior=config.prior,
         prior_components=config.prior_components,
         likelihood=config.likelihood,
+        classes=config.num_classes,
     )
-    vae(tf.zeros([1, *config.image_shape]))  # creates the weights
+    vae(_zero_batch(vae))  # creates the weights
     return vae
