@@ -8,7 +8,8 @@
       encoder.tflite            `encode` (and `encode_sample`), float32   (with --tflite)
       decoder_float16.tflite    `decode`, float16 weights       (with --quantize float16)
       decoder_int8.tflite       `decode`, int8 dynamic-range    (with --quantize int8)
-      decoder_full_int8.tflite  `decode`, batch 1, float32 in and out around an int8 body (with --quantize full_int8)
+      decoder_full_int8.tflite  `decode` without probs, batch 1, float32 in and out around an int8 body
+                                (with --quantize full_int8; readers compute probs = sigmoid(logits))
       micro/                    decoder_full_int8.tflite for TFLite for Microcontrollers  (with --micro)
         decoder_model_data.cc, decoder_model_data.h   the model as a 16-byte-aligned C array, its length, its arena
         README.md               the C++ that runs it (the op resolver with exactly its ops)

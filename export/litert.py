@@ -21,7 +21,7 @@ import numpy as np
 from tfvae.errors import ModelFileError
 from tfvae.export import layout
 
-__all__ = ["TFLiteDecoder", "TFLiteEncoder", "TFLITE_IDENTIFIER"]
+__all__ = ["TFLiteDecoder", "TFLiteEncoder", "TFLITE_IDENTIFIER", "with_probs"]
 
 # Bytes 4..8 of every TFLite flatbuffer (the schema's file_identifier).
 TFLITE_IDENTIFIER = b"TFL3"
@@ -94,6 +94,13 @@ def _check(path, key, details, name, rank_tail, kind):
     return shape
 
 
+def with_probs(outputs: dict) -> dict:
+    """`outputs` with probs = sigmoid(logits) (float32) added if the decoder left it to the host, in signature order."""
+    if layout.PROBS not in outputs:
+        outputs[layout.PROBS] = (0.5 + 0.5 * np.tanh(0.5 * outputs[layout.LOGITS])).astype(np.float32)  # overflow-free
+    return {name: outputs[name] for name in (*layout.DECODE_OUTPUTS, layout.MEAN) if name in outputs}
+
+
 class TFLiteDecoder:
     """A tfvae decoder in a `.tflite` file: z (N, D) -> probs and logits [and mean] (N, H, W, C).
 
@@ -105,7 +112,8 @@ class TFLiteDecoder:
         probs, logits (N, H, W, C) float32, and for a continuous-Bernoulli
         decoder mean (N, H, W, C), E[x|z] (`likelihood` says which). N is
         dynamic, or fixed (`batch_size`: decoder_full_int8.tflite takes one z
-        per invoke, and is run that many at a time).
+        per invoke, and is run that many at a time). A decoder without probs
+        (decoder_full_int8.tflite) has them computed here, sigmoid(logits).
       num_threads: CPU threads for the interpreter; None lets LiteRT choose.
 
     Raises:
@@ -130,8 +138,10 @@ class TFLiteDecoder:
         self.latent_dim = z_shape[1]
         # A fixed batch (decoder_full_int8.tflite has 1, for TFLM) is decoded that many z per call; -1: any.
         self.batch_size = None if z_shape[0] < 0 else z_shape[0]
-        self.outputs = tuple(name for name in (*layout.DECODE_OUTPUTS, layout.MEAN) if name in outputs)
-        self.image_shape = _image_shape(path, layout.DECODE, outputs, (*layout.DECODE_OUTPUTS, *self.outputs[2:]), "output")
+        # decoder_full_int8.tflite leaves probs to the host: p = sigmoid(logits), computed in `decode`.
+        self.outputs = tuple(name for name in (*layout.DECODE_OUTPUTS, layout.MEAN) if name in outputs or name == layout.PROBS)
+        self._in_file = tuple(name for name in self.outputs if name in outputs)
+        self.image_shape = _image_shape(path, layout.DECODE, outputs, (*self._in_file, layout.LOGITS), "output")
         self.likelihood = layout.decoder_likelihood(self.outputs)
 
     def decode(self, z) -> dict:
@@ -144,11 +154,12 @@ class TFLiteDecoder:
             return {name: empty.copy() for name in self.outputs}
         if self.batch_size is None:
             outputs = self._runner(**{layout.Z: z})
-            return {name: outputs[name] for name in self.outputs}
-        if len(z) % self.batch_size:
+        elif len(z) % self.batch_size:
             raise ValueError(f"{self.path} decodes {self.batch_size} z per call: N must be a multiple of it, got {len(z)}")
-        chunks = [self._runner(**{layout.Z: z[i : i + self.batch_size]}) for i in range(0, len(z), self.batch_size)]
-        return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in self.outputs}
+        else:
+            chunks = [self._runner(**{layout.Z: z[i : i + self.batch_size]}) for i in range(0, len(z), self.batch_size)]
+            outputs = {name: np.concatenate([chunk[name] for chunk in chunks]) for name in self._in_file}
+        return with_probs({name: outputs[name] for name in self._in_file})
 
     def decode_logits(self, z) -> np.ndarray:
         """z (N, D) -> logits (N, H, W, C): the callable the likelihood estimators take."""

@@ -29,6 +29,7 @@ import numpy as np
 
 from tfvae.errors import ModelFileError, TfvaeError
 from tfvae.export import layout
+from tfvae.export.litert import with_probs
 
 __all__ = ["MicroDecoder", "require_tflm", "model_ops", "measure_arena", "write_micro", "MICRO_INSTALL", "ALIGNMENT", "AMPLE_ARENA"]
 
@@ -244,12 +245,14 @@ class MicroDecoder:
         signature, subgraph = signatures[layout.DECODE], model.subgraphs[0]
         inputs = {t.name.decode(): t.tensorIndex for t in signature.inputs}
         outputs = {t.name.decode(): t.tensorIndex for t in signature.outputs}
-        if set(inputs) != {layout.Z} or not set(layout.DECODE_OUTPUTS) <= set(outputs):
+        if set(inputs) != {layout.Z} or layout.LOGITS not in outputs:
             raise ModelFileError(f"{path} is not a tfvae decoder: 'decode' maps {sorted(inputs)} to {sorted(outputs)}")
-        self.outputs = tuple(name for name in (*layout.DECODE_OUTPUTS, layout.MEAN) if name in outputs)
-        self._output_index = {name: list(subgraph.outputs).index(outputs[name]) for name in self.outputs}
+        # decoder_full_int8.tflite leaves probs to the host: p = sigmoid(logits), computed in `decode`.
+        self.outputs = tuple(name for name in (*layout.DECODE_OUTPUTS, layout.MEAN) if name in outputs or name == layout.PROBS)
+        self._output_index = {name: list(subgraph.outputs).index(index) for name, index in outputs.items()
+                              if name in self.outputs}
         z_shape = list(subgraph.tensors[inputs[layout.Z]].shape)
-        image_shape = list(subgraph.tensors[outputs[layout.PROBS]].shape)
+        image_shape = list(subgraph.tensors[outputs[layout.LOGITS]].shape)
         if len(z_shape) != 2 or z_shape[0] != 1 or len(image_shape) != 4:
             raise ModelFileError(
                 f"{path} takes z of shape {z_shape}: TFLM runs one image per invoke, so the decoder needs a batch "
@@ -270,13 +273,13 @@ class MicroDecoder:
         z = np.ascontiguousarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"z must have shape (N, {self.latent_dim}), got {z.shape}")
-        decoded = {name: np.zeros((len(z), *self.image_shape), np.float32) for name in self.outputs}
+        decoded = {name: np.zeros((len(z), *self.image_shape), np.float32) for name in self._output_index}
         for row in range(len(z)):
             _invoke_once(self._interpreter, [_quantize(z[row : row + 1], self._z)])
             for name, index in self._output_index.items():
                 details = self._interpreter.get_output_details(index)
                 decoded[name][row] = _dequantize(self._interpreter.get_output(index), details)[0]
-        return decoded
+        return with_probs(decoded)
 
     def decode_logits(self, z) -> np.ndarray:
         """z (N, D) -> logits (N, H, W, C)."""
@@ -316,7 +319,7 @@ def c_array(data: bytes, name: str) -> str:
 
 _HEADER = """\
 // The tfvae decoder {model} for TensorFlow Lite for Microcontrollers, written by `tfvae export --micro`.
-// decode: z (1, {latent_dim}) float32 -> {outputs}, each (1, {image}) float32.
+// decode: z (1, {latent_dim}) float32 -> {outputs}, each (1, {image}) float32; p(x = 1 | z) = sigmoid(logits).
 #ifndef TFVAE_DECODER_MODEL_DATA_H_
 #define TFVAE_DECODER_MODEL_DATA_H_
 
@@ -334,8 +337,8 @@ _README = """\
 `decoder_model_data.h` declares it with its length and `kTensorArenaSize` = {arena:,} bytes of RAM,
 the smallest arena in which TensorFlow Lite for Microcontrollers ran it ({arena_note}).
 
-The decoder maps z (1, {latent_dim}) float32 to {outputs} (1, {image}) float32, in the outputs' order
-{order}; its body is int8. Draw z from the prior in `../prior.npz` (for N(0, I): z = standard normals).
+The decoder maps z (1, {latent_dim}) float32 to {outputs} (1, {image}) float32 (outputs in this order); its
+body is int8. The Bernoulli probabilities are p = 1 / (1 + exp(-logits)), computed by the host. Draw z from the prior in `../prior.npz` (for N(0, I): z = standard normals).
 With TFLM (https://github.com/tensorflow/tflite-micro):
 
 ```c++
@@ -376,10 +379,10 @@ def write_micro(path: str, directory: str, arena_size: int, ops, decoder) -> dic
         data = f.read()
     os.makedirs(directory, exist_ok=True)
     model = os.path.basename(path)
-    order = sorted(decoder.outputs, key=decoder._output_index.get)
+    order = sorted(decoder._output_index, key=decoder._output_index.get)
     fields = dict(
         model=model, length=len(data), arena=arena_size, alignment=ALIGNMENT, latent_dim=decoder.latent_dim,
-        image=", ".join(map(str, decoder.image_shape)), outputs=", ".join(decoder.outputs),
+        image=", ".join(map(str, decoder.image_shape)), outputs=", ".join(order),
         arena_note="64-bit host; a 32-bit MCU needs at most this", order=", ".join(order),
         op_count=len(ops), registrations="\n".join(_registration(op) for op in ops),
         logits_index=decoder._output_index[layout.LOGITS],

@@ -52,7 +52,9 @@ def test_full_int8_decoder_is_integer_inside_with_float32_ends(exported):
     out, manifest = exported
     entry = manifest["full_int8"]
     assert entry["inputs"] == {"z": "float32"} and entry["batch"] == 1
-    assert set(entry["outputs"]) == {"probs", "logits"} and entry["outputs"]["logits"]["int8_scale"] > 0
+    # logits only: the readers compute probs = sigmoid(logits), at the logits' int8 step
+    assert set(entry["outputs"]) == {"logits"} and entry["outputs"]["logits"]["int8_scale"] > 0
+    assert "LOGISTIC" not in entry["ops"]
     interpreter = Interpreter(model_path=os.path.join(out, FULL_INT8))
     weighted = [op for op in interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"]
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
