@@ -35,11 +35,14 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["tfvae", "tfvae.bench", "tfvae.datasets", "tfvae.models", "tfvae.cli", "tfvae.export"],
+    packages=["tfvae", "tfvae.analysis", "tfvae.bench", "tfvae.datasets", "tfvae.models", "tfvae.cli", "tfvae.export",
+              "tfvae.pretrained"],
     package_dir={"tfvae": "tfvae", "tfvae.cli": "cli", "tfvae.export": "export"},
     # The web page of `tfvae export --web` and the LiteRT.js runtime vendored for it (tfvae.export.litertjs).
     package_data={"tfvae.export": ["web_assets/*", "web_assets/third_party/litertjs/*",
-                                   "web_assets/third_party/litertjs/*/*"]},
+                                   "web_assets/third_party/litertjs/*/*"],
+                  # The shipped models (tfvae.pretrained): decoder_int8.tflite, prior.npz, model.json, weights.npz.
+                  "tfvae.pretrained": ["*/*"]},
     install_requires=EDGE_REQUIRES + TRAIN_REQUIRES,
     extras_require={
         # selenium drives Debian's chromium (apt-get install chromium chromium-driver) in tests/test_web.py.

@@ -78,7 +78,7 @@ def _numbers(value: str, kind, flag: str) -> tuple:
               help="sample: decoder calls per latency (median).")
 @click.option("--refine-steps", type=click.IntRange(0), default=_default("gaps", "refine_steps"), show_default=True,
               help="gaps (needs --run-dir): Adam steps on each image's own posterior, for the amortisation and "
-                   "approximation gaps (tfvae.gaps).")
+                   "approximation gaps (tfvae.analysis.gaps).")
 @click.option("--thresholds", default=",".join(map(str, _default("quality", "thresholds"))), show_default=True,
               callback=lambda ctx, param, value: _numbers(value, float, "--thresholds"),
               help="quality (needs --run-dir): comma-separated test log p(x) levels, in nats (write --thresholds=-95,-90).")

@@ -1,4 +1,4 @@
-"""Tests for the inference gaps (tfvae.gaps): the ELBO estimates against the model's own and against an exact
+"""Tests for the inference gaps (tfvae.analysis.gaps): the ELBO estimates against the model's own and against an exact
 log p(x) by quadrature, and the refinement of each image's posterior."""
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvae import gaps
+from tfvae.analysis import gaps
 from tfvae.config import Config
 from tfvae.evaluate import evaluate_vae, split_images
 from tfvae.models import LIKELIHOODS, build_vae

@@ -1,4 +1,4 @@
-"""Time to quality (`tfvae.quality`, `tfvae bench --sections quality`) and the epochs a run keeps for it."""
+"""Time to quality (`tfvae.analysis.quality`, `tfvae bench --sections quality`) and the epochs a run keeps for it."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tfvae.quality import crossings, estimate_log_likelihood
+from tfvae.analysis.quality import crossings, estimate_log_likelihood
 
 
 def test_the_estimate_interpolates_the_gap_scales_it_and_holds_it_outside_the_measured_epochs():
@@ -41,7 +41,7 @@ def kept_run(tmp_path_factory, synthetic_data_dir):
 def test_keep_checkpoints_0_keeps_every_epoch_and_the_default_the_newest_three(kept_run, tiny_run, synthetic_data_dir,
                                                                                 tmp_path):
     from tfvae.errors import RunError
-    from tfvae.quality import time_to_quality
+    from tfvae.analysis.quality import time_to_quality
     from tfvae.runs import checkpoint_epochs
     from tfvae.train import train_and_evaluate
 
@@ -70,7 +70,7 @@ def test_a_run_that_keeps_every_epoch_resumed_without_the_flag_still_keeps_them(
 def test_the_run_model_epoch_is_the_best_validation_epoch_whose_weights_it_holds(kept_run):
     import tensorflow as tf
 
-    from tfvae.quality import model_epoch
+    from tfvae.analysis.quality import model_epoch
     from tfvae.runs import best_checkpoint, checkpoint_path
 
     config, run_dir = kept_run
@@ -89,7 +89,7 @@ def test_the_estimate_at_the_run_model_is_the_full_evaluation_it_was_scaled_to(k
     """r scales the first images' gap to the full set's: at the run's model the estimate is then the evaluation's
     log p(x), up to the noise of the 5-sample ELBO."""
     from tfvae.evaluate import evaluate_run
-    from tfvae.quality import time_to_quality
+    from tfvae.analysis.quality import time_to_quality
 
     config, run_dir = kept_run
     full = evaluate_run(run_dir, importance_samples=50, progress=False)
@@ -110,7 +110,7 @@ def test_the_estimate_at_the_run_model_is_the_full_evaluation_it_was_scaled_to(k
 def test_a_stopped_run_is_measured_at_its_newest_epoch_the_model_tfvae_evaluate_uses(tiny_run, tmp_path):
     """A run stopped before its last epoch (no summary.json) has a model: its newest checkpoint, as for evaluate."""
     from tfvae.evaluate import evaluate_run
-    from tfvae.quality import time_to_quality
+    from tfvae.analysis.quality import time_to_quality
     from tfvae.runs import SUMMARY_FILE
     from tfvae.train import train_and_evaluate
 
@@ -130,7 +130,7 @@ def test_a_stopped_run_is_measured_at_its_newest_epoch_the_model_tfvae_evaluate_
 def test_an_evaluation_of_a_subset_is_refused_in_one_line(kept_run, tmp_path):
     from tfvae.errors import ConfigError
     from tfvae.evaluate import evaluate_run
-    from tfvae.quality import time_to_quality
+    from tfvae.analysis.quality import time_to_quality
 
     path = tmp_path / "subset.json"
     path.write_text(json.dumps(evaluate_run(kept_run[1], importance_samples=5, limit=10, progress=False).to_dict()))

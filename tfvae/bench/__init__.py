@@ -12,7 +12,7 @@ One module per kind of measurement:
   kernels.py   matmul, conv: kernel throughput at the model's own product shapes, and the FLOP floors
   speed.py     train, evaluate, profile, strategies: training and evaluation speed
   device.py    sample: an export's sizes, quantization cost and on-device decode latency
-  analyses.py  gaps, quality: a trained run's inference gaps and time to quality (tfvae.gaps, tfvae.quality)
+  analyses.py  gaps, quality: a trained run's inference gaps and time to quality (tfvae.analysis)
   runner.py    the sections' table, a child process per section, the model family, the machine
   report.py    the markdown tables
 

@@ -1,4 +1,4 @@
-"""The analyses of a trained run, run as sections: `gaps` (tfvae.gaps) and `quality` (tfvae.quality).
+"""The analyses of a trained run (tfvae.analysis), run as sections: `gaps` and `quality`.
 
 They measure how good a run is and where its gap goes, not speed; they run here so that
 `tfvae bench --sections gaps,quality` gives them a process of their own and a row in the report.
@@ -11,7 +11,7 @@ from typing import Optional
 
 from tfvae.bench.options import EVAL_IMAGES, IMPORTANCE_SAMPLES, at_least
 from tfvae.errors import ConfigError
-from tfvae.quality import DEFAULT_GAP_EPOCHS, DEFAULT_THRESHOLDS  # NumPy only
+from tfvae.analysis.quality import DEFAULT_GAP_EPOCHS, DEFAULT_THRESHOLDS  # NumPy only
 
 __all__ = ["GapsOptions", "QualityOptions", "section_gaps", "section_quality"]
 
@@ -58,9 +58,9 @@ class QualityOptions:
 
 
 def section_gaps(options: GapsOptions) -> dict:
-    """A trained run's inference gaps on the first --eval-images test images (tfvae.gaps)."""
+    """A trained run's inference gaps on the first --eval-images test images (tfvae.analysis.gaps)."""
+    from tfvae.analysis.gaps import inference_gaps
     from tfvae.evaluate import split_images
-    from tfvae.gaps import inference_gaps
     from tfvae.runs import load_vae
 
     config, vae = load_vae(options.run_dir)
@@ -73,8 +73,8 @@ def section_gaps(options: GapsOptions) -> dict:
 
 
 def section_quality(options: QualityOptions) -> dict:
-    """Time to quality of a finished (or stopped) run from its kept epochs (tfvae.quality)."""
-    from tfvae.quality import time_to_quality
+    """Time to quality of a finished (or stopped) run from its kept epochs (tfvae.analysis.quality)."""
+    from tfvae.analysis.quality import time_to_quality
 
     return time_to_quality(options.run_dir, gap_images=options.eval_images,
                            importance_samples=options.importance_samples, gap_epochs=options.gap_epochs,
