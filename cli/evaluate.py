@@ -9,6 +9,7 @@ import click
 
 # No TensorFlow here (`tfvae evaluate -h` stays fast): tfvae.evaluate imports it only when a model runs.
 from tfvae.evaluate import DEFAULT_IMPORTANCE_SAMPLES, ESTIMATORS, SPLITS
+from tfvae.pretrained import NAMES as PRETRAINED_NAMES
 
 # With --model, the images come from a dataset read as `tfvae train` reads it; a run reads its own.
 DATASET_OPTIONS = (
@@ -30,6 +31,22 @@ def dataset_options(command):
     return command
 
 
+PRETRAINED_OPTION = click.option(
+    "--pretrained", type=click.Choice(PRETRAINED_NAMES), default=None,
+    help="Instead of --run-dir or --model: a model shipped in the package (its own dataset unless --dataset).")
+
+
+def pretrained_source(pretrained, run_dir, model, dataset) -> tuple:
+    """--pretrained NAME as --model pretrained:NAME --dataset (the dataset it was trained on): (model, dataset)."""
+    if pretrained is None:
+        return model, dataset
+    if run_dir is not None or model is not None:
+        raise click.UsageError("give one of --run-dir, --model and --pretrained")
+    from tfvae.pretrained import PREFIX, manifest
+
+    return PREFIX + pretrained, dataset or manifest(pretrained)["config"]["dataset"]
+
+
 def check_model_source(run_dir, model, dataset, image_key, image_size, channels, dataset_needed: bool) -> None:
     """Exactly one of --run-dir and --model, and the dataset options only with --model; else a usage error (exit 2)."""
     if (run_dir is None) == (model is None):
@@ -46,6 +63,7 @@ def check_model_source(run_dir, model, dataset, image_key, image_size, channels,
 @click.option("--run-dir", type=click.Path(), default=None, help="A run written by `tfvae train`.")
 @click.option("--model", type=click.Path(), default=None,
               help="A .keras file written by vae.save(...) (or a run directory), instead of --run-dir; needs --dataset.")
+@PRETRAINED_OPTION
 @dataset_options
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True, help="Which images.")
 @click.option("--importance-samples", "-k", type=int, default=DEFAULT_IMPORTANCE_SAMPLES, show_default=True,
@@ -61,7 +79,7 @@ def check_model_source(run_dir, model, dataset, image_key, image_size, channels,
               help="Local data laid out like shared/data [env: TFVAE_DATA_DIR; default: the run's].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Fixes the samples of z.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def evaluate(run_dir, model, dataset, image_key, image_size, channels, split, importance_samples, estimator, limit,
+def evaluate(run_dir, model, pretrained, dataset, image_key, image_size, channels, split, importance_samples, estimator, limit,
              batch_size, data_dir, seed, target_se, as_json):
     """Estimate log p(x) by importance sampling, beside the ELBO, rate and distortion.
 
@@ -72,7 +90,9 @@ def evaluate(run_dir, model, dataset, image_key, image_size, channels, split, im
     \b
     tfvae evaluate --run-dir RUN                                a run, on its own data
     tfvae evaluate --model m.keras --dataset binarized_mnist    a saved model, on a dataset
+    tfvae evaluate --pretrained best                            a shipped model, on its own test images
     """
+    model, dataset = pretrained_source(pretrained, run_dir, model, dataset)
     check_model_source(run_dir, model, dataset, image_key, image_size, channels, dataset_needed=True)
     from tfvae.evaluate import evaluate_dataset, evaluate_run
 

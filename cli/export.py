@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tfvae.cli.evaluate import check_model_source, dataset_options
+from tfvae.cli.evaluate import PRETRAINED_OPTION, check_model_source, dataset_options, pretrained_source
 from tfvae.export.layout import (  # no TensorFlow
     DEFAULT_EVAL_IMAGES,
     DEFAULT_IMPORTANCE_SAMPLES,
@@ -27,6 +27,7 @@ def _quantizations(ctx, param, value) -> tuple:
 @click.option("--model", type=click.Path(), default=None,
               help="A .keras file written by vae.save(...), instead of --run-dir; --dataset measures the quantization "
                    "cost on its test images.")
+@PRETRAINED_OPTION
 @dataset_options
 @click.option("--out", type=click.Path(), default=None,
               help="Where the export is written [default: RUN_DIR/export; needed with --model].")
@@ -62,7 +63,7 @@ def _quantizations(ctx, param, value) -> tuple:
                    "all of them if there are fewer; 0 skips it (faster; the manifest says so).")
 @click.option("--importance-samples", type=int, default=DEFAULT_IMPORTANCE_SAMPLES, show_default=True,
               help="K, samples of z per image for the log-likelihood in the quantization cost.")
-def export(run_dir, model, dataset, image_key, image_size, channels, out, tflite, quantize, overwrite, web, web_model,
+def export(run_dir, model, pretrained, dataset, image_key, image_size, channels, out, tflite, quantize, overwrite, web, web_model,
            micro, data_dir, eval_images, importance_samples):
     """Export a trained run's (or a saved model's) decoder and encoder as a SavedModel and, with --tflite, TFLite files.
 
@@ -79,6 +80,7 @@ def export(run_dir, model, dataset, image_key, image_size, channels, out, tflite
     step, so OUT always holds a whole export, the old one or the new one.
     Then: tfvae sample --model OUT/decoder.tflite
     """
+    model, dataset = pretrained_source(pretrained, run_dir, model, dataset)
     check_model_source(run_dir, model, dataset, image_key, image_size, channels, dataset_needed=False)
     if model is not None and out is None:
         raise click.UsageError("--model needs --out, the export directory")
