@@ -56,8 +56,8 @@ def _numbers(value: str, kind, flag: str) -> tuple:
                    f"one report: {', '.join(MODELS)} (BENCHMARKS.md). Model flags given explicitly apply to each.")
 @click.option("--sections", default=",".join(DEFAULT_SECTIONS), show_default=True, callback=_names(tuple(SECTIONS)),
               help=f"Comma-separated, run in that order, each in its own process: {', '.join(SECTIONS)}.")
-@click.option("--variants", default=",".join(_default("train", "variants")), show_default=True, callback=_names(tuple(VARIANTS)),
-              help="train: the levers measured, each in its own process.")
+@click.option("--variants", default=",".join(_default("train", "variants")), show_default=True,
+              callback=_names(tuple(VARIANTS)), help="train: the levers measured, each in its own process.")
 @click.option("--epochs", type=click.IntRange(1), default=_default("train", "epochs"), show_default=True,
               help="train, strategies: epochs per variant (the first is not timed).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="train, profile: the first N training images only.")
@@ -66,8 +66,7 @@ def _numbers(value: str, kind, flag: str) -> tuple:
 @click.option("--importance-samples", "-k", type=click.IntRange(1), default=_default("evaluate", "importance_samples"),
               show_default=True, help="evaluate, gaps, quality (its gaps): K, samples of z per image.")
 @click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=_default("matmul", "seconds"),
-              show_default=True,
-              help="matmul, conv: time per throughput measurement.")
+              show_default=True, help="matmul, conv: time per throughput measurement.")
 @click.option("--export-dir", type=click.Path(file_okay=False), default=None,
               help="sample: an export written by `tfvae export` (needed by the sample section).")
 @click.option("--edge-tfvae", type=click.Path(dir_okay=False), default=None,

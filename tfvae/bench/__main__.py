@@ -1,4 +1,7 @@
-"""`python -m tfvae.bench --child SECTION OPTIONS OUT [VARIANT]`: how `tfvae bench` runs one section in its own process."""
+"""`python -m tfvae.bench --child SECTION OPTIONS OUT [VARIANT]`: how `tfvae bench` runs a section in its own process.
+
+OPTIONS is the section's options as JSON; OUT receives its result as JSON, or {"error": ...} for a known failure.
+"""
 
 import sys
 
