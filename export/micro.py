@@ -251,8 +251,8 @@ class MicroDecoder:
         self.outputs = tuple(name for name in (*layout.DECODE_OUTPUTS, layout.MEAN) if name in outputs or name == layout.PROBS)
         self._output_index = {name: list(subgraph.outputs).index(index) for name, index in outputs.items()
                               if name in self.outputs}
-        z_shape = list(subgraph.tensors[inputs[layout.Z]].shape)
-        image_shape = list(subgraph.tensors[outputs[layout.LOGITS]].shape)
+        z_shape = [int(d) for d in subgraph.tensors[inputs[layout.Z]].shape]
+        image_shape = [int(d) for d in subgraph.tensors[outputs[layout.LOGITS]].shape]
         if len(z_shape) != 2 or z_shape[0] != 1 or len(image_shape) != 4:
             raise ModelFileError(
                 f"{path} takes z of shape {z_shape}: TFLM runs one image per invoke, so the decoder needs a batch "

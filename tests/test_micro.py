@@ -201,3 +201,18 @@ def test_export_micro_needs_the_full_int8_decoder(tmp_path):
 
     with pytest.raises(ConfigError, match="--micro embeds decoder_full_int8.tflite"):
         export_run(str(tmp_path / "no-such-run"), tflite=True, quantize="int8", micro=True, log=QUIET)
+
+
+def test_tflm_refuses_a_decoder_whose_batch_is_not_one(run_dir, tmp_path):
+    import tensorflow as tf
+
+    from tfvae.export.micro import MicroDecoder
+    from tfvae.export.savedmodel import save_signatures
+    from tfvae.runs import load_vae
+
+    save_signatures(load_vae(run_dir)[1], str(tmp_path / "saved_model"), batch_size=4)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "saved_model"), signature_keys=[layout.DECODE])
+    path = tmp_path / "decoder.tflite"
+    path.write_bytes(converter.convert())
+    with pytest.raises(ModelFileError, match=r"takes z of shape \[4, 2\]: TFLM runs one image per invoke"):
+        MicroDecoder(str(path))
