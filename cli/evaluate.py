@@ -8,7 +8,7 @@ import math
 import click
 
 # No TensorFlow here (`tfvae evaluate -h` stays fast): tfvae.evaluate imports it only when a model runs.
-from tfvae.evaluate import DEFAULT_IMPORTANCE_SAMPLES, ESTIMATORS, SPLITS
+from tfvae.evaluate import DEFAULT_CLASSIFICATION_SAMPLES, DEFAULT_IMPORTANCE_SAMPLES, ESTIMATORS, SPLITS
 from tfvae.pretrained import NAMES as PRETRAINED_NAMES
 
 # With --model, the images come from a dataset read as `tfvae train` reads it; a run reads its own.
@@ -78,14 +78,19 @@ def check_model_source(run_dir, model, dataset, image_key, image_size, channels,
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar="TFVAE_DATA_DIR",
               help="Local data laid out like shared/data [env: TFVAE_DATA_DIR; default: the run's].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Fixes the samples of z.")
+@click.option("--classification-samples", type=click.IntRange(min=0), default=DEFAULT_CLASSIFICATION_SAMPLES,
+              show_default=True,
+              help="A conditional model: K per class of its own classification, argmax_y log p(x|y) (0: skip it).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def evaluate(run_dir, model, pretrained, dataset, image_key, image_size, channels, split, importance_samples, estimator, limit,
-             batch_size, data_dir, seed, target_se, as_json):
+             batch_size, data_dir, seed, target_se, classification_samples, as_json):
     """Estimate log p(x) by importance sampling, beside the ELBO, rate and distortion.
 
     All figures are in nats per image, averaged over the split; log p(x) comes
     with its standard error across images and, apart, the error from finite K
-    (its bias and standard error). A progress bar goes to stderr.
+    (its bias and standard error). A progress bar goes to stderr. A conditional
+    model (tfvae train --condition label) is scored on log p(x|y), each image
+    with its label, and classifies the images itself: argmax_y log p(x|y).
 
     \b
     tfvae evaluate --run-dir RUN                                a run, on its own data
@@ -97,7 +102,8 @@ def evaluate(run_dir, model, pretrained, dataset, image_key, image_size, channel
     from tfvae.evaluate import evaluate_dataset, evaluate_run
 
     options = dict(split=split, importance_samples=importance_samples, estimator=estimator, limit=limit,
-                   batch_size=batch_size, data_dir=data_dir, seed=seed, progress=True, target_se=target_se)
+                   batch_size=batch_size, data_dir=data_dir, seed=seed, progress=True, target_se=target_se,
+                   classification_samples=classification_samples)
     if run_dir is not None:
         evaluation = evaluate_run(run_dir, **options)
     else:
@@ -109,7 +115,9 @@ def evaluate(run_dir, model, pretrained, dataset, image_key, image_size, channel
 def describe(evaluation) -> str:
     """The figures of an `Evaluation` as a few aligned lines of text."""
     e = evaluation
-    how = "importance sampling, z ~ q(z|x)" if e.estimator == "importance" else "prior sampling, z ~ p(z)"
+    given = "|y" if e.condition == "label" else ""  # a conditional model: every figure given the image's label
+    how = (f"importance sampling, z ~ q(z|x{given and ',y'})" if e.estimator == "importance"
+           else "prior sampling, z ~ p(z)")
     stderr = f"{e.log_likelihood_stderr:.2f}" if math.isfinite(e.log_likelihood_stderr) else "n/a (one image)"
     samples = f"K = {e.importance_samples}" if e.target_se is None else (
         f"K = {e.importance_samples} at most, {e.importance_samples_used:.0f} used on average")
@@ -118,15 +126,21 @@ def describe(evaluation) -> str:
     density = [] if e.likelihood == "bernoulli" else [
         f"  p(x|z): {e.meaning}; not comparable with a Bernoulli model's log p(x)"
     ]
+    classification = [] if e.classification_accuracy is None else [
+        f"  classification  {100 * e.classification_accuracy:.2f} % right  (the model's own: argmax_y log p(x|y), "
+        f"K = {e.classification_samples} per class, p(y) uniform)"
+    ]
     return "\n".join([
-        f"{e.split} split, {e.examples} images, nats per image:",
-        f"  log p(x)  {e.log_likelihood:9.2f} ± {stderr}  ({how}, {samples})",
+        f"{e.split} split, {e.examples} images, nats per image"
+        + (" (a conditional model: log p(x|y), each image given its label)" if given else "") + ":",
+        f"  log p(x{given})  {e.log_likelihood:9.2f} ± {stderr}  ({how}, {samples})",
         f"  K error   bias ≈ {e.sampling_bias:.2g}, s.e. {e.sampling_stderr:.2g}  (z sampling{target}; "
         "the ± above is the spread across images)",
         f"  ELBO      {e.elbo:9.2f}  (rate {e.rate:.2f}"
         + (", a Monte Carlo estimate" if e.rate_estimate == "monte_carlo" else "")
         + f", distortion {e.distortion:.2f})",
-        f"  log p(x) - ELBO  {e.log_likelihood - e.elbo:.2f}",
+        f"  log p(x{given}) - ELBO  {e.log_likelihood - e.elbo:.2f}",
+        *classification,
         *density,
         f"  {e.seconds:.1f} s, {e.images_per_second:.1f} images/s",
     ])

@@ -40,6 +40,12 @@ a learned prior) the Monte Carlo estimate mean_k [log q(z_k|x) - log p(z_k)]
 over the same K samples. The model's own q and p enter every weight: a flow's
 log density of its sample, a mixture prior's log density (`tfvae.mixture`).
 
+A conditional model (`labels=`) is scored the same way on log p(x|y): the weights are
+p(x|z,y) p(z|y) / q(z|x,y), z_k ~ q(z|x,y), each image with its own label. Its classification
+of the images (`classify_images`) is argmax_y log p(x|y) + log p(y), each log p(x|y) from K
+samples (`DEFAULT_CLASSIFICATION_SAMPLES`) with the same noise for every y (a paired comparison), and
+log p(y) uniform, 1/N (so the argmax is that of log p(x|y)).
+
 Randomness: image i of the evaluated array draws its noise from its own
 stream, `numpy.random.default_rng((seed, i))`, so the figures are fixed by
 `seed`, each image's figure does not depend on `batch_size` or on how many
@@ -91,9 +97,15 @@ __all__ = [
     "evaluate_vae",
     "evaluation_sizes",
     "split_images",
+    "split_data",
+    "classify_images",
+    "DEFAULT_CLASSIFICATION_SAMPLES",
 ]
 
 DEFAULT_IMPORTANCE_SAMPLES = 5000  # K, as in the IWAE paper and most VAE papers since
+# K per class of a conditional model's classification, argmax_y log p(x|y): N times the decoder calls of one
+# evaluation at this K. 100 is enough for the argmax (a wrong class is many nats below the right one).
+DEFAULT_CLASSIFICATION_SAMPLES = 100
 ESTIMATORS = ("importance", "prior")  # z_k ~ q(z|x) (the IWAE bound), or z_k ~ p(z) (naive Monte Carlo)
 SPLITS = ("test", "validation", "train")
 
@@ -142,6 +154,13 @@ class Evaluation:
     # of two decoders on the same z (the export's quantization cost); not in `to_dict`.
     per_image_log_likelihood: Optional[np.ndarray] = dataclasses.field(default=None, repr=False, compare=False)
     per_image_elbo: Optional[np.ndarray] = dataclasses.field(default=None, repr=False, compare=False)
+    # label: a conditional model, every log p above is log p(x|y) (and the ELBO, rate, distortion given y);
+    # none: log p(x). Only a conditional evaluation has the three fields in `to_dict`.
+    condition: str = "none"
+    # The model's own classification, argmax_y log p(x|y) + log p(y) (uniform), right on this fraction of the images,
+    # with `classification_samples` K per class; None: not measured.
+    classification_accuracy: Optional[float] = None
+    classification_samples: Optional[int] = None
 
     @property
     def meaning(self) -> str:
@@ -160,6 +179,8 @@ class Evaluation:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("per_image")}
         if self.target_se is None:
             del values["target_se"], values["importance_samples_used"]
+        if self.condition == "none":  # an unconditional evaluation's JSON is as it always was
+            del values["condition"], values["classification_accuracy"], values["classification_samples"]
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in values.items()}
 
 
@@ -180,6 +201,7 @@ def evaluate_images(
     sample_posterior: Optional[Callable] = None,
     likelihood: str = "bernoulli",
     target_se: Optional[float] = None,
+    labels: Optional[np.ndarray] = None,
 ) -> Evaluation:
     """ELBO, rate, distortion and an estimate of log p(x) for binary images (or grey levels).
 
@@ -219,6 +241,10 @@ def evaluate_images(
         stops when sqrt(bias^2 + se^2) of its mean is at most `target_se`
         (see the module docstring). The samples drawn are the first ones of the
         default path, so the noise is the same; the ELBO averages over them.
+      labels: a conditional model's class labels (N,) int: every figure is given y (log p(x|y)), and
+        `encode(images, labels)`, `decode_logits(z, labels)` and `sample_posterior(images, eps, labels)` take
+        the labels of their rows; `prior`, if given, has one component per class, p(z|y) = component y
+        (None: N(0, I) for every y). Not with the prior estimator.
 
     Returns:
       An `Evaluation`, averaged over the images.
@@ -233,6 +259,8 @@ def evaluate_images(
         raise ConfigError(f"unknown likelihood {likelihood!r}; choose one of: {', '.join(LIKELIHOODS)}")
     images = _binary_images(images) if LIKELIHOODS[likelihood].binary else _grey_images(images)  # (N, H, W, C) float32
     n = len(images)
+    if labels is not None:
+        labels = _check_labels(labels, n, estimator, prior)
     batch_size, chunk_size = evaluation_sizes(n, importance_samples, batch_size)
     log_prior = prior.log_density if prior is not None else _log_standard_normal
     if traceable:
@@ -243,6 +271,8 @@ def evaluate_images(
             log_prior = _compiled_log_density(prior, jit_compile)
     else:
         log_p_x_given_z = _numpy_log_p_x_given_z(decode_logits, likelihood)
+    if labels is not None and prior is not None:
+        log_prior = _class_log_density(prior)  # z, labels -> log p(z|y)
 
     started = time.perf_counter()
     log_likelihood, rate, distortion, variance = (np.empty(n) for _ in range(4))  # (N,) float64 each
@@ -253,10 +283,13 @@ def evaluate_images(
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             rngs = [np.random.default_rng((seed, i)) for i in range(start, stop)]
+            functions = (encode, log_p_x_given_z, log_prior, sample_posterior)
+            if labels is not None:  # each function bound to this batch's labels
+                functions = _given_labels(*functions, labels[start:stop], prior is not None)
             (log_likelihood[start:stop], rate[start:stop], distortion[start:stop], variance[start:stop],
              samples[start:stop]) = _evaluate_batch(
-                encode, log_p_x_given_z, log_prior, images[start:stop], rngs, importance_samples, chunk_size,
-                estimator, prior, sample_posterior, target_se,
+                functions[0], functions[1], functions[2], images[start:stop], rngs, importance_samples, chunk_size,
+                estimator, prior, functions[3], target_se,
             )
             if bar is not None:
                 bar.update(stop - start)
@@ -285,7 +318,66 @@ def evaluate_images(
         importance_samples_used=None if target_se is None else float(np.mean(samples)),
         per_image_log_likelihood=log_likelihood,
         per_image_elbo=-(rate + distortion),
+        condition="none" if labels is None else "label",
     )
+
+
+def _check_labels(labels, n: int, estimator: str, prior) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu" or labels.shape != (n,) or (n and labels.min() < 0):
+        raise ValueError(f"labels must be class indices >= 0, one per image ({n},), got {labels.dtype} {labels.shape}")
+    if estimator != "importance":
+        raise ConfigError("the prior estimator is for unconditional models; a conditional one is scored by "
+                          "importance sampling")
+    if prior is not None and labels.max() >= prior.components:
+        raise ValueError(f"label {int(labels.max())} has no component of the {prior.components}-class prior")
+    return labels.astype(np.int32)
+
+
+def _given_labels(encode, log_p_x_given_z, log_prior, sample_posterior, labels, class_prior: bool):
+    """The evaluator's functions for one batch of a conditional model, bound to its labels (B,)."""
+    return (
+        lambda x: encode(x, labels),
+        lambda x, z: log_p_x_given_z(x, z, labels),
+        (lambda z: log_prior(z, labels)) if class_prior else log_prior,
+        None if sample_posterior is None else (lambda images, eps: sample_posterior(images, eps, labels)),
+    )
+
+
+def _class_log_density(prior: Mixture):
+    """z (B, C, D), labels (B,) -> log p(z|y) (B, C) float64: component y of a per-class prior."""
+
+    def log_density(z, labels):
+        loc, scale = prior.loc[labels][:, None, :], prior.scale[labels][:, None, :]  # (B, 1, D)
+        u = (np.asarray(z, np.float64) - loc) / scale
+        return (-0.5 * np.sum(u * u, -1) - np.sum(np.log(scale), -1)
+                - 0.5 * prior.latent_dim * math.log(2 * math.pi))
+
+    return log_density
+
+
+def classify_images(encode, decode_logits, images, labels, classes: int, *,
+                    importance_samples: int = DEFAULT_CLASSIFICATION_SAMPLES, seed: int = 0, **options) -> tuple:
+    """A conditional model's own classification: argmax_y log p(x|y) + log p(y), log p(y) uniform.
+
+    Each log p(x|y) is `evaluate_images` with every image given label y, K = `importance_samples`, the
+    same noise for every y (image i's stream (seed, i)): a paired comparison of the classes.
+
+    Args:
+      encode, decode_logits, images, options: as `evaluate_images`'s (labelled functions).
+      labels: the images' true labels (N,).
+      classes: N, the number of classes.
+
+    Returns:
+      (accuracy, predicted labels (N,), log p(x|y) (N, classes)).
+    """
+    scores = np.stack([
+        evaluate_images(encode, decode_logits, images, importance_samples=importance_samples, seed=seed,
+                        labels=np.full(len(images), y, np.int32), **options).per_image_log_likelihood
+        for y in range(classes)
+    ], axis=1)  # (N, classes); + log p(y) = -log N for every y changes no argmax
+    predicted = np.argmax(scores, axis=1)
+    return float(np.mean(predicted == np.asarray(labels))), predicted, scores
 
 
 def evaluation_sizes(examples: int, importance_samples: int, batch_size: Optional[int] = None) -> tuple:
@@ -309,8 +401,13 @@ def evaluate(
     target_se: Optional[float] = None,
     progress: bool = False,
     split: str = "images",
+    labels=None,
+    classification_samples: Optional[int] = None,
 ) -> Evaluation:
     """ELBO, rate, distortion and importance-sampled log p(x) of a VAE on images, in nats per image.
+
+    A conditional VAE needs the images' `labels` and gives log p(x|y), with q(z|x,y) and p(z|y), and its own
+    classification accuracy (`classify_images`).
 
     `tfvae.evaluate(...)` calls this function; `tfvae evaluate` gives the same figures for the same
     model, images and seed.
@@ -326,6 +423,9 @@ def evaluate(
       target_se: stop sampling a batch once its K error is this many nats or less; None: all K.
       progress: show a progress bar on stderr.
       split: the name the `Evaluation` records for these images.
+      labels: a conditional model's class labels of the images (N,) int in 0..N-1; None for an unconditional one.
+      classification_samples: K per class of a conditional model's classification; None:
+        `DEFAULT_CLASSIFICATION_SAMPLES`; 0: not measured.
 
     Returns:
       An `Evaluation`; `.to_dict()` has the keys of `tfvae evaluate --json`.
@@ -343,28 +443,43 @@ def evaluate(
     (8, True)
     """
     _check_options(importance_samples, estimator, batch_size, seed, target_se)  # before loading anything
+    if classification_samples is not None and classification_samples != 0:
+        _check_positive_int("--classification-samples", classification_samples)
     vae = _model(model_or_path)
+    if getattr(vae, "classes", 0) and classification_samples is None:
+        classification_samples = DEFAULT_CLASSIFICATION_SAMPLES
     return evaluate_vae(vae, images, importance_samples=importance_samples, seed=seed, estimator=estimator,
-                        batch_size=batch_size, target_se=target_se, progress=progress, split=split)
+                        batch_size=batch_size, target_se=target_se, progress=progress, split=split, labels=labels,
+                        classification_samples=classification_samples or 0)
 
 
-def evaluate_vae(vae, images, **options) -> Evaluation:
+def evaluate_vae(vae, images, labels=None, classification_samples: int = 0, **options) -> Evaluation:
     """`evaluate_images` for a Keras VAE: its own posterior and prior, compiled as `tfvae evaluate` runs it.
 
     `images` are checked against the model first (`model_images`); `options` are `evaluate_images`'s
-    keyword arguments."""
+    keyword arguments. A conditional VAE needs `labels` (N,) and, with `classification_samples` K > 0,
+    also classifies the images (`classify_images`, K per class)."""
     images = model_images(vae, images)  # before anything is traced
-    return evaluate_images(
-        vae.encode_params,
-        vae.decode_logits,
-        images,
+    classes = getattr(vae, "classes", 0)
+    if classes:
+        labels = vae.check_labels(labels, len(images), "labels")
+    elif labels is not None:
+        raise ValueError("this VAE is unconditional: evaluate it without labels")
+    functions = dict(
         traceable=True,
         jit_compile=_xla_evaluation(vae),
         prior=None if vae.prior_name == "normal" else Mixture(*(t.numpy() for t in vae.prior_mixture())),
         sample_posterior=None if vae.flow is None else _batch_first(vae.encode_sample),
         likelihood=vae.likelihood,
-        **options,
     )
+    evaluation = evaluate_images(vae.encode_params, vae.decode_logits, images, labels=labels, **functions, **options)
+    if not classes or not classification_samples:
+        return evaluation
+    same = {k: v for k, v in options.items() if k in ("batch_size", "seed", "progress")}
+    accuracy, _, _ = classify_images(vae.encode_params, vae.decode_logits, images, labels, classes,
+                                     importance_samples=classification_samples, **functions, **same)
+    return dataclasses.replace(evaluation, classification_accuracy=accuracy,
+                               classification_samples=int(classification_samples))
 
 
 def model_images(vae, images) -> np.ndarray:
@@ -423,9 +538,11 @@ def evaluate_run(
     seed: int = 0,
     progress: bool = True,
     target_se: Optional[float] = None,
+    classification_samples: Optional[int] = None,
 ) -> Evaluation:
     """`evaluate` for a run's model (its best validation epoch with keep_best, else its newest checkpoint) on
-    one split of the run's dataset.
+    one split of the run's dataset (a conditional run: on the split's labels too, log p(x|y), and its
+    classification with `classification_samples` K per class).
 
     Args:
       run_dir: a run written by `tfvae train`.
@@ -441,9 +558,12 @@ def evaluate_run(
     _check_split(split, limit)
     _check_options(importance_samples, estimator, batch_size, seed, target_se)
     config, vae = load_vae(run_dir)
-    images = _first(split_images(config, split, data_dir), limit, split)
+    images, labels = split_data(config, split, data_dir)
+    images = _first(images, limit, split)
+    labels = None if labels is None else labels[: len(images)]
     return evaluate(vae, images, importance_samples, seed, estimator=estimator, batch_size=batch_size,
-                    target_se=target_se, progress=progress, split=split)
+                    target_se=target_se, progress=progress, split=split, labels=labels,
+                    classification_samples=classification_samples)
 
 
 def evaluate_dataset(
@@ -475,8 +595,17 @@ def evaluate_dataset(
     _check_options(importance_samples, options.get("estimator", "importance"), options.get("batch_size"), seed,
                    options.get("target_se"))
     vae = _model(model_or_path)
-    images = dataset_images(dataset, split, data_dir, likelihood=vae.likelihood, limit=limit, image_key=image_key,
-                            image_size=image_size, channels=channels)
+    if getattr(vae, "classes", 0):  # a conditional model: the split's labels too
+        _check_split(split, limit)
+        splits = load_splits(dataset, data_dir, image_key=image_key, image_size=image_size, channels=channels,
+                             likelihood=vae.likelihood, label_key=options.pop("label_key", "label"))
+        if len(splits.classes) != vae.classes:
+            raise DataError(f"{dataset} has {len(splits.classes)} classes; this model was trained on {vae.classes}")
+        images = _first(_split_of(splits, split), limit, split)
+        options["labels"] = splits.labels[split][: len(images)]
+    else:
+        images = dataset_images(dataset, split, data_dir, likelihood=vae.likelihood, limit=limit,
+                                image_key=image_key, image_size=image_size, channels=channels)
     return evaluate(vae, images, importance_samples, seed, split=split, **options)
 
 
@@ -513,6 +642,11 @@ def dataset_images(
     return _first(_split_of(splits, split), limit, split)
 
 
+def split_data(config: Config, split: str, data_dir: Optional[str] = None) -> tuple:
+    """`split_images` and, for a conditional run, the split's labels (N,) int32 (None for an unconditional one)."""
+    return _split_images(config, split, data_dir)
+
+
 def split_images(config: Config, split: str, data_dir: Optional[str] = None) -> np.ndarray:
     """The images (N, H, W, C) of one split of a run's dataset: binary uint8, or grey levels for the continuous Bernoulli.
 
@@ -522,16 +656,25 @@ def split_images(config: Config, split: str, data_dir: Optional[str] = None) -> 
     with the dataset's fixed evaluation stream (`tfvae.data.evaluation_seeds`),
     so every run is scored on the same images.
     """
+    return _split_images(config, split, data_dir)[0]
+
+
+def _split_images(config: Config, split: str, data_dir: Optional[str] = None) -> tuple:
     if data_dir is None and not os.environ.get(DATA_DIR_ENV) and config.data_dir and os.path.isdir(config.data_dir):
         data_dir = config.data_dir
+    conditional = config.condition == "label"
     splits = load_splits(config.dataset, data_dir, image_key=config.image_key, image_size=config.image_size,
-                         channels=config.channels, likelihood=config.likelihood)
+                         channels=config.channels, likelihood=config.likelihood,
+                         label_key=config.label_key if conditional else None)
     if config.data_fingerprint is not None and splits.fingerprint != config.data_fingerprint:
         raise DataError(
             f"the data of this run changed since it was trained: {config.dataset} is now "
             f"{splits.fingerprint!r}, the run was trained on {config.data_fingerprint!r}"
         )
-    return _split_of(splits, split)
+    if conditional and tuple(splits.classes) != tuple(config.classes):
+        raise DataError(f"the classes of this run changed since it was trained: {config.dataset} now has "
+                        f"{list(splits.classes)}, the run was trained on {list(config.classes)}")
+    return _split_of(splits, split), (splits.labels[split] if conditional else None)
 
 
 def _split_of(splits, split: str) -> np.ndarray:
@@ -704,9 +847,10 @@ def _chunk_size(batch_size: int, importance_samples: int) -> int:
 def _numpy_log_p_x_given_z(decode_logits, likelihood: str = "bernoulli"):
     """x (B, P), z (B, C, D) -> log p(x|z) (B, C), for any decoder over NumPy arrays."""
 
-    def log_p_x_given_z(x, z):
+    def log_p_x_given_z(x, z, labels=None):
         batch, samples, latent_dim = z.shape
-        logits = np.asarray(decode_logits(z.reshape(batch * samples, latent_dim)), dtype=np.float32)
+        given = () if labels is None else (np.repeat(labels, samples),)  # each image's label for its C samples
+        logits = np.asarray(decode_logits(z.reshape(batch * samples, latent_dim), *given), dtype=np.float32)
         logits = _checked(logits.reshape(batch, samples, -1), (batch, samples, x.shape[1]))  # (B, C, P)
         # log Bernoulli(x; sigmoid(l)) = x l - softplus(l), summed over the pixels.
         x_dot_logits = np.matmul(logits, x[:, :, None])[..., 0]  # (B, C)
@@ -746,12 +890,13 @@ def _compiled_log_p_x_given_z(decode_logits, jit_compile: bool = True, likelihoo
         return -tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits), axis=-1)
 
     @tf.function(reduce_retracing=True)
-    def log_p_x_given_z(x, z):
+    def log_p_x_given_z(x, z, *labels):
         batch, samples, latent_dim = tf.unstack(tf.shape(z))
-        logits = decode_logits(tf.reshape(z, [batch * samples, latent_dim]))
+        given = [tf.repeat(labels[0], samples)] if labels else []  # (B C,): each image's label for its samples
+        logits = decode_logits(tf.reshape(z, [batch * samples, latent_dim]), *given)
         return log_bernoulli(x, tf.reshape(logits, [batch, samples, -1]))  # (B, C, P) -> (B, C)
 
-    return lambda x, z: log_p_x_given_z(x, z).numpy()
+    return lambda x, z, labels=None: log_p_x_given_z(x, z, *(() if labels is None else (labels,))).numpy()
 
 
 def _compiled_continuous_bernoulli(decode_logits, jit_compile: bool):
@@ -760,13 +905,14 @@ def _compiled_continuous_bernoulli(decode_logits, jit_compile: bool):
     import tensorflow_probability as tfp
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def log_p_x_given_z(x, z):
+    def log_p_x_given_z(x, z, *labels):
         batch, samples, latent_dim = tf.unstack(tf.shape(z))
-        logits = tf.reshape(decode_logits(tf.reshape(z, [batch * samples, latent_dim])), [batch, samples, -1])
+        given = [tf.repeat(labels[0], samples)] if labels else []  # (B C,): each image's label for its samples
+        logits = tf.reshape(decode_logits(tf.reshape(z, [batch * samples, latent_dim]), *given), [batch, samples, -1])
         p_x_given_z = tfp.distributions.ContinuousBernoulli(logits=logits)  # (B, C, P) factors
         return tf.reduce_sum(p_x_given_z.log_prob(x[:, None, :]), axis=-1)
 
-    return lambda x, z: log_p_x_given_z(x, z).numpy()
+    return lambda x, z, labels=None: log_p_x_given_z(x, z, *(() if labels is None else (labels,))).numpy()
 
 
 def _compiled_log_density(prior, jit_compile: bool = True):
@@ -794,15 +940,15 @@ def _compiled_sample_posterior(sample_posterior):
     import tensorflow as tf
 
     compiled = tf.function(sample_posterior, reduce_retracing=True)
-    return lambda images, eps: tuple(t.numpy() for t in compiled(images, eps))
+    return lambda images, eps, *labels: tuple(t.numpy() for t in compiled(images, eps, *labels))
 
 
 def _batch_first(encode_sample):
     """A Keras VAE's `encode_sample` (noise (K, B, D), sample-first) over noise (B, C, D), image-first."""
     import tensorflow as tf
 
-    def sample_posterior(images, eps):
-        z, log_q = encode_sample(images, tf.transpose(eps, [1, 0, 2]))  # (C, B, D), (C, B)
+    def sample_posterior(images, eps, *labels):
+        z, log_q = encode_sample(images, tf.transpose(eps, [1, 0, 2]), *labels)  # (C, B, D), (C, B)
         return tf.transpose(z, [1, 0, 2]), tf.transpose(log_q)
 
     return sample_posterior
@@ -813,7 +959,7 @@ def _compiled(encode):
     import tensorflow as tf
 
     compiled = tf.function(encode, reduce_retracing=True)
-    return lambda x: tuple(t.numpy() for t in compiled(x))
+    return lambda x, *labels: tuple(t.numpy() for t in compiled(x, *labels))
 
 
 # --------------------------------------------------------------------------- helpers
