@@ -32,18 +32,24 @@ from tfvae.pretrained import NAMES as PRETRAINED_NAMES  # names only: no TensorF
               "decoder such as decoder_full_int8.tflite; pip install \"tfvae[micro]\").")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None,
               help="Refuse a decoder that does not make images with this many channels (1 grey, 3 RGB).")
-def sample(model_path, pretrained, n, seed, temperature, mode, out, npy, interpolate, manifold, threads, runtime, channels):
+@click.option("--label", default=None, metavar="CLASS",
+              help="A conditional decoder only: draw this class, an index or a class name from the export's "
+              "manifest.json [default: one row per class]; --interpolate and --manifold draw it too.")
+def sample(model_path, pretrained, n, seed, temperature, mode, out, npy, interpolate, manifold, threads, runtime,
+           channels, label):
     """Draw images from a trained decoder: z ~ p(z), then p(x|z), written as a PNG grid.
 
     p(z) is the prior.npz beside the decoder (a learned mixture, written by
-    `tfvae export`), or N(0, I) when there is none.
+    `tfvae export`), or N(0, I) when there is none. A conditional decoder
+    draws z ~ p(z|y) of each image's class y: --label 7 (or a class name)
+    fills the grid with class 7; without --label, one row per class.
 
     With a .tflite decoder this needs only numpy, ai-edge-litert and Pillow:
     no TensorFlow. Images read row by row; white is x = 1; grey or RGB, of the
     model's image size.
     """
     from tfvae.errors import ConfigError
-    from tfvae.export.sampler import open_decoder, open_prior, sample as draw, write_samples
+    from tfvae.export.sampler import LabelError, open_decoder, open_prior, resolve_label, sample as draw, write_samples
 
     if (model_path is None) == (pretrained is None):
         raise click.UsageError("give exactly one of --model PATH and --pretrained NAME")
@@ -60,10 +66,30 @@ def sample(model_path, pretrained, n, seed, temperature, mode, out, npy, interpo
     if not 0 < temperature < float("inf"):  # before any file is read
         raise ConfigError(f"--temperature must be a positive number, got {temperature!r}")
     decoder = open_decoder(model_path, num_threads=threads, runtime=runtime)
-    prior = open_prior(model_path, decoder)
-    samples = draw(decoder, n, seed=seed, mode=mode, latents=latents, prior=prior, temperature=temperature,
-                   channels=channels and int(channels))
+    try:  # a label the decoder cannot take is a usage error: one line, exit 2
+        index = resolve_label(label, decoder)
+        prior = open_prior(model_path, decoder)
+        samples = draw(decoder, n, seed=seed, mode=mode, latents=latents, prior=prior, temperature=temperature,
+                       channels=channels and int(channels), label=index)
+    except LabelError as e:
+        raise click.UsageError(str(e)) from None
     write_samples(samples, out, npy_path=npy)
-    drawn_from = "" if prior.is_standard_normal else f", p(z) a {prior.components}-component mixture"
-    drawn_from += "" if temperature == 1 else f", temperature {temperature:g}"
-    click.echo(f"wrote {out}" + (f" and {npy}" if npy else "") + f": {n} images ({mode}, {latents} z, seed {seed}{drawn_from})")
+    click.echo(f"wrote {out}" + (f" and {npy}" if npy else "") +
+               f": {len(samples.images)} images ({mode}, {latents} z, seed {seed}{_drawn_from(samples, decoder, prior, temperature)})")
+
+
+def _drawn_from(samples, decoder, prior, temperature) -> str:
+    """What the summary line adds about the classes, the prior and the temperature, e.g. ", class 7 (seven)"."""
+    classes = getattr(decoder, "classes", None)
+    text = ""
+    if samples.labels is not None and len(set(samples.labels.tolist())) == 1:
+        index = int(samples.labels[0])
+        name = classes[index] if index < len(classes) else str(index)
+        text = f", class {index}" + (f" ({name})" if name != str(index) else "")
+    elif samples.labels is not None:
+        text = f", one row per class ({len(classes)} rows of {samples.columns})"
+    if prior.class_conditional:
+        text += ", z ~ p(z|y): the prior's component of each class"
+    elif not prior.is_standard_normal:
+        text += f", p(z) a {prior.components}-component mixture"
+    return text + ("" if temperature == 1 else f", temperature {temperature:g}")

@@ -40,7 +40,7 @@ from tfvae.export import layout
 from tfvae.export.layout import DEFAULT_EVAL_IMAGES, DEFAULT_IMPORTANCE_SAMPLES, EVAL_SPLIT, EVAL_SUBSET_SEED
 from tfvae.export.litert import TFLiteDecoder, TFLiteEncoder
 from tfvae.export.quantize import convert_full_int8, describe_full_int8
-from tfvae.export.savedmodel import KerasDecoder, SavedModelDecoder, save_signatures
+from tfvae.export.savedmodel import KerasDecoder, SavedModelDecoder, class_names, prior_of, save_signatures
 from tfvae.export.web import parse_web_model, write_site
 from tfvae.io import atomic_directory, atomic_write_text, file_sha256
 from tfvae.mixture import Mixture
@@ -157,6 +157,10 @@ def export_model(
     what = _checked_options(tflite, quantize, web, web_model, eval_images, importance_samples, source, micro)
     _check_target(out, overwrite)  # before any slow work
     _check_writable(out)
+    conditional = bool(class_names(vae))
+    if conditional and "full_int8" in what.quantize:
+        raise ConfigError("--quantize full_int8 is not available for a conditional decoder (its label input has no "
+                          "int8 form): use --quantize int8, dynamic-range int8 weights")
     if what.web_model and (vae.image_shape[-1] != 1 or vae.likelihood != "bernoulli"):
         whose = "this run's" if getattr(vae, "run_config", None) is not None else "this model's"
         raise ConfigError(
@@ -166,6 +170,8 @@ def export_model(
     subset = None
     if what.quantize and eval_images == 0:
         what = dataclasses.replace(what, skipped="skipped on request (--measure-images 0, or eval_images=0 from Python)")
+    elif what.quantize and conditional:
+        what = dataclasses.replace(what, skipped=_CONDITIONAL_COST)
     elif what.quantize and images is not None:  # images that do not fit fail now, not after the conversions
         from tfvae.evaluate import model_images
 
@@ -220,7 +226,7 @@ def export_run(
     config, vae = load_vae(run_dir, log=log)
     vae.run_config = config
     images = None
-    if what.quantize and eval_images != 0:  # missing data fails now, not after the conversions
+    if what.quantize and eval_images != 0 and not class_names(vae):  # missing data fails now, not after the conversions
         from tfvae.evaluate import split_images
 
         images = split_images(config, EVAL_SPLIT, data_dir)
@@ -268,7 +274,7 @@ def export_file(
 
     vae = load_model(path)
     images = None
-    if what.quantize and dataset is not None and eval_images != 0:
+    if what.quantize and dataset is not None and eval_images != 0 and not class_names(vae):
         images = dataset_images(dataset, EVAL_SPLIT, data_dir, likelihood=vae.likelihood, image_key=image_key,
                                 image_size=image_size, channels=channels)
     return export_model(vae, out, images=images, images_name=f"{dataset} {EVAL_SPLIT}", eval_images=eval_images,
@@ -276,6 +282,11 @@ def export_file(
 
 
 # --------------------------------------------------------------------------- the export's contents
+
+# Why a conditional export's quantization cost is not measured: it is log p(x|y) on labelled test images.
+_CONDITIONAL_COST = ("not measured for a conditional model: its cost is in log p(x|y), on labelled images "
+                     "(tfvae evaluate reports log p(x|y) of the Keras model); the parity batch bounds each decoder's "
+                     "change in probs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,20 +332,25 @@ def _write_export(directory, vae, what: _Export, images, log) -> dict:
     save_signatures(vae, saved_model_dir)
     encoder_keys = [layout.ENCODE] + ([layout.ENCODE_SAMPLE] if vae.flow is not None else [])
     log(f"wrote {layout.SAVED_MODEL_DIR}/ (signatures {layout.DECODE}, {', '.join(encoder_keys)})")
-    prior = Mixture(*(np.asarray(t) for t in vae.prior_mixture()))
+    classes = class_names(vae)  # () unless conditional
+    prior = prior_of(vae)
     _write_bytes(os.path.join(directory, layout.PRIOR_FILE), prior.to_npz_bytes())
-    log(f"wrote {layout.PRIOR_FILE} ({vae.prior_name}: {prior.components} component(s), D = {prior.latent_dim})")
+    log(f"wrote {layout.PRIOR_FILE} ({vae.prior_name}: {prior.components} component(s), D = {prior.latent_dim}"
+        f"{', one per class: component k is p(z|y = k)' if prior.class_conditional else ''})")
 
     keras = KerasDecoder(vae, source=what.source or PYTHON_SOURCE)
     rng = np.random.default_rng(PARITY_SEED)
     z = rng.standard_normal((PARITY_LATENTS, vae.latent_dim)).astype(np.float32)  # (64, D)
-    reference = keras.decode(z)  # probs, logits [, mean], each (64, H, W, C)
+    # A conditional model's parity batch cycles through its classes: row i has label i mod N.
+    labels = (np.arange(PARITY_LATENTS) % len(classes)).astype(np.int32) if classes else None  # (64,)
+    with_labels = () if labels is None else (labels,)  # the decoders' and encoders' extra argument
+    reference = keras.decode(z, *with_labels)  # probs, logits [, mean], each (64, H, W, C)
     probs = reference[layout.PROBS]
     x = (rng.random(probs.shape) < probs).astype(np.float32)  # x ~ Bernoulli(probs): images the encoder can fit
-    loc, scale = keras.encode(x)  # (64, D) each
+    loc, scale = keras.encode(x, *with_labels)  # (64, D) each
 
     def probs_parity(decoder):
-        outputs = decoder.decode(z)
+        outputs = decoder.decode(z, *with_labels)
         parity = {"max_abs_diff_probs": float(np.max(np.abs(outputs[layout.PROBS] - probs)))}
         if layout.MEAN in reference:  # a continuous Bernoulli: the mean the sampler shows
             parity["max_abs_diff_mean"] = float(np.max(np.abs(outputs[layout.MEAN] - reference[layout.MEAN])))
@@ -349,6 +365,8 @@ def _write_export(directory, vae, what: _Export, images, log) -> dict:
         },
         layout.SAVED_MODEL_DIR: probs_parity(SavedModelDecoder(saved_model_dir)),
     }
+    if classes:
+        parity["batch"]["labels"] = f"row i has label i mod {len(classes)}, for the decoders and the encoder"
 
     decoders = {}  # file name -> (quantization, TFLiteDecoder)
     if what.tflite:
@@ -368,14 +386,15 @@ def _write_export(directory, vae, what: _Export, images, log) -> dict:
         path = os.path.join(directory, layout.ENCODER_FILE)
         _write_bytes(path, convert_signature(saved_model_dir, encoder_keys if vae.flow is not None else layout.ENCODE))
         tflite_encoder = TFLiteEncoder(path)
-        tflite_loc, tflite_scale = tflite_encoder.encode(x)
+        tflite_loc, tflite_scale = tflite_encoder.encode(x, *with_labels)
         parity[layout.ENCODER_FILE] = {
             "max_abs_diff_loc": float(np.max(np.abs(tflite_loc - loc))),
             "max_abs_diff_scale": float(np.max(np.abs(tflite_scale - scale))),
         }
         if vae.flow is not None:
-            tflite_z, tflite_log_q = tflite_encoder.encode_sample(x, z)  # the parity latents as the noise
-            keras_z, keras_log_q = (t.numpy() for t in vae.encode_sample(tf.constant(x), tf.constant(z)))
+            tflite_z, tflite_log_q = tflite_encoder.encode_sample(x, z, *with_labels)  # the parity latents as the noise
+            keras_z, keras_log_q = (t.numpy() for t in vae.encode_sample(tf.constant(x), tf.constant(z),
+                                                                         *(tf.constant(a) for a in with_labels)))
             parity[layout.ENCODER_FILE]["max_abs_diff_z"] = float(np.max(np.abs(tflite_z - keras_z)))
             parity[layout.ENCODER_FILE]["max_abs_diff_log_q"] = float(np.max(np.abs(tflite_log_q - keras_log_q)))
         log(f"wrote {layout.ENCODER_FILE} ({os.path.getsize(path):,} bytes)")
@@ -384,8 +403,8 @@ def _write_export(directory, vae, what: _Export, images, log) -> dict:
     if what.web_model:
         # write_site reads latent_dim, image_shape and the prior's family from a run's config: the model has them.
         shape = types.SimpleNamespace(latent_dim=vae.latent_dim, image_shape=tuple(vae.image_shape),
-                                      prior=vae.prior_name)
-        web_entry, web_parity = write_site(directory, vae, shape, z, probs, what.web_model, log)
+                                      prior=vae.prior_name, classes=classes)
+        web_entry, web_parity = write_site(directory, vae, shape, z, probs, what.web_model, log, labels=labels)
         parity.update(web_parity)
 
     manifest = {
@@ -400,7 +419,8 @@ def _write_export(directory, vae, what: _Export, images, log) -> dict:
         "latent_dim": vae.latent_dim,
         "image_shape": list(vae.image_shape),
         "likelihood": vae.likelihood,
-        "signatures": _signature_shapes(vae.latent_dim, vae.image_shape, vae.flow is not None, vae.likelihood),
+        "signatures": _signature_shapes(vae.latent_dim, vae.image_shape, vae.flow is not None, vae.likelihood,
+                                        conditional=bool(classes)),
         "prior": {
             "family": vae.prior_name,
             "components": prior.components,
@@ -411,6 +431,13 @@ def _write_export(directory, vae, what: _Export, images, log) -> dict:
         "files": {},
         "parity": parity,
     })
+    if classes:  # only a conditional export has these keys: an unconditional manifest is as it was
+        manifest["condition"] = layout.CONDITION_LABEL
+        manifest["classes"] = list(classes)
+        manifest["prior"]["class_conditional"] = prior.class_conditional
+        manifest["prior"]["given_label"] = (
+            "p(z|y) is component y (prior.npz holds class_conditional = 1)" if prior.class_conditional
+            else "p(z|y) = p(z) for every label y")
     if what.web_model:
         manifest["web"] = web_entry
     if "full_int8" in what.quantize:
@@ -453,19 +480,21 @@ def _write_micro(directory, litert_decoder, z, probs, log) -> dict:
     return entry
 
 
-def _signature_shapes(latent_dim: int, image_shape, flow: bool = False, likelihood: str = "bernoulli") -> dict:
+def _signature_shapes(latent_dim: int, image_shape, flow: bool = False, likelihood: str = "bernoulli",
+                      conditional: bool = False) -> dict:
     """The signatures' tensor shapes, with None (JSON null) for the dynamic batch dimension."""
     z, image = [None, latent_dim], [None, *image_shape]
     decoded = {layout.PROBS: image, layout.LOGITS: image}
     if likelihood != "bernoulli":
         decoded[layout.MEAN] = image
+    label = {layout.LABEL: [None]} if conditional else {}  # (N,) int32
     shapes = {
-        layout.DECODE: {"inputs": {layout.Z: z}, "outputs": decoded},
-        layout.ENCODE: {"inputs": {layout.X: image}, "outputs": {layout.LOC: z, layout.SCALE: z}},
+        layout.DECODE: {"inputs": {layout.Z: z, **label}, "outputs": decoded},
+        layout.ENCODE: {"inputs": {layout.X: image, **label}, "outputs": {layout.LOC: z, layout.SCALE: z}},
     }
     if flow:
         shapes[layout.ENCODE_SAMPLE] = {
-            "inputs": {layout.X: image, layout.EPS: z}, "outputs": {layout.Z: z, layout.LOG_Q: [None]}
+            "inputs": {layout.X: image, layout.EPS: z, **label}, "outputs": {layout.Z: z, layout.LOG_Q: [None]}
         }
     return shapes
 

@@ -32,6 +32,10 @@ Signatures (batch size N is dynamic, except in web/ where it is WEB_BATCH; D is 
              x (N, H, W, C), eps (N, D) float32      -> z (N, D), log_q (N,) float32
              z = flow(loc + scale * eps | x) ~ q(z|x) for eps ~ N(0, I), and log q(z|x) of that z
 
+A conditional model's (tfvae train --condition label) `decode` and `encode` also take `label` (N,) int32, the
+class index of each row, one-hot encoded inside the graph (ONE_HOT, a builtin op); manifest.json lists
+"classes" (names, by index) and "condition": "label".
+
 A decoder whose `decode` also returns `mean` is a continuous-Bernoulli decoder: its samples are shown as
 that mean, E[x|z], computed in the graph; a Bernoulli decoder's mean is `probs`.
 """
@@ -50,6 +54,9 @@ __all__ = [
     "PRIOR_FILE",
     "Z",
     "X",
+    "LABEL",
+    "CONDITION_LABEL",
+    "PRIOR_CLASS_CONDITIONAL",
     "PROBS",
     "LOGITS",
     "MEAN",
@@ -91,6 +98,7 @@ ENCODE_SAMPLE = "encode_sample"  # flow posteriors only
 # Input and output names of the signatures.
 Z = "z"  # (N, D) latent
 X = "x"  # (N, H, W, C) image: binary (Bernoulli) or grey levels (continuous Bernoulli)
+LABEL = "label"  # (N,) int32 class index of a conditional model's decode and encode; the one-hot is made in the graph
 PROBS = "probs"  # (N, H, W, C) sigmoid(logits): the Bernoulli means, or the continuous Bernoulli's parameter
 LOGITS = "logits"  # (N, H, W, C)
 MEAN = "mean"  # (N, H, W, C) E[x|z] of a continuous-Bernoulli decoder; absent from Bernoulli decoders
@@ -107,6 +115,9 @@ SAVED_MODEL_DIR = "saved_model"
 DECODER_FILE = "decoder.tflite"
 ENCODER_FILE = "encoder.tflite"
 PRIOR_FILE = "prior.npz"  # arrays logits, loc, scale (tfvae.mixture.ARRAYS), read with allow_pickle=False
+# prior.npz of a conditional model with a per-class prior: this scalar array is 1 and component k is p(z|y = k)
+# (absent, as in every older file: the components are a mixture over z alone; tfvae.mixture reads both)
+PRIOR_CLASS_CONDITIONAL = "class_conditional"
 QUANTIZED_DECODER_FILES = {
     "float16": "decoder_float16.tflite",  # weights stored as float16, computed in float32
     "int8": "decoder_int8.tflite",  # dynamic-range: int8 weights, float32 activations
@@ -116,6 +127,7 @@ QUANTIZED_DECODER_FILES = {
 QUANTIZATIONS = tuple(QUANTIZED_DECODER_FILES)
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1  # format of manifest.json
+CONDITION_LABEL = "label"  # manifest.json's "condition" of a conditional export, beside "classes" (names, by index)
 
 DEFAULT_EXPORT_DIR = EXPORT_DIR  # `tfvae export` writes to RUN_DIR/export unless --out is given
 
@@ -123,8 +135,9 @@ DEFAULT_EXPORT_DIR = EXPORT_DIR  # `tfvae export` writes to RUN_DIR/export unles
 # K = DEFAULT_IMPORTANCE_SAMPLES each: a subset, stated as such in the manifest (the full test set with K = 5000
 # is `tfvae evaluate`). Every decoder sees the same images and the same z as the Keras reference, so the change
 # is a paired difference whose standard error (in the manifest) is small on few images: 100 images at K = 100
-# measure it to about 0.001 nats, at a tenth of the time of the 500 x 200 that exports used before
-# (BENCHMARKS.md, "Export"). Here, not in the exporter, so that `tfvae export -h` shows them without TensorFlow.
+# measure a conv int8 decoder's change to ±0.009 nats (float16's to ±0.0003) in a twentieth of the time of the
+# 500 x 200 that exports used before (BENCHMARKS.md, "Export cost"). Here, not in the exporter, so that
+# `tfvae export -h` shows them without TensorFlow.
 DEFAULT_EVAL_IMAGES = 100
 DEFAULT_IMPORTANCE_SAMPLES = 100
 EVAL_SPLIT = "test"  # the split a run's (or a --dataset's) cost is measured on

@@ -9,11 +9,14 @@ Example:
 >>> decoder.decode(np.zeros((4, decoder.latent_dim), np.float32))["probs"].shape  # doctest: +SKIP
 (4, 28, 28, 1)
 
-Both read the image shape (H, W, C) from the file, C 1 (grey) or 3 (RGB).
+Both read the image shape (H, W, C) from the file, C 1 (grey) or 3 (RGB). A conditional model's files
+also take `label` (N,) int32; the decoder reports its class names from the manifest.json (or the web
+page's tfvae.json) beside the file, else "0".."N-1" with N read from the graph's one-hot depth.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -21,7 +24,7 @@ import numpy as np
 from tfvae.errors import ModelFileError
 from tfvae.export import layout
 
-__all__ = ["TFLiteDecoder", "TFLiteEncoder", "TFLITE_IDENTIFIER", "with_probs"]
+__all__ = ["TFLiteDecoder", "TFLiteEncoder", "TFLITE_IDENTIFIER", "with_probs", "checked_labels", "classes_beside"]
 
 # Bytes 4..8 of every TFLite flatbuffer (the schema's file_identifier).
 TFLITE_IDENTIFIER = b"TFL3"
@@ -94,6 +97,76 @@ def _check(path, key, details, name, rank_tail, kind):
     return shape
 
 
+def checked_labels(labels, n: int, classes, where: str) -> np.ndarray | None:
+    """A conditional decoder's labels as (n,) int32, or None for an unconditional one (`classes` None).
+
+    Args:
+      labels: (n,) integer class indices, or None.
+      n: the batch (rows of z).
+      classes: the decoder's class names (a sequence, () when their number is unknown), or None: unconditional.
+      where: the decoder, for messages.
+
+    Raises:
+      ValueError: labels missing for a conditional decoder, given to an unconditional one, of another shape,
+        not integers, or outside the classes.
+    """
+    if classes is None:
+        if labels is not None:
+            raise ValueError(f"{where} is not a conditional decoder: it takes no labels")
+        return None
+    if labels is None:
+        raise ValueError(f"{where} is a conditional decoder: pass labels, (N,) class indices")
+    array = np.asarray(labels)
+    if array.shape != (n,) or (array.size and array.dtype.kind not in "iu"):
+        raise ValueError(f"labels must be ({n},) integers, one per row of z, got shape {array.shape} {array.dtype}")
+    if array.size and (array.min() < 0 or (len(classes) and array.max() >= len(classes))):
+        raise ValueError(f"labels must be class indices in 0..{len(classes) - 1 if len(classes) else 'N-1'}, "
+                         f"got {int(array.min())}..{int(array.max())}")
+    return array.astype(np.int32)
+
+
+def classes_beside(path: str):
+    """The class names listed ("classes") by the manifest.json or tfvae.json in the folder of `path`, or None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    for name in (layout.MANIFEST_FILE, layout.WEB_CONFIG_FILE):
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                classes = json.load(f).get("classes")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes):
+            return tuple(classes)
+    return None
+
+
+def _one_hot_depth(interpreter):
+    """N, the depth of the graph's ONE_HOT (a conditional decoder's label encoding), or None if not readable."""
+    try:
+        for op in interpreter._get_ops_details():  # noqa: SLF001 (LiteRT's only listing of a model's ops)
+            if op["op_name"] == "ONE_HOT":
+                return int(np.asarray(interpreter.get_tensor(int(op["inputs"][1]))).reshape(()))
+    except (ValueError, RuntimeError, KeyError, IndexError, TypeError):
+        pass
+    return None
+
+
+def _label_input(path, key, inputs, z_batch, interpreter):
+    """The class names of a conditional signature (label (N,) int32 beside z or x), or None without `label`."""
+    if layout.LABEL not in inputs:
+        return None
+    shape = _shape(inputs[layout.LABEL])
+    if len(shape) != 1 or shape[0] != z_batch or np.dtype(inputs[layout.LABEL]["dtype"]) != np.int32:
+        raise ModelFileError(
+            f"{path} is not a tfvae {key}r: input 'label' has shape {list(shape)} "
+            f"{np.dtype(inputs[layout.LABEL]['dtype']).name}, expected (N,) int32 with the batch of its other input"
+        )
+    depth = _one_hot_depth(interpreter)
+    names = classes_beside(path)
+    if names is not None and (depth is None or depth == len(names)):
+        return names
+    return tuple(str(k) for k in range(depth)) if depth else ()
+
+
 def with_probs(outputs: dict) -> dict:
     """`outputs` with probs = sigmoid(logits) (float32) added if the decoder left it to the host, in signature order."""
     if layout.PROBS not in outputs:
@@ -114,6 +187,7 @@ class TFLiteDecoder:
         dynamic, or fixed (`batch_size`: decoder_full_int8.tflite takes one z
         per invoke, and is run that many at a time). A decoder without probs
         (decoder_full_int8.tflite) has them computed here, sigmoid(logits).
+        A conditional decoder also takes label (N,) int32 (`classes` names them).
       num_threads: CPU threads for the interpreter; None lets LiteRT choose.
 
     Raises:
@@ -130,12 +204,15 @@ class TFLiteDecoder:
         self.path = path
         self.num_threads = num_threads
         self._interpreter, self._runner, inputs, outputs = _open_signature(path, layout.DECODE, num_threads)
-        if set(inputs) != {layout.Z}:
+        if set(inputs) - {layout.LABEL} != {layout.Z}:
             raise ModelFileError(
-                f"{path} is not a tfvae decoder: its 'decode' signature takes {sorted(inputs)}, expected only 'z'"
+                f"{path} is not a tfvae decoder: its 'decode' signature takes {sorted(inputs)}, expected only 'z' "
+                "(and 'label' for a conditional decoder)"
             )
         z_shape = _check(path, layout.DECODE, inputs, layout.Z, (None,), "input")
         self.latent_dim = z_shape[1]
+        # Conditional: the class names by label index (from the manifest beside, else "0".."N-1"); None: unconditional.
+        self.classes = _label_input(path, layout.DECODE, inputs, z_shape[0], self._interpreter)
         # A fixed batch (decoder_full_int8.tflite has 1, for TFLM) is decoded that many z per call; -1: any.
         self.batch_size = None if z_shape[0] < 0 else z_shape[0]
         # decoder_full_int8.tflite leaves probs to the host: p = sigmoid(logits), computed in `decode`.
@@ -144,26 +221,36 @@ class TFLiteDecoder:
         self.image_shape = _image_shape(path, layout.DECODE, outputs, (*self._in_file, layout.LOGITS), "output")
         self.likelihood = layout.decoder_likelihood(self.outputs)
 
-    def decode(self, z) -> dict:
-        """z (N, D) -> {"probs", "logits"[, "mean"]}, each (N, H, W, C) float32 NumPy arrays."""
+    @property
+    def conditional(self) -> bool:
+        return self.classes is not None
+
+    def decode(self, z, labels=None) -> dict:
+        """z (N, D) [, labels (N,) class indices of a conditional decoder] -> {"probs", "logits"[, "mean"]},
+        each (N, H, W, C) float32 NumPy arrays."""
         z = np.ascontiguousarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"z must have shape (N, {self.latent_dim}), got {z.shape}")
+        labels = checked_labels(labels, len(z), self.classes, self.path)
         if len(z) == 0:
             empty = np.zeros((0, *self.image_shape), np.float32)
             return {name: empty.copy() for name in self.outputs}
+
+        def inputs(rows):  # the signature's inputs for rows of the batch
+            return {layout.Z: z[rows]} if labels is None else {layout.Z: z[rows], layout.LABEL: labels[rows]}
+
         if self.batch_size is None:
-            outputs = self._runner(**{layout.Z: z})
+            outputs = self._runner(**inputs(slice(None)))
         elif len(z) % self.batch_size:
             raise ValueError(f"{self.path} decodes {self.batch_size} z per call: N must be a multiple of it, got {len(z)}")
         else:
-            chunks = [self._runner(**{layout.Z: z[i : i + self.batch_size]}) for i in range(0, len(z), self.batch_size)]
+            chunks = [self._runner(**inputs(slice(i, i + self.batch_size))) for i in range(0, len(z), self.batch_size)]
             outputs = {name: np.concatenate([chunk[name] for chunk in chunks]) for name in self._in_file}
         return with_probs({name: outputs[name] for name in self._in_file})
 
-    def decode_logits(self, z) -> np.ndarray:
-        """z (N, D) -> logits (N, H, W, C): the callable the likelihood estimators take."""
-        return self.decode(z)[layout.LOGITS]
+    def decode_logits(self, z, labels=None) -> np.ndarray:
+        """z (N, D) [, labels (N,)] -> logits (N, H, W, C): the callable the likelihood estimators take."""
+        return self.decode(z, labels)[layout.LOGITS]
 
     def __repr__(self):
         return f"TFLiteDecoder({self.path!r}, latent_dim={self.latent_dim})"
@@ -174,7 +261,7 @@ class TFLiteEncoder:
 
     Args:
       path: a `.tflite` file with the signature `encode`: x (N, H, W, C)
-        float32 in [0, 1] -> loc, scale (N, D) float32.
+        float32 in [0, 1] [, label (N,) int32 for a conditional model] -> loc, scale (N, D) float32.
       num_threads: CPU threads for the interpreter; None lets LiteRT choose.
 
     Raises:
@@ -185,11 +272,13 @@ class TFLiteEncoder:
         self.path = path
         self.num_threads = num_threads
         self._interpreter, self._runner, inputs, outputs = _open_signature(path, layout.ENCODE, num_threads)
-        if set(inputs) != {layout.X}:
+        if set(inputs) - {layout.LABEL} != {layout.X}:
             raise ModelFileError(
-                f"{path} is not a tfvae encoder: its 'encode' signature takes {sorted(inputs)}, expected only 'x'"
+                f"{path} is not a tfvae encoder: its 'encode' signature takes {sorted(inputs)}, expected only 'x' "
+                "(and 'label' for a conditional encoder)"
             )
         self.image_shape = _image_shape(path, layout.ENCODE, inputs, (layout.X,), "input")
+        self.classes = _label_input(path, layout.ENCODE, inputs, _shape(inputs[layout.X])[0], self._interpreter)
         dims = {_check(path, layout.ENCODE, outputs, name, (None,), "output")[1] for name in layout.ENCODE_OUTPUTS}
         if len(dims) != 1:
             raise ModelFileError(f"{path} is not a tfvae encoder: loc and scale have different sizes {sorted(dims)}")
@@ -203,8 +292,9 @@ class TFLiteEncoder:
     def has_encode_sample(self) -> bool:
         return self._sample_runner is not None
 
-    def encode_sample(self, x, eps) -> tuple:
-        """x (N, H, W, C), eps (N, D) -> (z (N, D), log_q (N,)): the flow posterior's sample and its log density.
+    def encode_sample(self, x, eps, labels=None) -> tuple:
+        """x (N, H, W, C), eps (N, D) [, labels (N,) of a conditional encoder] -> (z (N, D), log_q (N,)): the flow
+        posterior's sample and its log density.
 
         Raises:
           ModelFileError: the file has no `encode_sample` signature (a Gaussian posterior's encoder).
@@ -216,18 +306,21 @@ class TFLiteEncoder:
         if x.shape[1:] != self.image_shape or eps.shape != (len(x), self.latent_dim):
             raise ValueError(f"x must be (N, {', '.join(map(str, self.image_shape))}) and eps (N, {self.latent_dim}), "
                              f"got {x.shape} and {eps.shape}")
-        outputs = self._sample_runner(**{layout.X: x, layout.EPS: eps})
+        labels = checked_labels(labels, len(x), self.classes, self.path)
+        extra = {} if labels is None else {layout.LABEL: labels}
+        outputs = self._sample_runner(**{layout.X: x, layout.EPS: eps}, **extra)
         return outputs[layout.Z], outputs[layout.LOG_Q]
 
-    def encode(self, x) -> tuple:
-        """x (N, H, W, C) -> (loc, scale), each (N, D) float32."""
+    def encode(self, x, labels=None) -> tuple:
+        """x (N, H, W, C) [, labels (N,) of a conditional encoder] -> (loc, scale), each (N, D) float32."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.shape[1:] != self.image_shape:
             raise ValueError(f"x must have shape (N, {', '.join(map(str, self.image_shape))}), got {x.shape}")
+        labels = checked_labels(labels, len(x), self.classes, self.path)
         if len(x) == 0:
             empty = np.zeros((0, self.latent_dim), np.float32)
             return empty, empty.copy()
-        outputs = self._runner(**{layout.X: x})
+        outputs = self._runner(**({layout.X: x} if labels is None else {layout.X: x, layout.LABEL: labels}))
         return outputs[layout.LOC], outputs[layout.SCALE]
 
     def __repr__(self):

@@ -14,6 +14,10 @@ TensorFlow, imported only when such a path is given.
 
 Grids are grey (C = 1) or RGB (C = 3), of any image size.
 
+A conditional decoder (`tfvae train --condition label`) also takes each image's label y: z ~ p(z|y) is
+component y of a class-conditional prior.npz, else the prior itself, and p(x|z, y) decodes it. With a
+label every image is of that class; without one the grid has one row per class.
+
 Example:
 >>> decoder = open_decoder("runs/x/export/decoder.tflite")  # doctest: +SKIP
 >>> samples = sample(decoder, 64, seed=0, mode="bernoulli")  # doctest: +SKIP
@@ -37,6 +41,8 @@ from tfvae.mixture import Mixture, PriorFileError
 __all__ = [
     "MODES",
     "LATENTS",
+    "LabelError",
+    "resolve_label",
     "RUNTIMES",
     "Samples",
     "open_decoder",
@@ -71,6 +77,37 @@ class Samples:
     columns: int  # images per row of the grid
     mode: str  # one of MODES
     latents: str  # one of LATENTS
+    labels: np.ndarray | None = None  # (N,) int32 class of each image of a conditional decoder; None: unconditional
+
+
+class LabelError(ConfigError):
+    """A --label that the decoder cannot take (not one of its classes, or an unconditional decoder): a usage error."""
+
+
+def resolve_label(value, decoder) -> int | None:
+    """The class index of `value` (an index, or a class name from the export's manifest) for `decoder`; None stays None.
+
+    Raises:
+      LabelError: a label of an unconditional decoder, or one outside its classes, in one line.
+    """
+    if value is None:
+        return None
+    classes = getattr(decoder, "classes", None)
+    if classes is None:
+        raise LabelError(f"--label {value}: this decoder is not conditional (trained without --condition label); "
+                         "leave --label out")
+    text = str(value).strip()
+    if text in classes:
+        return classes.index(text)
+    try:
+        index = int(text)
+    except ValueError:
+        index = None
+    if index is not None and 0 <= index and (not classes or index < len(classes)):
+        return index
+    shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
+    choices = f"an index from 0 to {len(classes) - 1} or a name ({shown})" if classes else "a non-negative index"
+    raise LabelError(f"--label {value!r} is not a class of this decoder: choose {choices}")
 
 
 def open_decoder(path: str, num_threads: int | None = None, runtime: str = "litert"):
@@ -154,16 +191,23 @@ def open_prior(path: str, decoder) -> Mixture:
         shapes, a non-positive scale, pickled objects, another D), one line.
     """
     vae = getattr(decoder, "vae", None)
-    if vae is not None:  # a run directory's Keras model
-        return Mixture(*(np.asarray(t) for t in vae.prior_mixture()))
+    if vae is not None:  # a run directory's Keras model (with TensorFlow, which the run needs anyway)
+        from tfvae.export.savedmodel import prior_of
+
+        return prior_of(vae)
     directory = os.path.dirname(os.path.abspath(path))
     prior_path = os.path.join(directory, layout.PRIOR_FILE)
     if not os.path.isfile(prior_path):
         return Mixture.standard_normal(decoder.latent_dim)
     try:
-        return Mixture.load(prior_path, latent_dim=decoder.latent_dim)
+        prior = Mixture.load(prior_path, latent_dim=decoder.latent_dim)
     except PriorFileError as e:
         raise ModelFileError(str(e)) from None
+    classes = getattr(decoder, "classes", None)
+    if prior.class_conditional and classes and prior.components != len(classes):
+        raise ModelFileError(f"{prior_path} has {prior.components} class components; the decoder has "
+                             f"{len(classes)} classes")
+    return prior
 
 
 def prior_latents(rng: np.random.Generator, n: int, latent_dim: int, prior: Mixture | None = None,
@@ -195,8 +239,12 @@ def manifold_grid(n: int, latent_dim: int) -> np.ndarray:
 
 
 def sample(decoder, n: int = 64, *, seed: int = 0, mode: str = "mean", latents: str = "prior",
-           prior: Mixture | None = None, temperature: float = 1.0, channels: int | None = None) -> Samples:
+           prior: Mixture | None = None, temperature: float = 1.0, channels: int | None = None,
+           label: int | None = None) -> Samples:
     """Decode n latents and return the grid's images; the same seed gives the same output.
+
+    A conditional decoder (`decoder.classes` not None) draws each image of class y from z ~ p(z|y): with
+    `label`, n images of that class; without, one row per class of ceil(n / classes) images each.
 
     Args:
       decoder: anything `open_decoder` returns.
@@ -209,10 +257,13 @@ def sample(decoder, n: int = 64, *, seed: int = 0, mode: str = "mean", latents: 
       prior: p(z) as a `Mixture` (see `open_prior`); None is N(0, I).
       temperature: scales every component's scale (1: the prior itself; below 1: nearer its modes).
       channels: None, or the channels (1 grey, 3 RGB) the caller expects; refused unless the decoder's.
+      label: a conditional decoder's class index (`resolve_label`); None: one row per class.
 
     Raises:
       ConfigError: a bad n, mode or latents, --manifold without a 2-D latent space, --mode bernoulli
         with a continuous-Bernoulli decoder, or `channels` other than the decoder's.
+      LabelError: a label for an unconditional decoder or outside the classes; --manifold of a conditional
+        decoder without a label.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"--n must be a positive integer, got {n!r}")
@@ -232,17 +283,23 @@ def sample(decoder, n: int = 64, *, seed: int = 0, mode: str = "mean", latents: 
     if continuous and mode == "bernoulli":
         raise ConfigError("--mode bernoulli draws binary pixels, but this decoder is a continuous Bernoulli "
                           "on grey levels: use --mode mean, which shows its mean E[x|z]")
-    rng = np.random.default_rng(seed)
-    if latents == "manifold":
-        z = manifold_grid(n, decoder.latent_dim)
-        columns = math.isqrt(n)
-    elif latents == "interpolate":
-        z = interpolation_latents(rng, n, decoder.latent_dim, prior, temperature)
-        columns = math.ceil(math.sqrt(n))
+    rng = np.random.default_rng(seed)  # draws z first, then (mode "bernoulli") the pixels
+    classes = getattr(decoder, "classes", None)
+    if classes is not None:
+        z, labels, columns = _conditional_latents(rng, classes, n, decoder.latent_dim, latents, prior, temperature,
+                                                  label)
+        n = len(z)
+    elif label is not None:
+        raise LabelError(f"--label {label}: this decoder is not conditional (trained without --condition label); "
+                         "leave --label out")
     else:
-        z = prior_latents(rng, n, decoder.latent_dim, prior, temperature)
-        columns = math.ceil(math.sqrt(n))
-    outputs = [decoder.decode(z[i : i + _DECODE_BATCH]) for i in range(0, n, _DECODE_BATCH)]
+        z, columns = _latents(rng, n, decoder.latent_dim, latents, prior, temperature)
+        labels = None
+
+    def decode(rows):  # one call of at most _DECODE_BATCH rows
+        return decoder.decode(z[rows]) if labels is None else decoder.decode(z[rows], labels[rows])
+
+    outputs = [decode(slice(i, i + _DECODE_BATCH)) for i in range(0, n, _DECODE_BATCH)]
     probs = np.concatenate([o[layout.PROBS] for o in outputs], axis=0)
     if mode == "bernoulli":
         images = (rng.random(probs.shape) < probs).astype(np.float32)  # x ~ Bernoulli(p), pixel by pixel
@@ -250,7 +307,49 @@ def sample(decoder, n: int = 64, *, seed: int = 0, mode: str = "mean", latents: 
         images = np.concatenate([o[layout.MEAN] for o in outputs], axis=0)  # E[x|z], computed in the decoder
     else:
         images = probs
-    return Samples(z=z, probs=probs, images=images, columns=columns, mode=mode, latents=latents)
+    return Samples(z=z, probs=probs, images=images, columns=columns, mode=mode, latents=latents, labels=labels)
+
+
+def _latents(rng, n: int, latent_dim: int, latents: str, prior: Mixture | None, temperature: float) -> tuple:
+    """(z (n, D), columns of the grid) of an unconditional decoder."""
+    if latents == "manifold":
+        return manifold_grid(n, latent_dim), math.isqrt(n)
+    if latents == "interpolate":
+        return interpolation_latents(rng, n, latent_dim, prior, temperature), math.ceil(math.sqrt(n))
+    return prior_latents(rng, n, latent_dim, prior, temperature), math.ceil(math.sqrt(n))
+
+
+def _conditional_latents(rng, classes, n: int, latent_dim: int, latents: str, prior: Mixture | None,
+                         temperature: float, label: int | None) -> tuple:
+    """(z (M, D), labels (M,) int32, columns) of a conditional decoder, z ~ p(z|y) for each image's label y.
+
+    With `label`: M = n images of that class, laid out as an unconditional grid. Without: one row per class,
+    ceil(n / classes) images each (interpolations: each row a line between two z ~ p(z|y) of its class).
+    """
+    prior = prior or Mixture.standard_normal(latent_dim)
+    if label is not None:
+        if classes and not 0 <= label < len(classes):
+            raise LabelError(f"--label {label} is not a class of this decoder: choose 0 to {len(classes) - 1}")
+        labels = np.full(n, label, dtype=np.int32)
+        if latents == "manifold":
+            return manifold_grid(n, latent_dim), labels, math.isqrt(n)
+        if latents == "interpolate":
+            ends = prior.sample_given(rng, labels[:2], temperature, dtype=np.float64)  # z_0, z_1 ~ p(z|y)
+            t = np.linspace(0.0, 1.0, n)[:, None]  # (n, 1)
+            return ((1.0 - t) * ends[0] + t * ends[-1]).astype(np.float32), labels, math.ceil(math.sqrt(n))
+        return prior.sample_given(rng, labels, temperature), labels, math.ceil(math.sqrt(n))
+    if not classes:
+        raise LabelError("this conditional decoder's classes are unknown (no manifest.json beside it): pass --label")
+    if latents == "manifold":
+        raise LabelError("--manifold of a conditional decoder shows one class: add --label (an index or a class name)")
+    per_class = math.ceil(n / len(classes))
+    labels = np.repeat(np.arange(len(classes), dtype=np.int32), per_class)  # row k: class k
+    if latents == "interpolate":
+        ends = prior.sample_given(rng, np.repeat(np.arange(len(classes)), 2), temperature, dtype=np.float64)
+        t = np.linspace(0.0, 1.0, per_class)[None, :, None]  # (1, per_class, 1)
+        z = (1.0 - t) * ends[0::2, None] + t * ends[1::2, None]  # (classes, per_class, D)
+        return z.reshape(-1, latent_dim).astype(np.float32), labels, per_class
+    return prior.sample_given(rng, labels, temperature), labels, per_class
 
 
 def write_png(images: np.ndarray, path: str, columns: int | None = None) -> None:

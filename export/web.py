@@ -16,6 +16,11 @@ model to any batch, so `tfvae sample --model OUT/web/decoder.tflite` runs it too
     web/decoder_int8.tflite   the same with dynamic-range int8 weights
     web/tfvae.json            {"latent_dim", "batch", "prior", "models", "default_model", "grid", "manifold", ...}
 
+A conditional model's page (`tfvae train --condition label`) has a class picker: its web decoders also
+take label (64,) int32, tfvae.json lists "classes" (names, by index) and "condition": "label", and the
+whole grid is of the class picked (`?label=7` in the address). z comes from p(z|y): component y of a
+class-conditional prior ("class_conditional": true in "prior"), else the prior itself.
+
 The page samples the exported prior: "prior" in tfvae.json is read from the
 export's prior.npz (one source of truth with `tfvae sample`), N(0, I) as
 {"family": "normal", "loc": 0.0, "scale": 1.0} and a learned prior (mog, or a
@@ -93,7 +98,8 @@ def check_web_decoder(path: str, batch: int, latent_dim: int) -> dict:
     """Refuse unless `path` is a tfvae decoder taking exactly `batch` latents of size `latent_dim`; return its shapes.
 
     Returns:
-      {"inputs": {"z": [batch, D]}, "outputs": {"logits": [batch, 28, 28, 1], "probs": [...]}}, read from the file.
+      {"inputs": {"z": [batch, D]}, "outputs": {"logits": [batch, 28, 28, 1], "probs": [...]}}, read from the file;
+      a conditional decoder's inputs also have "label": [batch].
 
     Raises:
       ModelFileError: not a tfvae decoder (an encoder, say), another D, or a batch that is not fixed at `batch`.
@@ -112,6 +118,9 @@ def check_web_decoder(path: str, batch: int, latent_dim: int) -> dict:
             f"{path} is not a web decoder: input 'z' has shape {found['inputs'][layout.Z]}, expected "
             f"[{batch}, {latent_dim}] (LiteRT.js needs a fixed batch)"
         )
+    if found["inputs"].get(layout.LABEL, [batch]) != [batch]:
+        raise ModelFileError(f"{path} is not a web decoder: input 'label' has shape "
+                             f"{found['inputs'][layout.LABEL]}, expected [{batch}] (LiteRT.js needs a fixed batch)")
     return found
 
 
@@ -150,7 +159,7 @@ def page_prior(prior: Mixture, trained: str) -> dict:
     if prior.is_standard_normal:
         # No parameters to ship: p(z) = N(0, I_D), written out so that the page can refuse another.
         return {"family": "normal", "loc": 0.0, "scale": 1.0}
-    return {
+    entry = {
         "family": "mixture",  # p(z) = sum_k softmax(logits)_k N(loc_k, diag scale_k^2)
         "trained": trained,
         "components": prior.components,
@@ -158,6 +167,9 @@ def page_prior(prior: Mixture, trained: str) -> dict:
         "loc": _float32_values(prior.loc),  # (K, D)
         "scale": _float32_values(prior.scale),  # (K, D)
     }
+    if prior.class_conditional:  # component k is p(z|y = k): the page draws from the component of its label
+        entry["class_conditional"] = True
+    return entry
 
 
 def manifold_prior_mass(prior: Mixture, eps: float = MANIFOLD_EPS) -> float:
@@ -179,12 +191,15 @@ def _page_config(config, prior: Mixture, default_model: str, runtime: dict) -> d
         manifold = {"side": MANIFOLD_SIDE, "eps": MANIFOLD_EPS}
         if not prior.is_standard_normal:
             manifold["prior_mass"] = round(manifold_prior_mass(prior), 4)
+    classes = tuple(getattr(config, "classes", None) or ())
+    conditional = {"condition": layout.CONDITION_LABEL, "classes": list(classes)} if classes else {}
     return {
         "version": PAGE_CONFIG_VERSION,
         "tfvae_version": __version__,
         "latent_dim": config.latent_dim,
         "image_shape": list(config.image_shape),
         "batch": layout.WEB_BATCH,
+        **conditional,  # a conditional model only: the page shows its class picker
         "prior": page_prior(prior, config.prior),
         "models": {
             name: {"file": file, "description": _DESCRIPTIONS[name]} for name, file in layout.WEB_MODEL_FILES.items()
@@ -197,7 +212,7 @@ def _page_config(config, prior: Mixture, default_model: str, runtime: dict) -> d
     }
 
 
-def write_site(directory, vae, config, z, reference_probs, default_model, log) -> tuple:
+def write_site(directory, vae, config, z, reference_probs, default_model, log, labels=None) -> tuple:
     """Write DIRECTORY/web: the page, the runtime, fixed-batch float32 and int8 decoders, and tfvae.json.
 
     Args:
@@ -205,9 +220,10 @@ def write_site(directory, vae, config, z, reference_probs, default_model, log) -
       vae: the run's Keras model.
       config: the run's config.
       z: (n, D) float32 latents on which each web decoder is compared with the Keras model.
-      reference_probs: (n, 28, 28, 1) the Keras model's Bernoulli means at `z`.
+      reference_probs: (n, 28, 28, 1) the Keras model's Bernoulli means at `z` (and `labels`).
       default_model: the decoder the page starts with, one of layout.WEB_MODELS.
       log: where one-line progress messages go.
+      labels: a conditional model's (n,) int32 labels of `z`; None for an unconditional one.
 
     Returns:
       (the manifest's "web" entry, {"web/<file>": {"max_abs_diff_probs"}} for the manifest's parity).
@@ -231,7 +247,8 @@ def write_site(directory, vae, config, z, reference_probs, default_model, log) -
             with open(path, "wb") as f:
                 f.write(exporter.convert_signature(saved_model_dir, layout.DECODE, name))
             shapes = check_web_decoder(path, layout.WEB_BATCH, config.latent_dim)
-            probs = TFLiteDecoder(path).decode(z)[layout.PROBS]  # the interpreter resizes to len(z)
+            # The interpreter resizes to len(z).
+            probs = TFLiteDecoder(path).decode(z, *(() if labels is None else (labels,)))[layout.PROBS]
             relative = f"{layout.WEB_DIR}/{file}"
             parity[relative] = {"max_abs_diff_probs": float(np.max(np.abs(probs - reference_probs)))}
             models[name] = {"file": relative, "quantization": name, **shapes}

@@ -8,6 +8,12 @@ An export writes it as `prior.npz` (arrays `logits (K,)`, `loc (K, D)`,
 `scale (K, D)`), read back with `allow_pickle=False`. No TensorFlow here: the
 on-device sampler draws from it with NumPy.
 
+A conditional model with a per-class prior writes one component per class and
+the scalar array `class_conditional` = 1: component k is p(z|y = k), and
+`sample_given(rng, labels)` draws z from the component of each label. Files
+without that array (every unconditional export, and all older ones) are a
+mixture over z alone.
+
 Example:
 >>> prior = Mixture.standard_normal(2)
 >>> round(float(prior.log_density(np.zeros((1, 2)))[0]), 4)  # log N(0; 0, I_2) = -log(2 pi)
@@ -24,9 +30,10 @@ import zipfile
 
 import numpy as np
 
-__all__ = ["Mixture", "PriorFileError", "ARRAYS"]
+__all__ = ["Mixture", "PriorFileError", "ARRAYS", "CLASS_CONDITIONAL"]
 
 ARRAYS = ("logits", "loc", "scale")  # the arrays of prior.npz, in this order
+CLASS_CONDITIONAL = "class_conditional"  # optional scalar array of prior.npz: 1 when component k is p(z|y = k)
 
 
 class PriorFileError(ValueError):
@@ -35,11 +42,16 @@ class PriorFileError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Mixture:
-    """logits (K,), loc (K, D), scale (K, D), float64, checked on construction."""
+    """logits (K,), loc (K, D), scale (K, D), float64, checked on construction.
+
+    `class_conditional`: component k is p(z|y = k) of a conditional model (K = its classes), not a mixture
+    component of p(z).
+    """
 
     logits: np.ndarray
     loc: np.ndarray
     scale: np.ndarray
+    class_conditional: bool = False
 
     def __post_init__(self):
         arrays = {}
@@ -62,6 +74,7 @@ class Mixture:
                 raise PriorFileError(f"prior array {name!r} holds NaN or infinite values")
         if not np.all(scale > 0):
             raise PriorFileError("prior scale must be positive everywhere")
+        object.__setattr__(self, "class_conditional", bool(self.class_conditional))
 
     @classmethod
     def standard_normal(cls, latent_dim: int) -> "Mixture":
@@ -117,6 +130,24 @@ class Mixture:
         eps = rng.standard_normal((n, self.latent_dim))
         return self.transform(eps, rng.random(n), temperature).astype(dtype)
 
+    def sample_given(self, rng: np.random.Generator, labels, temperature: float = 1.0, dtype=np.float32) -> np.ndarray:
+        """z (n, D) ~ p(z|y) for each of the n `labels`, each scale times `temperature`.
+
+        A class-conditional prior draws z = loc_y + temperature * scale_y * eps from component y; any other
+        prior is p(z|y) = p(z) for every y (`sample`, the same stream).
+
+        Raises:
+          PriorFileError: a label that is not a component of a class-conditional prior.
+        """
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        if not self.class_conditional:
+            return self.sample(rng, len(labels), temperature, dtype)
+        if len(labels) and (labels.min() < 0 or labels.max() >= self.components):
+            raise PriorFileError(f"labels must be in 0..{self.components - 1} (one prior component per class), "
+                                 f"got {int(labels.min())}..{int(labels.max())}")
+        eps = rng.standard_normal((len(labels), self.latent_dim))
+        return (self.loc[labels] + temperature * self.scale[labels] * eps).astype(dtype)
+
     def transform(self, eps, u, temperature: float = 1.0) -> np.ndarray:
         """z = loc_k + temperature * scale_k * eps with k = the component whose CDF interval holds u: (n, D) float64.
 
@@ -128,9 +159,12 @@ class Mixture:
         return self.loc[k] + temperature * self.scale[k] * np.asarray(eps, dtype=np.float64)
 
     def to_npz_bytes(self) -> bytes:
-        """The prior.npz file's bytes: float32 arrays `logits`, `loc`, `scale`."""
+        """The prior.npz file's bytes: float32 arrays `logits`, `loc`, `scale` (and `class_conditional` = 1 if so)."""
         buffer = io.BytesIO()
-        np.savez(buffer, **{name: getattr(self, name).astype(np.float32) for name in ARRAYS})
+        arrays = {name: getattr(self, name).astype(np.float32) for name in ARRAYS}
+        if self.class_conditional:  # only then: an unconditional prior.npz keeps its bytes
+            arrays[CLASS_CONDITIONAL] = np.array(1, dtype=np.int8)
+        np.savez(buffer, **arrays)
         return buffer.getvalue()
 
     @classmethod
@@ -146,14 +180,17 @@ class Mixture:
                 if missing:
                     raise PriorFileError(f"{path} lacks the array(s) {', '.join(missing)} (needs {', '.join(ARRAYS)})")
                 arrays = {name: npz[name] for name in ARRAYS}
+                flag = npz[CLASS_CONDITIONAL] if CLASS_CONDITIONAL in npz.files else np.array(0)
         except PriorFileError:
             raise
         except ValueError as e:  # object arrays need pickle, which is refused
             raise PriorFileError(f"{path} holds an array that needs pickle, which tfvae does not load ({e})") from None
         except (OSError, zipfile.BadZipFile, EOFError) as e:
             raise PriorFileError(f"{path} is not a readable .npz file ({e})") from None
+        if flag.shape != () or flag.dtype.kind not in "biu" or int(flag) not in (0, 1):
+            raise PriorFileError(f"{path}: {CLASS_CONDITIONAL} must be a scalar 0 or 1, got {_describe(flag)} {flag!r}")
         try:
-            prior = cls(**arrays)
+            prior = cls(**arrays, class_conditional=bool(flag))
         except PriorFileError as e:
             raise PriorFileError(f"{path}: {e}") from None
         if latent_dim is not None and prior.latent_dim != latent_dim:

@@ -8,14 +8,21 @@
 // The prior is tfvae.json's "prior", read from the export's prior.npz: N(0, I), or the mixture of diagonal
 // Gaussians that the run learned (mog, or a VampPrior as the mixture of its posteriors at the pseudo-inputs).
 //
+// A conditional model (tfvae.json has "condition": "label" and "classes", the names by index) shows a class
+// picker: every image of the grid, the strip and the manifold is of the class y picked, decoded with
+// label y (the decoder's second input, (64,) int32), and z ~ p(z|y): component y of a class-conditional
+// prior ("class_conditional": true), else the prior itself.
+//
 // Contract for tests and for pages that embed this one: once the first grid is drawn, <body> carries
 //   data-tfvae-status="ready", data-tfvae-samples (images in the grid), data-tfvae-mean (the mean of all
 //   their pixel probabilities), data-tfvae-model, data-tfvae-seed, data-tfvae-temperature, data-tfvae-ready-ms,
 //   data-tfvae-z (the grid's z, 64 * D numbers row by row, comma-separated) and data-tfvae-components (each
-//   image's mixture component, zero-based, comma-separated; all 0 for N(0, I));
+//   image's mixture component, zero-based, comma-separated; all 0 for N(0, I)); a conditional model's page
+//   also carries data-tfvae-label (the class index picked; its component is that of every image of a
+//   class-conditional prior);
 // the status is "busy" while a later grid is being drawn, and on failure it is "error" with data-tfvae-error.
-// The URL's query (?model=int8&seed=7&t=0.8) sets the starting state and follows every change, so a
-// reload draws the same grid.
+// The URL's query (?model=int8&seed=7&t=0.8, and &label=7 for a conditional model: an index or a class
+// name) sets the starting state and follows every change, so a reload draws the same grid.
 
 import {Tensor, loadAndCompile, loadLiteRt, supportsFeature} from "@litertjs/core";
 import {drawPrior, interpolationLatents, manifoldLatents} from "./random.js";
@@ -54,8 +61,8 @@ async function fetchOk(url) {
 
 /** A compiled decoder with a fixed batch: decode(z) runs it as often as z needs, padding the last batch. */
 class Decoder {
-  constructor(name, file, compiled, batch, latentDim, pixels) {
-    Object.assign(this, {name, file, compiled, batch, latentDim, pixels});
+  constructor(name, file, compiled, batch, latentDim, pixels, conditional) {
+    Object.assign(this, {name, file, compiled, batch, latentDim, pixels, conditional});
   }
 
   static async load(name, file, config) {
@@ -71,12 +78,16 @@ class Decoder {
       throw new PageError(`LiteRT.js could not load ${file}: ${error.message || error}`);
     }
     const pixels = config.image_shape.reduce((a, b) => a * b, 1);
-    Decoder.check(file, compiled, config.batch, config.latent_dim, [config.batch, ...config.image_shape]);
-    return new Decoder(name, file, compiled, config.batch, config.latent_dim, pixels);
+    const conditional = Array.isArray(config.classes);
+    Decoder.check(file, compiled, config.batch, config.latent_dim, [config.batch, ...config.image_shape], conditional);
+    return new Decoder(name, file, compiled, config.batch, config.latent_dim, pixels, conditional);
   }
 
-  /** Refuses a model that is not this export's web decoder (an encoder, another D, a dynamic batch). */
-  static check(file, compiled, batch, latentDim, imageShape) {
+  /**
+   * Refuses a model that is not this export's web decoder (an encoder, another D, a dynamic batch); a conditional
+   * export's decoder takes z and label [batch] int32, an unconditional one z alone.
+   */
+  static check(file, compiled, batch, latentDim, imageShape, conditional = false) {
     const signatures = Object.keys(compiled.signatures);
     const describe = (details) => details.map((d) => `${d.name} [${Array.from(d.shape)}] ${d.dtype}`).join(", ");
     const inputs = compiled.signatures.decode ? compiled.signatures.decode.getInputDetails() : [];
@@ -86,10 +97,13 @@ class Decoder {
     if (!compiled.signatures.decode) {
       throw new PageError(`${file} is not a tfvae decoder: it has no 'decode' signature (it has: ${signatures.join(", ")})`);
     }
-    if (inputs.length !== 1 || inputs[0].name !== "z" || inputs[0].dtype !== "float32" ||
-        !same(Array.from(inputs[0].shape), [batch, latentDim])) {
-      throw new PageError(`${file} is not this export's web decoder: it takes ${describe(inputs)}, ` +
-        `expected z [${batch},${latentDim}] float32`);
+    const z = inputs.find((d) => d.name === "z");
+    const label = inputs.find((d) => d.name === "label");
+    const expected = `z [${batch},${latentDim}] float32` + (conditional ? ` and label [${batch}] int32` : "");
+    if (inputs.length !== (conditional ? 2 : 1) || !z || z.dtype !== "float32" ||
+        !same(Array.from(z.shape), [batch, latentDim]) ||
+        (conditional && (!label || label.dtype !== "int32" || !same(Array.from(label.shape), [batch])))) {
+      throw new PageError(`${file} is not this export's web decoder: it takes ${describe(inputs)}, expected ${expected}`);
     }
     if (!probs || !same(Array.from(probs.shape), imageShape)) {
       throw new PageError(`${file} is not this export's web decoder: it returns ${describe(outputs)}, ` +
@@ -97,20 +111,22 @@ class Decoder {
     }
   }
 
-  /** z: (n * D) float32 -> the Bernoulli means, (n * pixels) float32. */
-  async decode(z) {
+  /** z: (n * D) float32 [, label: the class of every image, for a conditional decoder] -> the Bernoulli means,
+   * (n * pixels) float32. */
+  async decode(z, label = 0) {
     const n = z.length / this.latentDim;
     const probs = new Float32Array(n * this.pixels);
     for (let start = 0; start < n; start += this.batch) {
       const count = Math.min(this.batch, n - start);
       const padded = new Float32Array(this.batch * this.latentDim); // the rest stays 0: decoded, then dropped
       padded.set(z.subarray(start * this.latentDim, (start + count) * this.latentDim));
-      const input = new Tensor(padded, [this.batch, this.latentDim]);
-      const outputs = await this.compiled.run("decode", {z: input});
+      const inputs = {z: new Tensor(padded, [this.batch, this.latentDim])};
+      if (this.conditional) inputs.label = new Tensor(new Int32Array(this.batch).fill(label), [this.batch]);
+      const outputs = await this.compiled.run("decode", inputs);
       try {
         probs.set(outputs.probs.toTypedArray().subarray(0, count * this.pixels), start * this.pixels);
       } finally {
-        input.delete(); // LiteRT.js tensors live in WebAssembly memory until deleted
+        for (const tensor of Object.values(inputs)) tensor.delete(); // LiteRT.js tensors live in WebAssembly memory
         for (const tensor of Object.values(outputs)) tensor.delete();
       }
     }
@@ -144,7 +160,7 @@ function drawImages(canvas, probs, n, columns, height, width) {
  * Refuses a "prior" in tfvae.json that this page cannot sample, with what is wrong; returns a one-line description.
  * N(0, I) is {"family": "normal", "loc": 0, "scale": 1}; a mixture has logits (K,), loc (K, D), scale (K, D).
  */
-function checkPrior(prior, latentDim) {
+function checkPrior(prior, latentDim, classes = undefined) {
   const where = `${CONFIG_FILE}'s prior`;
   if (!prior || typeof prior !== "object") throw new PageError(`${CONFIG_FILE} names no prior; export the page again`);
   if (prior.family === "normal") {
@@ -169,6 +185,13 @@ function checkPrior(prior, latentDim) {
     }
   }
   if (!scale.every((row) => row.every((v) => v > 0))) throw new PageError(`${where} has a scale that is not positive`);
+  if (prior.class_conditional) {
+    if (!Array.isArray(classes) || classes.length !== k) {
+      throw new PageError(`${where} has one component per class, ${k}, but ${CONFIG_FILE} lists ` +
+        `${Array.isArray(classes) ? classes.length : "no"} classes`);
+    }
+    return `p(z|y), a diagonal Gaussian per class (${k}) in D = ${latentDim}`;
+  }
   const trained = {mog: "a learned mixture of Gaussians", vamp: "a VampPrior"}[prior.trained] || "a mixture prior";
   return `${trained}: a mixture of ${k} diagonal Gaussian${k === 1 ? "" : "s"} in D = ${latentDim}`;
 }
@@ -192,6 +215,16 @@ class Page {
     this.model = query.get("model") || config.default_model;
     this.seed = Number(query.get("seed") || 0);
     this.temperature = Number(query.get("t") || 1);
+    this.classes = Array.isArray(config.classes) ? config.classes : null; // names by index; null: unconditional
+    if (this.classes) {
+      const asked = query.get("label") ?? "0";
+      const index = /^\d+$/.test(asked) ? Number(asked) : this.classes.indexOf(asked);
+      this.label = this.classes.includes(asked) ? this.classes.indexOf(asked) : index;
+      if (!(this.label >= 0 && this.label < this.classes.length)) {
+        throw new PageError(`unknown label '${asked}' in the address; choose an index from 0 to ` +
+          `${this.classes.length - 1} or a class name: ${this.classes.join(", ")}`);
+      }
+    }
     if (!(this.model in config.models)) {
       throw new PageError(`unknown model '${this.model}' in the address; choose one of: ${Object.keys(config.models).join(", ")}`);
     }
@@ -216,14 +249,15 @@ class Page {
   async draw(all) {
     const {batch, latent_dim: latentDim, image_shape: [height, width]} = this.config;
     const decoder = await this.decoder(this.model);
-    const {z, components} = drawPrior(this.seed, batch, latentDim, this.temperature, this.config.prior);
+    const {z, components} = this.drawLatents(batch, latentDim);
     this.z = z;
-    const probs = await decoder.decode(this.z);
+    const probs = await decoder.decode(this.z, this.label);
     drawImages(element("grid"), probs, batch, this.columns, height, width);
     await this.drawStrip(decoder);
     if (all && this.config.manifold) {
       const {side, eps} = this.config.manifold;
-      drawImages(element("manifold"), await decoder.decode(manifoldLatents(side, eps)), side * side, side, height, width);
+      drawImages(element("manifold"), await decoder.decode(manifoldLatents(side, eps), this.label), side * side, side,
+        height, width);
     }
     Object.assign(body.dataset, {
       tfvaeSamples: String(batch),
@@ -234,11 +268,29 @@ class Page {
       tfvaeZ: Array.from(z).join(","),
       tfvaeComponents: Array.from(components).join(","),
     });
+    if (this.classes) body.dataset.tfvaeLabel = String(this.label);
     const model = this.config.models[this.model];
+    const drawing = this.classes ? ` Class ${this.label}: ${this.classes[this.label]}.` : "";
     element("status").textContent =
       `Running ${model.file} (${model.description}) with LiteRT.js ${this.runtime.version} on ${this.runtime.build}. ` +
-      `D = ${latentDim}.`;
-    history.replaceState(null, "", `?model=${this.model}&seed=${this.seed}&t=${this.temperature}`);
+      `D = ${latentDim}.` + drawing;
+    const label = this.classes ? `&label=${this.label}` : "";
+    history.replaceState(null, "", `?model=${this.model}&seed=${this.seed}&t=${this.temperature}${label}`);
+  }
+
+  /**
+   * The grid's z and each image's component: drawPrior on the page's prior, or for a conditional model p(z|y),
+   * component y of a class-conditional prior (a one-component mixture, drawn as drawPrior draws mixtures).
+   */
+  drawLatents(batch, latentDim) {
+    const prior = this.config.prior;
+    if (!this.classes || !prior.class_conditional) {
+      return drawPrior(this.seed, batch, latentDim, this.temperature, prior);
+    }
+    const y = this.label;
+    const component = {family: "mixture", logits: [0], loc: [prior.loc[y]], scale: [prior.scale[y]]};
+    const {z} = drawPrior(this.seed, batch, latentDim, this.temperature, component);
+    return {z, components: new Int32Array(batch).fill(y)};
   }
 
   async drawStrip(decoder) {
@@ -246,7 +298,8 @@ class Page {
     const [a, b] = this.ends;
     const za = this.z.subarray(a * latentDim, (a + 1) * latentDim);
     const zb = this.z.subarray(b * latentDim, (b + 1) * latentDim);
-    drawImages(element("strip"), await decoder.decode(interpolationLatents(za, zb, steps)), steps, steps, height, width);
+    drawImages(element("strip"), await decoder.decode(interpolationLatents(za, zb, steps), this.label), steps, steps,
+      height, width);
     const where = (k) => `${k + 1} (row ${Math.floor(k / this.columns) + 1}, column ${(k % this.columns) + 1})`;
     element("strip-caption").textContent = `From sample ${where(a)} to sample ${where(b)} of the grid, ` +
       `in ${steps} steps along the straight line between their z. Click two samples in the grid to choose others.`;
@@ -279,6 +332,15 @@ class Page {
       this.model = models.value;
       await this.draw(true);
     }));
+    if (this.classes) {
+      const labels = element("label");
+      this.classes.forEach((name, k) => labels.add(new Option(`${k}: ${name}`, String(k), false, k === this.label)));
+      element("label-control").hidden = false;
+      labels.addEventListener("change", () => this.schedule(async () => {
+        this.label = Number(labels.value);
+        await this.draw(true); // the manifold too: it is the class's
+      }));
+    }
     seed.addEventListener("change", () => {
       const value = Number(seed.value);
       if (!Number.isInteger(value) || value < 0 || value >= 2 ** 32) {
@@ -329,7 +391,12 @@ async function main() {
       "and the decoder runs in WebAssembly: open the page in a browser with WebAssembly enabled");
   }
   const config = await (await fetchOk(CONFIG_FILE)).json();
-  const prior = checkPrior(config.prior, config.latent_dim);
+  if (config.classes !== undefined && (config.condition !== "label" || !Array.isArray(config.classes) ||
+      config.classes.length < 1 || !config.classes.every((name) => typeof name === "string"))) {
+    throw new PageError(`${CONFIG_FILE}'s classes are not a list of class names with "condition": "label"; ` +
+      "export the page again");
+  }
+  const prior = checkPrior(config.prior, config.latent_dim, config.classes);
   const page = new Page(config, {});
   try {
     await loadLiteRt(RUNTIME_WASM_DIR);
@@ -342,8 +409,15 @@ async function main() {
   };
   element("prior-caption").textContent = config.prior.family === "normal"
     ? "z = T \u00b7 \u03b5, \u03b5 ~ N(0, I): the prior N(0, I) the model was trained with."
+    : config.prior.class_conditional
+    ? `The prior is the model's own, ${prior}, from the export's prior.npz: every image of class y has ` +
+      "z = loc_y + T \u00b7 scale_y \u00b7 \u03b5, \u03b5 ~ N(0, I)."
     : `The prior is the model's own, ${prior}, from the export's prior.npz: each image picks a component k ` +
       "with the mixture's weights, then z = loc_k + T \u00b7 scale_k \u00b7 \u03b5, \u03b5 ~ N(0, I).";
+  if (config.classes) {
+    element("prior-caption").textContent += " The model is conditional: every image is of the class picked, " +
+      "decoded with its label.";
+  }
   if (config.manifold) {
     element("manifold-section").hidden = false;
     // The grid is N(0, I)'s, as manifold.png draws it for every prior; for a learned prior, say how much
