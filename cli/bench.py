@@ -15,7 +15,7 @@ from tfvae.cli import flags
 from tfvae.errors import ConfigError
 
 
-def _default(section: str, name: str):
+def default_of(section: str, name: str):
     """The library's default of a section's option, shown in --help."""
     return next(f.default for f in dataclasses.fields(SECTIONS[section].options) if f.name == name)
 
@@ -46,6 +46,65 @@ def _numbers(value: str, kind, flag: str) -> tuple:
     return numbers
 
 
+# The options of the analyses (gaps, quality), which `tfvae analyze` takes too, and of the report.
+REFINE_STEPS = click.option(
+    "--refine-steps", type=click.IntRange(0), default=default_of("gaps", "refine_steps"), show_default=True,
+    help="gaps (needs --run-dir): Adam steps on each image's own posterior, for the amortisation and "
+         "approximation gaps (tfvae.analysis.gaps).")
+THRESHOLDS = click.option(
+    "--thresholds", default=",".join(map(str, default_of("quality", "thresholds"))), show_default=True,
+    callback=lambda ctx, param, value: _numbers(value, float, "--thresholds"),
+    help="quality (needs --run-dir): comma-separated test log p(x) levels, in nats (write --thresholds=-95,-90).")
+GAP_EPOCHS = click.option(
+    "--gap-epochs", default=",".join(map(str, default_of("quality", "gap_epochs"))), show_default=True,
+    callback=lambda ctx, param, value: _numbers(value, int, "--gap-epochs"),
+    help="quality: epochs whose gap log p(x) - ELBO is measured (on --eval-images, with -k), besides the "
+         "run's model; interpolated in between.")
+EVALUATION = click.option(
+    "--evaluation", type=click.Path(dir_okay=False, exists=True), default=None,
+    help="quality: the output of `tfvae evaluate --run-dir RUN --json` (all test images), which scales "
+         "the gap measured on --eval-images to the full test set.")
+DATA_DIR = click.option("--data-dir", type=click.Path(file_okay=False), envvar="TFVAE_DATA_DIR",
+                        help="Local data laid out like shared/data [env: TFVAE_DATA_DIR].")
+AS_JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON object (every figure) instead of the table.")
+OUT = click.option("--out", type=click.Path(dir_okay=False), default=None,
+                   help="Also write the JSON report here, after every section (atomically).")
+VERBOSE = click.option("--verbose", is_flag=True, help="Show the sections' own stderr and progress.")
+
+
+def quality_options(command):
+    """Adds --thresholds, --gap-epochs and --evaluation (the quality analysis) to a click command."""
+    for option in reversed((THRESHOLDS, GAP_EPOCHS, EVALUATION)):
+        command = option(command)
+    return command
+
+
+def report_options(command):
+    """Adds --data-dir, --json, --out and --verbose to a click command."""
+    for option in reversed((DATA_DIR, AS_JSON, OUT, VERBOSE)):
+        command = option(command)
+    return command
+
+
+# Analyses, not benchmarks: `tfvae analyze NAME` is their home; `tfvae bench --sections NAME` still runs them.
+ANALYSES = ("gaps", "quality")
+
+
+def measure(ctx, config, sections, *, run_dir, as_json, out, verbose, **options) -> None:
+    """Each section's options from the flags, `tfvae.bench.run`, the report printed; exit 1 if a section failed."""
+    from tfvae.bench import options_for, run, table
+
+    try:
+        chosen = options_for(sections, config=config, run_dir=run_dir, progress=verbose, **options)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from None
+    results = run(config, chosen, run_dir=run_dir, command=shlex.join(flags.command_line(ctx)), out=out,
+                  log=lambda line: click.echo(line, err=True), verbose=verbose)
+    click.echo(json.dumps(results, indent=2) if as_json else table(results))
+    if results["failed"]:
+        ctx.exit(1)
+
+
 @click.command()
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="A trained run: its config is the model measured, its weights are evaluated. "
@@ -56,44 +115,28 @@ def _numbers(value: str, kind, flag: str) -> tuple:
                    f"one report: {', '.join(MODELS)} (BENCHMARKS.md). Model flags given explicitly apply to each.")
 @click.option("--sections", default=",".join(DEFAULT_SECTIONS), show_default=True, callback=_names(tuple(SECTIONS)),
               help=f"Comma-separated, run in that order, each in its own process: {', '.join(SECTIONS)}.")
-@click.option("--variants", default=",".join(_default("train", "variants")), show_default=True,
+@click.option("--variants", default=",".join(default_of("train", "variants")), show_default=True,
               callback=_names(tuple(VARIANTS)), help="train: the levers measured, each in its own process.")
-@click.option("--epochs", type=click.IntRange(1), default=_default("train", "epochs"), show_default=True,
+@click.option("--epochs", type=click.IntRange(1), default=default_of("train", "epochs"), show_default=True,
               help="train, strategies: epochs per variant (the first is not timed).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="train, profile: the first N training images only.")
-@click.option("--eval-images", type=click.IntRange(1), default=_default("evaluate", "eval_images"), show_default=True,
+@click.option("--eval-images", type=click.IntRange(1), default=default_of("evaluate", "eval_images"), show_default=True,
               help="evaluate, gaps, quality (its gaps): the first N test images.")
-@click.option("--importance-samples", "-k", type=click.IntRange(1), default=_default("evaluate", "importance_samples"),
+@click.option("--importance-samples", "-k", type=click.IntRange(1), default=default_of("evaluate", "importance_samples"),
               show_default=True, help="evaluate, gaps, quality (its gaps): K, samples of z per image.")
-@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=_default("matmul", "seconds"),
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=default_of("matmul", "seconds"),
               show_default=True, help="matmul, conv: time per throughput measurement.")
 @click.option("--export-dir", type=click.Path(file_okay=False), default=None,
               help="sample: an export written by `tfvae export` (needed by the sample section).")
 @click.option("--edge-tfvae", type=click.Path(dir_okay=False), default=None,
               help="sample: the `tfvae` of an environment without TensorFlow, for the wall time of `tfvae sample`.")
-@click.option("--runs", type=click.IntRange(1), default=_default("sample", "runs"), show_default=True,
+@click.option("--runs", type=click.IntRange(1), default=default_of("sample", "runs"), show_default=True,
               help="sample: runs of `tfvae sample` (median).")
-@click.option("--repeats", type=click.IntRange(1), default=_default("sample", "repeats"), show_default=True,
+@click.option("--repeats", type=click.IntRange(1), default=default_of("sample", "repeats"), show_default=True,
               help="sample: decoder calls per latency (median).")
-@click.option("--refine-steps", type=click.IntRange(0), default=_default("gaps", "refine_steps"), show_default=True,
-              help="gaps (needs --run-dir): Adam steps on each image's own posterior, for the amortisation and "
-                   "approximation gaps (tfvae.analysis.gaps).")
-@click.option("--thresholds", default=",".join(map(str, _default("quality", "thresholds"))), show_default=True,
-              callback=lambda ctx, param, value: _numbers(value, float, "--thresholds"),
-              help="quality (needs --run-dir): comma-separated test log p(x) levels, in nats (write --thresholds=-95,-90).")
-@click.option("--gap-epochs", default=",".join(map(str, _default("quality", "gap_epochs"))), show_default=True,
-              callback=lambda ctx, param, value: _numbers(value, int, "--gap-epochs"),
-              help="quality: epochs whose gap log p(x) - ELBO is measured (on --eval-images, with -k), besides the "
-                   "run's model; interpolated in between.")
-@click.option("--evaluation", type=click.Path(dir_okay=False, exists=True), default=None,
-              help="quality: the output of `tfvae evaluate --run-dir RUN --json` (all test images), which scales "
-                   "the gap measured on --eval-images to the full test set.")
-@click.option("--data-dir", type=click.Path(file_okay=False), envvar="TFVAE_DATA_DIR",
-              help="Local data laid out like shared/data [env: TFVAE_DATA_DIR].")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (every figure) instead of the table.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Also write the JSON report here, after every section (atomically).")
-@click.option("--verbose", is_flag=True, help="Show the sections' own stderr and progress.")
+@REFINE_STEPS
+@quality_options
+@report_options
 @click.pass_context
 def bench(ctx, run_dir, preset, models, sections, as_json, out, verbose, **options):
     """Measure training, evaluation and sampling of a model against this machine's FLOP floors.
@@ -109,18 +152,13 @@ def bench(ctx, run_dir, preset, models, sections, as_json, out, verbose, **optio
       tfvae bench --models classic,conv,best --variants spe16,bf16 --eval-images 1000 --out bench.json
       tfvae bench --run-dir runs/default40 --sections evaluate,matmul
       tfvae bench --sections sample --export-dir runs/default40/export --edge-tfvae edge/bin/tfvae
-      tfvae bench --run-dir runs/default40 --sections gaps --eval-images 200 --refine-steps 1500
-      tfvae bench --run-dir runs/best --sections quality --eval-images 200 --evaluation best-eval.json
     """
-    from tfvae.bench import models_table, options_for, run, run_models, table
+    from tfvae.bench import models_table, options_for, run_models
     from tfvae.presets import expand_preset
 
     model = {k: options.pop(k) for k in flags.MODEL_FIELDS}
     given = [k for k in ("preset", *flags.MODEL_FIELDS) if ctx.get_parameter_source(k) != ParameterSource.DEFAULT]
     explicit = {k: v for k, v in model.items() if k in given}
-    command = shlex.join(flags.command_line(ctx))
-    log = lambda line: click.echo(line, err=True)  # noqa: E731
-    options["progress"] = verbose  # gaps, quality: their progress bars
     if models:
         if run_dir or "preset" in given:
             raise click.UsageError(f"--models names the models measured; drop {'--run-dir' if run_dir else '--preset'}")
@@ -134,7 +172,8 @@ def bench(ctx, run_dir, preset, models, sections, as_json, out, verbose, **optio
                 plans[name] = (config, options_for(sections, config=config, **options))
         except ConfigError as e:
             raise click.UsageError(str(e)) from None
-        report = run_models(plans, command=command, out=out, log=log, verbose=verbose)
+        report = run_models(plans, command=shlex.join(flags.command_line(ctx)), out=out,
+                            log=lambda line: click.echo(line, err=True), verbose=verbose)
         click.echo(json.dumps(report, indent=2) if as_json else models_table(report))
         ctx.exit(1 if report["failed"] else 0)
     if run_dir:
@@ -145,11 +184,6 @@ def bench(ctx, run_dir, preset, models, sections, as_json, out, verbose, **optio
         config = open_run(run_dir)
     else:
         config = expand_preset(preset, **explicit)
-    try:
-        chosen = options_for(sections, config=config, run_dir=run_dir, **options)
-    except ConfigError as e:
-        raise click.UsageError(str(e)) from None
-    results = run(config, chosen, run_dir=run_dir, command=command, out=out, log=log, verbose=verbose)
-    click.echo(json.dumps(results, indent=2) if as_json else table(results))
-    if results["failed"]:
-        ctx.exit(1)
+    for name in (s for s in sections if s in ANALYSES):
+        click.echo(f"bench: {name} is an analysis of a trained run; its home is now `tfvae analyze {name}`", err=True)
+    measure(ctx, config, sections, run_dir=run_dir, as_json=as_json, out=out, verbose=verbose, **options)

@@ -129,6 +129,7 @@ def cli(debug):
       tfvae export --run-dir DIR --tflite
       tfvae sample --model DIR/export/decoder.tflite
       tfvae bench --sections matmul,train,evaluate   speed against this machine's FLOP floors
+      tfvae analyze gaps --run-dir DIR   where a trained run's gap goes (also: analyze quality)
 
     Local data: --data-dir or TFVAE_DATA_DIR (a folder laid out like shared/data);
     otherwise tensorflow-datasets downloads it.
@@ -136,13 +137,14 @@ def cli(debug):
 
 
 # The command modules import nothing heavy: each loads TensorFlow (if at all) inside its function.
+from tfvae.cli.analyze import analyze  # noqa: E402
 from tfvae.cli.bench import bench  # noqa: E402
 from tfvae.cli.evaluate import evaluate  # noqa: E402
 from tfvae.cli.export import export  # noqa: E402
 from tfvae.cli.sample import sample  # noqa: E402
 from tfvae.cli.train import train  # noqa: E402
 
-for _command in (train, evaluate, export, sample, bench):
+for _command in (train, evaluate, export, sample, bench, analyze):
     cli.add_command(_command)
 
 

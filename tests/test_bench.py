@@ -329,9 +329,11 @@ def test_the_gaps_section_needs_a_trained_run():
         "Error: the gaps section needs --run-dir (a trained run): it measures its encoder's inference gaps (see 'tfvae bench --help')")
 
 
-def test_the_gaps_section_reports_the_split_of_a_runs_gap(run_dir):
-    result = invoke("--run-dir", run_dir, "--sections", "gaps", "--eval-images", "4", "--importance-samples", "50",
-                    "--refine-steps", "20", "--json")
+def test_analyze_gaps_reports_the_split_of_a_runs_gap(run_dir):
+    from tfvae.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["analyze", "gaps", "--run-dir", run_dir, "--eval-images", "4",
+                                      "--importance-samples", "50", "--refine-steps", "20", "--json"])
     assert result.exit_code == 0, result.stderr
     gaps = json.loads(result.stdout)["gaps"]
     assert gaps["examples"] == 4 and gaps["refine_steps"] == 20 and gaps["importance_samples"] == 50

@@ -145,6 +145,7 @@ def test_the_quality_section_reports_each_threshold(kept_run):
     result = CliRunner().invoke(cli, ["bench", "--run-dir", kept_run[1], "--sections", "quality", "--eval-images", "8",
                                       "-k", "20", "--gap-epochs", "2", "--thresholds=-1000,0", "--json"])
     assert result.exit_code == 0, result.output
+    assert "bench: quality is an analysis of a trained run; its home is now `tfvae analyze quality`" in result.stderr
     report = json.loads(result.stdout)
     assert report["quality"]["crossings"]["-1000.0"]["epoch"] == 1
     text = table(report)
@@ -165,3 +166,18 @@ def test_bad_quality_options_are_one_line_and_exit_2(args, words, tmp_path, monk
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("Error:") and words in lines[-1], result.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["quality"], "Missing option '--run-dir'"),
+    (["quality", "--run-dir", ".", "--gap-epochs", "3,0"], "must be positive integers"),
+    (["gaps", "--run-dir", ".", "--refine-steps", "-1"], "--refine-steps"),
+])
+def test_bad_analyze_options_are_one_line_and_exit_2(args, words, tmp_path, monkeypatch):
+    from tfvae.cli.main import cli
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["analyze", *args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and words in lines[0], result.stderr
