@@ -4,7 +4,7 @@
               the amortisation gap (the encoder's) and the approximation gap (the posterior family's)
   quality.py  time to quality: the training time until a run's test log p(x) passed given levels
 
-Both run as sections of `tfvae bench` (`--sections gaps`, `--sections quality`; tfvae.bench.analyses), each in
-a process of its own, or from Python: `inference_gaps(config, vae, images, refine_steps=...)`,
+`tfvae analyze gaps|quality --run-dir RUN` runs each in a process of its own (tfvae.bench.analyses, as
+`tfvae bench --sections gaps|quality` does); from Python: `inference_gaps(config, vae, images, refine_steps=...)`,
 `time_to_quality(run_dir)`.
 """

@@ -9,7 +9,7 @@ With `--posterior iaf` the Gaussian is the flow's base and the flow (its weights
 kept: q* is then the best the flow can do from a refined base, an upper bound on its amortisation gap's share.
 
 A richer posterior family can close only the approximation gap; the amortisation gap belongs to the encoder.
-`tfvae bench --run-dir RUN --sections gaps` measures both on the first test images.
+`tfvae analyze gaps --run-dir RUN` measures both on the first test images.
 """
 
 from __future__ import annotations

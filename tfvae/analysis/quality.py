@@ -15,7 +15,7 @@ for `best` on a 2-core CPU), so each epoch's log p(x) is estimated instead as
   The first test images need not be typical: the subset gives the gap, never the level.
 
 The training time until epoch e is the sum of timing.csv's seconds up to e. A run keeps every epoch's
-checkpoint when trained with `--keep-checkpoints 0`; `tfvae bench --run-dir RUN --sections quality` runs this.
+checkpoint when trained with `--keep-checkpoints 0`; `tfvae analyze quality --run-dir RUN` runs this.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The analyses of a trained run (tfvae.analysis), run as sections: `gaps` and `quality`.
 
-They measure how good a run is and where its gap goes, not speed; they run here so that
-`tfvae bench --sections gaps,quality` gives them a process of their own and a row in the report.
+They measure how good a run is and where its gap goes, not speed; they run through the bench's runner so
+that `tfvae analyze gaps|quality` (and `tfvae bench --sections gaps,quality`) gives each a process of its own
+and rows in the report.
 """
 
 from __future__ import annotations
