@@ -267,3 +267,17 @@ def test_import_tfvae_stays_free_of_tensorflow():
 
     code = "import sys, tfvae; tfvae.Config; assert 'tensorflow' not in sys.modules, 'TensorFlow imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_layer_tflite_cannot_convert_is_one_line_naming_it(tmp_path):
+    class Igamma(tfk.layers.Layer):  # tf.math.igamma has no TFLite builtin
+        def call(self, x):
+            return tf.math.igamma(tf.nn.softplus(x) + 1.0, tf.ones_like(x))
+
+    encoder = tfk.Sequential([tfk.layers.InputLayer(IMAGE_SHAPE), tfk.layers.Flatten(), tfk.layers.Dense(4)])
+    decoder = tfk.Sequential([tfk.layers.InputLayer((2,)), tfk.layers.Dense(784), Igamma(name="my_igamma")])
+    vae = tfvae.VAE(encoder=encoder, decoder=decoder, latent_dim=2)
+    with pytest.raises(tfvae.ModelFileError, match=r"the op Igamma \(in layer .*my_igamma\)") as error:
+        tfvae.export(vae, str(tmp_path / "out"), quantize=(), log=lambda message: None)
+    assert "\n" not in str(error.value)
+    assert not os.path.exists(tmp_path / "out")  # the export is all or nothing
