@@ -102,6 +102,8 @@ class VAE(tfk.Model):
         call takes int labels in 0..N-1 beside the images or latents (`vae((x, labels))`, `fit(x, y)`,
         `decode(z, labels)`, `sample(n, labels=...)`); `prior` normal (p(z|y) = N(0, I)) or mog (one
         learned component per class; `prior_components` is then unused). Not with vamp or your own networks.
+      class_names: the N class names in label order (strings), kept in the saved model (an export's
+        manifest lists them); None: "0", ..., "N-1".
 
     Example:
     >>> vae = VAE(latent_dim=2, hidden_units=8)
@@ -140,6 +142,7 @@ class VAE(tfk.Model):
         encoder=None,
         decoder=None,
         classes=0,
+        class_names=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -172,6 +175,7 @@ class VAE(tfk.Model):
         self.prior_components = prior_components
         self.likelihood = likelihood
         self.classes = int(classes)  # N, classes of a conditional model; 0: unconditional
+        self.class_names = _class_names(class_names, self.classes)  # N strings, or None
         if own_networks:
             self.encoder, self.decoder = _own_networks(encoder, decoder, latent_dim, self.image_shape)
             if posterior == "iaf" and flow_context == "features":
@@ -742,7 +746,7 @@ class VAE(tfk.Model):
             "prior": self.prior_name,
             "prior_components": self.prior_components,
             "likelihood": self.likelihood,
-            **({"classes": self.classes} if self.classes else {}),
+            **({"classes": self.classes, "class_names": list(self.class_names)} if self.classes else {}),
             **({} if self.architecture is not None else {
                 "architecture": None,
                 "encoder": tfk.saving.serialize_keras_object(self.encoder),
@@ -764,7 +768,7 @@ class VAE(tfk.Model):
 # The model options of `tfvae train` that `VAE` takes (Config fields), for `from_preset`.
 _MODEL_OPTIONS = tuple(
     name for name in inspect.signature(VAE.__init__).parameters
-    if name not in ("self", "kwargs", "encoder", "decoder", "classes")
+    if name not in ("self", "kwargs", "encoder", "decoder", "classes", "class_names")
 )
 
 
@@ -779,6 +783,20 @@ def _rows(t):
     if tf.is_tensor(t):
         return t.shape[0] if t.shape.rank and t.shape[0] is not None else tf.shape(t)[0]
     return len(t)
+
+
+def _class_names(names, classes: int):
+    """The class names as a tuple of N strings ("0".."N-1" by default), None for an unconditional model."""
+    if not classes:
+        if names is not None:
+            raise ValueError("class_names go with classes > 0 (a conditional VAE)")
+        return None
+    if names is None:
+        return tuple(str(k) for k in range(classes))
+    names = tuple(str(name) for name in names)
+    if len(names) != classes:
+        raise ValueError(f"class_names must name the {classes} classes, got {len(names)} names")
+    return names
 
 
 def _check_classes(classes, prior: str, own_networks: bool) -> None:
@@ -862,6 +880,7 @@ def build_vae(config: Config) -> VAE:
         prior_components=config.prior_components,
         likelihood=config.likelihood,
         classes=config.num_classes,
+        class_names=config.classes if config.num_classes else None,
     )
     vae(_zero_batch(vae))  # creates the weights
     return vae
