@@ -185,7 +185,7 @@ class TFLiteDecoder:
         probs, logits (N, H, W, C) float32, and for a continuous-Bernoulli
         decoder mean (N, H, W, C), E[x|z] (`likelihood` says which). N is
         dynamic, or fixed (`batch_size`: decoder_full_int8.tflite takes one z
-        per invoke, and is run that many at a time). A decoder without probs
+        per invoke, and is run that many at a time, the last call padded). A decoder without probs
         (decoder_full_int8.tflite) has them computed here, sigmoid(logits).
         A conditional decoder also takes label (N,) int32 (`classes` names them).
       num_threads: CPU threads for the interpreter; None lets LiteRT choose.
@@ -241,11 +241,13 @@ class TFLiteDecoder:
 
         if self.batch_size is None:
             outputs = self._runner(**inputs(slice(None)))
-        elif len(z) % self.batch_size:
-            raise ValueError(f"{self.path} decodes {self.batch_size} z per call: N must be a multiple of it, got {len(z)}")
-        else:
+        else:  # a fixed batch (the web page's 64, full int8's 1): the last call padded with zeros, then dropped
+            n, padding = len(z), -len(z) % self.batch_size
+            z = np.concatenate([z, np.zeros((padding, self.latent_dim), np.float32)])
+            if labels is not None:
+                labels = np.concatenate([labels, np.zeros(padding, np.int32)])
             chunks = [self._runner(**inputs(slice(i, i + self.batch_size))) for i in range(0, len(z), self.batch_size)]
-            outputs = {name: np.concatenate([chunk[name] for chunk in chunks]) for name in self._in_file}
+            outputs = {name: np.concatenate([chunk[name] for chunk in chunks])[:n] for name in self._in_file}
         return with_probs({name: outputs[name] for name in self._in_file})
 
     def decode_logits(self, z, labels=None) -> np.ndarray:

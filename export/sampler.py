@@ -158,7 +158,8 @@ def open_decoder(path: str, num_threads: int | None = None, runtime: str = "lite
         from tfvae.export.savedmodel import KerasDecoder
         from tfvae.runs import load_vae
 
-        _, vae = load_vae(path)
+        config, vae = load_vae(path)
+        vae.run_config = config  # a conditional run's class names (config.classes)
         return KerasDecoder(vae, source=path)
     if layout.SAVED_MODEL_DIR in entries or layout.DECODER_FILE in entries:
         raise ModelFileError(

@@ -270,7 +270,8 @@ class Page {
     });
     if (this.classes) body.dataset.tfvaeLabel = String(this.label);
     const model = this.config.models[this.model];
-    const drawing = this.classes ? ` Class ${this.label}: ${this.classes[this.label]}.` : "";
+    const name = this.classes ? this.classes[this.label] : "";
+    const drawing = !this.classes ? "" : name === String(this.label) ? ` Class ${name}.` : ` Class ${this.label}: ${name}.`;
     element("status").textContent =
       `Running ${model.file} (${model.description}) with LiteRT.js ${this.runtime.version} on ${this.runtime.build}. ` +
       `D = ${latentDim}.` + drawing;
@@ -334,7 +335,10 @@ class Page {
     }));
     if (this.classes) {
       const labels = element("label");
-      this.classes.forEach((name, k) => labels.add(new Option(`${k}: ${name}`, String(k), false, k === this.label)));
+      this.classes.forEach((name, k) => {
+        const text = name === String(k) ? name : `${k}: ${name}`; // "7" for MNIST's digits, "0: T-shirt/top" otherwise
+        labels.add(new Option(text, String(k), false, k === this.label));
+      });
       element("label-control").hidden = false;
       labels.addEventListener("change", () => this.schedule(async () => {
         this.label = Number(labels.value);
