@@ -551,13 +551,15 @@ class VAE(tfk.Model):
 
     def _sample_classes(self, n: int, seed: int, temperature: float, labels) -> np.ndarray:
         """`sample` for a conditional model: z ~ p(z|y) for each row's label y, then E[x|z,y]."""
+        from tfvae.mixture import Mixture
+
         if labels is None:
             labels = np.arange(n) % self.classes  # the classes in turn
         labels = np.broadcast_to(np.asarray(labels), (n,)) if np.ndim(labels) == 0 else labels
         labels = self._labels(labels, n).numpy()  # checked: (n,) int32 in 0..N-1
-        _, loc, scale = (np.asarray(t, np.float64) for t in self.prior_mixture(labels))  # (n, D) each
-        eps = np.random.default_rng(seed).standard_normal((n, self.latent_dim))
-        z = (loc + temperature * scale * eps).astype(np.float32)
+        # p(z|y): component y of a per-class prior, else N(0, I); the draws of an exported sampler's --label.
+        prior = Mixture(*(np.asarray(t) for t in self.prior_mixture()), class_conditional=self.prior.learned)
+        z = prior.sample_given(np.random.default_rng(seed), labels, temperature)  # (n, D) float32
         means = [self.decode_mean(tf.constant(z[i : i + _SAMPLE_BATCH]), tf.constant(labels[i : i + _SAMPLE_BATCH]))
                  .numpy() for i in range(0, n, _SAMPLE_BATCH)]
         return np.concatenate(means, axis=0)
