@@ -76,6 +76,9 @@ def export(run_dir, model, pretrained, dataset, image_key, image_size, channels,
     OUT/web/                  with --web: the page; serve it with python -m http.server -d OUT/web
     OUT/manifest.json         shapes, sizes, sha256, parity with Keras, quantization cost
 
+    A conditional run's (--condition label) decode and encode also take label (N,) int32;
+    manifest.json lists its classes, and tfvae sample --label draws one of them.
+
     The export is built in a staging folder beside OUT and swapped into place in one
     step, so OUT always holds a whole export, the old one or the new one.
     Then: tfvae sample --model OUT/decoder.tflite
