@@ -245,6 +245,11 @@ class MicroDecoder:
         signature, subgraph = signatures[layout.DECODE], model.subgraphs[0]
         inputs = {t.name.decode(): t.tensorIndex for t in signature.inputs}
         outputs = {t.name.decode(): t.tensorIndex for t in signature.outputs}
+        if layout.LABEL in inputs:
+            raise ModelFileError(
+                f"{path} is a conditional decoder (it takes '{layout.LABEL}'); --runtime micro runs unconditional "
+                "decoders only (its label's ONE_HOT is not a TFLM op): sample it with LiteRT, without --runtime micro"
+            )
         if set(inputs) != {layout.Z} or layout.LOGITS not in outputs:
             raise ModelFileError(f"{path} is not a tfvae decoder: 'decode' maps {sorted(inputs)} to {sorted(outputs)}")
         # decoder_full_int8.tflite leaves probs to the host: p = sigmoid(logits), computed in `decode`.

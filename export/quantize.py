@@ -40,9 +40,14 @@ CALIBRATION_SEED = 0  # the same calibration latents for every export of a given
 FULL_INT8_BATCH = 1  # z per invoke: TFLM's static shapes
 
 
-def calibration_latents(prior, n: int = CALIBRATION_LATENTS, seed: int = CALIBRATION_SEED) -> np.ndarray:
-    """n latents z ~ p(z) from `prior` (a tfvae.mixture.Mixture), seeded: (n, D) float32."""
-    return prior.sample(np.random.default_rng(seed), n)
+def calibration_latents(prior, n: int = CALIBRATION_LATENTS, seed: int = CALIBRATION_SEED, classes: int = 0):
+    """n latents z ~ p(z) from `prior` (a tfvae.mixture.Mixture), seeded: (n, D) float32; for a conditional model
+    (`classes` N > 0), (z ~ p(z|y), y) with y (n,) int32 drawn uniformly from 0..N-1."""
+    rng = np.random.default_rng(seed)
+    if not classes:
+        return prior.sample(rng, n)
+    labels = rng.integers(classes, size=n).astype(np.int32)
+    return prior.sample_given(rng, labels), labels
 
 
 def convert_full_int8(vae, prior, n: int = CALIBRATION_LATENTS, seed: int = CALIBRATION_SEED) -> bytes:
@@ -59,19 +64,28 @@ def convert_full_int8(vae, prior, n: int = CALIBRATION_LATENTS, seed: int = CALI
 
     from tfvae.export.savedmodel import VAESignatures
 
-    latents = calibration_latents(prior, n, seed)  # (n, D)
     module = VAESignatures(vae, batch_size=FULL_INT8_BATCH)
+    z_spec = tf.TensorSpec([FULL_INT8_BATCH, module.latent_dim], tf.float32, name=layout.Z)
+    if module.classes:  # a conditional decoder also takes label (1,) int32, and is calibrated on every class
+        latents, labels = calibration_latents(prior, n, seed, len(module.classes))
+        inputs = [{layout.Z: latents[row : row + 1], layout.LABEL: labels[row : row + 1]} for row in range(n)]
 
-    @tf.function(input_signature=[tf.TensorSpec([FULL_INT8_BATCH, module.latent_dim], tf.float32, name=layout.Z)])
-    def decode(z):
-        outputs = module.decode(z)  # probs, logits [, mean], each (1, H, W, C)
-        return {name: tensor for name, tensor in outputs.items() if name != layout.PROBS}
+        @tf.function(input_signature=[z_spec, tf.TensorSpec([FULL_INT8_BATCH], tf.int32, name=layout.LABEL)])
+        def decode(z, label):
+            return {name: t for name, t in module.decode(z, label).items() if name != layout.PROBS}
+    else:
+        latents = calibration_latents(prior, n, seed)  # (n, D)
+        inputs = [{layout.Z: latents[row : row + 1]} for row in range(n)]
+
+        @tf.function(input_signature=[z_spec])
+        def decode(z):
+            outputs = module.decode(z)  # probs, logits [, mean], each (1, H, W, C)
+            return {name: tensor for name, tensor in outputs.items() if name != layout.PROBS}
 
     module.decode_without_probs = decode
 
     def representative_dataset():
-        for row in range(len(latents)):
-            yield {layout.Z: latents[row : row + FULL_INT8_BATCH]}
+        yield from inputs
 
     with tempfile.TemporaryDirectory(prefix="tfvae-full-int8-") as saved_model_dir:
         tf.saved_model.save(module, saved_model_dir, signatures={layout.DECODE: decode.get_concrete_function()})

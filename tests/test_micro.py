@@ -218,3 +218,20 @@ def test_tflm_refuses_a_decoder_whose_batch_is_not_one(run_dir, tmp_path):
     path.write_bytes(converter.convert())
     with pytest.raises(ModelFileError, match=r"takes z of shape \[4, 2\]: TFLM runs one image per invoke"):
         MicroDecoder(str(path))
+
+
+def test_a_conditional_decoder_converts_to_full_int8_but_tflm_has_no_one_hot(tmp_path):
+    import tfvae
+    from tfvae.export.litert import TFLiteDecoder
+    from tfvae.export.micro import MicroDecoder
+    from tfvae.export.quantize import convert_full_int8
+    from tfvae.export.savedmodel import prior_of
+
+    vae = tfvae.VAE(latent_dim=2, hidden_units=8, classes=3)
+    path = tmp_path / FULL_INT8
+    path.write_bytes(convert_full_int8(vae, prior_of(vae), n=32))  # calibrated on (z, y) over every class
+    decoder = TFLiteDecoder(str(path))
+    assert decoder.classes == ("0", "1", "2")
+    assert decoder.decode(latents(3), labels=np.arange(3))["probs"].shape == (3, 28, 28, 1)
+    with pytest.raises(ModelFileError, match="is a conditional decoder .* ONE_HOT is not a TFLM op"):
+        MicroDecoder(str(path))
