@@ -32,6 +32,7 @@ def export(
     images=None,
     overwrite: bool = False,
     *,
+    labels=None,
     web_model: str | None = None,
     eval_images: int | None = None,
     importance_samples: int | None = None,
@@ -54,6 +55,7 @@ def export(
         in ELBO and log p(x) is measured. None: a run directory's own test images; for a model, not
         measured (the manifest's "quantization" says `"measured": false`).
       overwrite: replace an existing export in `out`.
+      labels: a conditional model's labels of `images` (N,) int: its quantization cost is in log p(x|y).
       web_model: the decoder the page starts with (`layout.WEB_MODELS`); needs `web`.
       eval_images: measure on this many of the images, drawn at random with a fixed seed; None: all of
         `images`, or `layout.DEFAULT_EVAL_IMAGES` of a run's test images.
@@ -97,7 +99,8 @@ def export(
         vae = load_model(source)
     else:
         vae = model_or_path
-    return exporter.export_model(vae, out, images=images, eval_images=eval_images, source=source, log=log, **options)
+    return exporter.export_model(vae, out, images=images, labels=labels, eval_images=eval_images, source=source,
+                                 log=log, **options)
 
 
 make_callable(__name__, "export")  # `tfvae.export(...)` calls `export`

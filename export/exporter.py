@@ -118,6 +118,7 @@ def export_model(
     web_model: Optional[str] = None,
     micro: bool = False,
     images=None,
+    labels=None,
     images_name: str = "given",
     eval_images: Optional[int] = None,
     importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
@@ -139,6 +140,8 @@ def export_model(
         needs "full_int8" in `quantize`.
       images: (N, H, W, C) images in [0, 1] (binary for a Bernoulli model) on which each quantized decoder's
         change in ELBO and log p(x) is measured; None: the manifest says the cost was not measured.
+      labels: a conditional model's labels of `images` (N,) int, for the cost in log p(x|y); without them a
+        conditional model's cost is not measured (the manifest says so).
       images_name: what `images` are, for the manifest ("binarized_mnist test").
       eval_images: measure on this many of `images`, drawn at random with a fixed seed; None: all of them.
       importance_samples: K, samples of z per image for the log-likelihood estimate.
@@ -171,12 +174,15 @@ def export_model(
     subset = None
     if what.quantize and eval_images == 0:
         what = dataclasses.replace(what, skipped="skipped on request (--measure-images 0, or eval_images=0 from Python)")
-    elif what.quantize and conditional:
+    elif what.quantize and conditional and images is not None and labels is None:
         what = dataclasses.replace(what, skipped=_CONDITIONAL_COST)
     elif what.quantize and images is not None:  # images that do not fit fail now, not after the conversions
         from tfvae.evaluate import model_images
 
-        subset = _eval_subset(model_images(vae, images), eval_images, images_name, log)
+        images = model_images(vae, images)
+        if conditional:  # labels that do not fit fail now too, in the model's words
+            labels = vae.check_labels(labels, len(images), "labels")
+        subset = _eval_subset(images, eval_images, images_name, log, labels if conditional else None)
 
     with atomic_directory(out) as staging:
         manifest = _write_export(staging, vae, what, subset, log)
@@ -226,12 +232,12 @@ def export_run(
     _check_writable(out)
     config, vae = load_vae(run_dir, log=log)
     vae.run_config = config
-    images = None
-    if what.quantize and eval_images != 0 and not class_names(vae):  # missing data fails now, not after the conversions
-        from tfvae.evaluate import split_images
+    images = labels = None
+    if what.quantize and eval_images != 0:  # missing data fails now, not after the conversions
+        from tfvae.evaluate import split_data
 
-        images = split_images(config, EVAL_SPLIT, data_dir)
-    return export_model(vae, out, images=images, images_name=f"{config.dataset} {EVAL_SPLIT}",
+        images, labels = split_data(config, EVAL_SPLIT, data_dir)  # labels: a conditional run's, else None
+    return export_model(vae, out, images=images, labels=labels, images_name=f"{config.dataset} {EVAL_SPLIT}",
                         eval_images=eval_images, source=run_dir, log=log, **options)
 
 
@@ -275,7 +281,7 @@ def export_file(
 
     vae = load_model(path)
     images = None
-    if what.quantize and dataset is not None and eval_images != 0 and not class_names(vae):
+    if what.quantize and dataset is not None and eval_images != 0:
         images = dataset_images(dataset, EVAL_SPLIT, data_dir, likelihood=vae.likelihood, image_key=image_key,
                                 image_size=image_size, channels=channels)
     return export_model(vae, out, images=images, images_name=f"{dataset} {EVAL_SPLIT}", eval_images=eval_images,
@@ -284,10 +290,9 @@ def export_file(
 
 # --------------------------------------------------------------------------- the export's contents
 
-# Why a conditional export's quantization cost is not measured: it is log p(x|y) on labelled test images.
-_CONDITIONAL_COST = ("not measured for a conditional model: its cost is in log p(x|y), on labelled images "
-                     "(tfvae evaluate reports log p(x|y) of the Keras model); the parity batch bounds each decoder's "
-                     "change in probs")
+# Why a conditional model's quantization cost is not measured from images without labels: it is in log p(x|y).
+_CONDITIONAL_COST = ("not measured: a conditional model's cost is in log p(x|y), on labelled images, and the "
+                     "images came without labels (tfvae.export(..., images=..., labels=...), or a run directory)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -508,9 +513,10 @@ class _CostImages:
     images: np.ndarray  # (n, H, W, C) float32
     of: int  # how many images they were drawn from
     name: str  # what those images are ("binarized_mnist test")
+    labels: Optional[np.ndarray] = None  # (n,) int32 of a conditional model: the cost is in log p(x|y)
 
 
-def _eval_subset(images: np.ndarray, eval_images: Optional[int], name: str, log=print) -> _CostImages:
+def _eval_subset(images: np.ndarray, eval_images: Optional[int], name: str, log=print, labels=None) -> _CostImages:
     """`eval_images` of `images` (N, H, W, C) drawn at random (seed EVAL_SUBSET_SEED), or all of them with None.
 
     At random, not the first n: the test files are not shuffled, and their
@@ -522,9 +528,9 @@ def _eval_subset(images: np.ndarray, eval_images: Optional[int], name: str, log=
             "asked for more than there are)")
         eval_images = None
     if eval_images is None or eval_images == len(images):
-        return _CostImages(images, len(images), name)
+        return _CostImages(images, len(images), name, labels)
     chosen = np.sort(np.random.default_rng(EVAL_SUBSET_SEED).choice(len(images), eval_images, replace=False))
-    return _CostImages(images[chosen], len(images), name)
+    return _CostImages(images[chosen], len(images), name, None if labels is None else labels[chosen])
 
 
 def _not_measured(decoders, why: Optional[str] = None) -> dict:
@@ -553,8 +559,9 @@ def _quantization_cost(keras, decoders, images: _CostImages, importance_samples,
     sample_posterior = None
     if vae.flow is not None:  # the Keras flow, over (B, C, D) noise
 
-        def sample_posterior(x, eps):
-            z, log_q = vae.encode_sample(tf.constant(x), tf.constant(np.transpose(eps, (1, 0, 2))))
+        def sample_posterior(x, eps, *labels):  # labels (B,): a conditional model's
+            z, log_q = vae.encode_sample(tf.constant(x), tf.constant(np.transpose(eps, (1, 0, 2))),
+                                         *(tf.constant(y) for y in labels))
             return np.transpose(z.numpy(), (1, 0, 2)), log_q.numpy().T
 
     def evaluate(decode_logits):
@@ -568,12 +575,14 @@ def _quantization_cost(keras, decoders, images: _CostImages, importance_samples,
             prior=prior,
             sample_posterior=sample_posterior,
             likelihood=vae.likelihood,
+            labels=images.labels,  # a conditional model: every figure is given y, log p(x|y)
         )
 
     reference = evaluate(keras.decode_logits)
+    log_p = "log p(x)" if images.labels is None else "log p(x|y)"
     log(
         f"reference (Keras float32) on {len(subset)} {images.name} images, K = {importance_samples}: "
-        f"ELBO {reference.elbo:.3f}, log p(x) {reference.log_likelihood:.3f}"
+        f"ELBO {reference.elbo:.3f}, {log_p} {reference.log_likelihood:.3f}"
     )
     results = {}
     for name, (quantization, decoder) in decoders.items():
@@ -591,7 +600,7 @@ def _quantization_cost(keras, decoders, images: _CostImages, importance_samples,
                 evaluation.per_image_log_likelihood, reference.per_image_log_likelihood),
         }
         log(
-            f"{name}: ELBO change {results[name]['elbo_change']:+.4f}, log p(x) change "
+            f"{name}: ELBO change {results[name]['elbo_change']:+.4f}, {log_p} change "
             f"{results[name]['log_likelihood_change']:+.4f} ± {results[name]['log_likelihood_change_stderr']:.4f} "
             "nats per image"
         )
@@ -620,6 +629,8 @@ def _quantization_cost(keras, decoders, images: _CostImages, importance_samples,
             "log_likelihood_stderr": reference.log_likelihood_stderr,
         },
         "decoders": results,
+        # A conditional model: log_likelihood is log p(x|y), each image scored given its own label.
+        **({"condition": layout.CONDITION_LABEL} if images.labels is not None else {}),
     }
 
 

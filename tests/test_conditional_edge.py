@@ -27,9 +27,7 @@ QUIET = lambda message: None  # noqa: E731
 def conditional_vae(prior="mog"):
     import tfvae
 
-    vae = tfvae.VAE(latent_dim=LATENT_DIM, hidden_units=8, classes=len(CLASSES), prior=prior)
-    vae.class_names = CLASSES  # what a run's config.classes gives a model loaded from its run directory
-    return vae
+    return tfvae.VAE(latent_dim=LATENT_DIM, hidden_units=8, classes=len(CLASSES), class_names=CLASSES, prior=prior)
 
 
 def export_conditional(vae, out, **options):
@@ -153,6 +151,19 @@ def test_full_int8_of_a_conditional_decoder_is_refused_in_one_line(vae, tmp_path
     with pytest.raises(ConfigError, match="full_int8 is not available for a conditional decoder") as error:
         export_conditional(vae, tmp_path / "out", tflite=True, quantize=("full_int8",))
     assert "\n" not in str(error.value) and not os.path.exists(tmp_path / "out")
+
+
+def test_the_quantization_cost_is_in_log_p_x_given_y_on_labelled_images(vae, tmp_path):
+    """Given labels, each decoder's change is measured given y; images without labels are not measured, and say why."""
+    x = (np.random.default_rng(0).random((6, 28, 28)) < 0.3).astype(np.float32)
+    y = np.array([0, 1, 2, 0, 1, 2])
+    options = dict(tflite=True, quantize=("int8",), images=x, importance_samples=4)
+    cost = export_conditional(vae, tmp_path / "a", labels=y, **options)["quantization"]
+    assert cost["measured"] and cost["condition"] == "label" and cost["images"] == 6
+    assert abs(cost["decoders"]["decoder_int8.tflite"]["log_likelihood_change"]) < 0.5
+    assert cost["decoders"]["decoder.tflite"]["log_likelihood_change"] == pytest.approx(0, abs=1e-3)
+    cost = export_conditional(vae, tmp_path / "b", **options)["quantization"]
+    assert not cost["measured"] and "images came without labels" in cost["why"]
 
 
 def test_a_normal_prior_is_not_class_conditional(tmp_path):

@@ -24,8 +24,7 @@ def exported(tmp_path_factory):
     import tfvae
     from tfvae.export.exporter import export_model
 
-    vae = tfvae.VAE(latent_dim=LATENT_DIM, hidden_units=8, classes=len(CLASSES), prior="mog")
-    vae.class_names = CLASSES
+    vae = tfvae.VAE(latent_dim=LATENT_DIM, hidden_units=8, classes=len(CLASSES), class_names=CLASSES, prior="mog")
     out = str(tmp_path_factory.mktemp("conditional-web") / "export")
     export_model(vae, out, web=True, log=lambda message: None)
     return out
