@@ -147,10 +147,20 @@ def test_a_decoder_alone_counts_its_classes_and_refuses_bad_labels(exported, tmp
             decoder.decode(z, labels)
 
 
-def test_full_int8_of_a_conditional_decoder_is_refused_in_one_line(vae, tmp_path):
-    with pytest.raises(ConfigError, match="full_int8 is not available for a conditional decoder") as error:
-        export_conditional(vae, tmp_path / "out", tflite=True, quantize=("full_int8",))
-    assert "\n" not in str(error.value) and not os.path.exists(tmp_path / "out")
+def test_the_full_int8_decoder_takes_the_label_too_and_micro_is_refused_in_one_line(vae, tmp_path):
+    from tfvae.export.sampler import open_decoder
+
+    manifest = export_conditional(vae, tmp_path / "out", tflite=True, quantize=("full_int8",))
+    assert manifest["full_int8"]["inputs"] == {"label": "int32", "z": "float32"}
+    decoder = open_decoder(str(tmp_path / "out" / layout.QUANTIZED_DECODER_FILES["full_int8"]))
+    assert decoder.classes == CLASSES and decoder.batch_size == 1
+    z, labels = latents_and_labels(6)
+    want = keras_logits(vae, z, labels)
+    assert np.max(np.abs(decoder.decode_logits(z, labels) - want)) < 0.3  # the int8 logits' steps, untrained
+    assert manifest["parity"]["decoder_full_int8.tflite"]["mean_abs_diff_probs"] < 0.02
+    with pytest.raises(ConfigError, match="--micro is not available for a conditional decoder") as error:
+        export_conditional(vae, tmp_path / "micro", tflite=True, quantize=("full_int8",), micro=True)
+    assert "\n" not in str(error.value) and not os.path.exists(tmp_path / "micro")
 
 
 def test_the_quantization_cost_is_in_log_p_x_given_y_on_labelled_images(vae, tmp_path):
