@@ -358,3 +358,14 @@ def test_condition_label_on_binarized_mnist_is_one_line_and_writes_nothing(tmp_p
     assert len(result.output.strip().splitlines()) == 1
     assert not os.path.exists("r")
 
+
+
+def test_a_resumed_conditional_run_continues_as_if_never_stopped(tmp_path):
+    import tfvae
+
+    options = dict(dataset=_npz(tmp_path, n=60), condition="label", prior="mog", latent_dim=2, hidden_units=8,
+                   batch_size=16, likelihood="continuous_bernoulli", verbose=0, log=lambda message: None)
+    tfvae.train(epochs=2, run_dir=str(tmp_path / "whole"), **options)
+    tfvae.train(epochs=1, run_dir=str(tmp_path / "resumed"), **options)
+    tfvae.train(epochs=2, run_dir=str(tmp_path / "resumed"), **options)
+    assert open(tmp_path / "whole" / "history.csv").read() == open(tmp_path / "resumed" / "history.csv").read()
