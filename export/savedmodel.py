@@ -83,6 +83,9 @@ class VAESignatures(tf.Module):
         self.model_variables = list(vae.encoder.variables) + list(vae.decoder.variables)
         if self.flow:
             self._encode_sample = vae.encode_sample
+            if not vae.flow.variables:  # a flow never run (a model not yet called) makes its variables when first run
+                labels = (tf.zeros([1], tf.int32),) if self.classes else ()
+                vae.encode_sample(tf.zeros([1, *self.image_shape]), tf.zeros([1, self.latent_dim]), *labels)
             self.model_variables += list(vae.flow.variables)
             self.encode_sample = tf.function(
                 self._sample,

@@ -269,3 +269,21 @@ def test_cli_label_of_an_unconditional_decoder_is_one_line(tmp_path):
                      "--out", str(tmp_path / "s.png"))
     assert "this decoder is not conditional" in one_line(result, 2)
     assert not (tmp_path / "s.png").exists()
+
+
+def test_a_conditional_flow_posteriors_encode_sample_takes_the_label(tmp_path):
+    """--posterior iaf: encode_sample(x, eps, label) in encoder.tflite gives the Keras flow's z and log q(z|x, y)."""
+    import tensorflow as tf
+    import tfvae
+    from tfvae.export.litert import TFLiteEncoder
+
+    vae = tfvae.VAE(latent_dim=LATENT_DIM, hidden_units=8, classes=len(CLASSES), posterior="iaf")  # never called
+    manifest = export_conditional(vae, tmp_path / "out", tflite=True)
+    assert manifest["signatures"]["encode_sample"]["inputs"] == {"x": [None, 28, 28, 1], "eps": [None, 2],
+                                                                 "label": [None]}
+    x = (np.random.default_rng(1).random((4, 28, 28, 1)) < 0.3).astype(np.float32)
+    eps, labels = latents_and_labels(4)
+    z, log_q = TFLiteEncoder(str(tmp_path / "out" / layout.ENCODER_FILE)).encode_sample(x, eps, labels)
+    want_z, want_log_q = (t.numpy() for t in vae.encode_sample(tf.constant(x), tf.constant(eps), tf.constant(labels)))
+    np.testing.assert_allclose(z, want_z, atol=1e-5)
+    np.testing.assert_allclose(log_q, want_log_q, atol=1e-4)
