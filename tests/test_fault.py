@@ -60,6 +60,7 @@ def test_mixed_precision_on_cpu_computes_in_bfloat16_and_keeps_distributions_in_
         tfk.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow
 def test_xla_and_plain_graphs_train_the_same_model(synthetic_data_dir, tmp_path):
     # --jit-compile and the default steps_per_execution must give the numbers of one step per call.
     fast = train.train_and_evaluate(tiny(synthetic_data_dir, epochs=1, jit_compile=True), str(tmp_path / "xla"), verbose=0)

@@ -202,6 +202,7 @@ def test_train_tells_which_fields_the_user_left_at_their_defaults(monkeypatch, t
     assert "latent_dim" not in seen["defaulted"] and "hidden_units" in seen["defaulted"]
 
 
+@pytest.mark.slow
 def test_resume_elsewhere_with_other_devices_and_more_epochs_equals_one_straight_run(synthetic_data_dir, tmp_path):
     """Trained 1 epoch from one working directory with a relative --data-dir, then finished with more epochs from
     another directory, other execution settings and the data from the environment: the history of a straight run."""

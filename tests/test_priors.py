@@ -354,6 +354,7 @@ def vamp_flow_run(tmp_path_factory, synthetic_data_dir):
     return run_dir
 
 
+@pytest.mark.slow
 def test_a_vamp_flow_run_trains_evaluates_and_exports(vamp_flow_run):
     from tfvae.export.litert import TFLiteEncoder
     from tfvae.io import file_sha256
@@ -393,6 +394,7 @@ def test_a_vamp_flow_run_trains_evaluates_and_exports(vamp_flow_run):
     assert evaluation.log_likelihood > evaluation.elbo
 
 
+@pytest.mark.slow
 def test_the_web_page_samples_the_exported_vamp_prior(vamp_flow_run, tmp_path):
     """export --web of a VampPrior run writes the page with the prior.npz mixture (the posteriors at the pseudo-inputs)."""
     from tfvae.cli.main import cli
@@ -408,6 +410,7 @@ def test_the_web_page_samples_the_exported_vamp_prior(vamp_flow_run, tmp_path):
         np.testing.assert_array_equal(np.array(prior[name], dtype=np.float32), getattr(exported, name).astype(np.float32))
 
 
+@pytest.mark.slow
 def test_edge_samples_follow_the_exported_mixture(tmp_path, vamp_flow_run):
     """The mean image of many device samples (numpy prior + TFLite decoder) matches the mean image of
     decoded samples of the prior drawn by TensorFlow; and it differs from N(0, I)'s, so the test can fail."""
@@ -439,6 +442,7 @@ def test_edge_samples_follow_the_exported_mixture(tmp_path, vamp_flow_run):
     assert np.max(np.abs(standard - reference)) > 2 * tolerance
 
 
+@pytest.mark.slow
 def test_cli_sample_reads_the_prior_and_refuses_a_bad_one(tmp_path, vamp_flow_run):
     import shutil
 
@@ -476,6 +480,7 @@ def test_the_temperature_scales_the_prior():
                                   np.random.default_rng(5).standard_normal((4, 3)).astype(np.float32))
 
 
+@pytest.mark.slow
 def test_priors_and_flows_combine_with_conv_iwae_and_warmup(tmp_path):
     """conv + vamp + iaf + iwae (K = 2) + warm-up trains, and its encoder (with encode_sample) and decoder
     convert to TFLite builtins with the Keras model's numbers."""
@@ -572,6 +577,7 @@ def test_a_flow_run_from_before_flow_context_loads_evaluates_and_trains_further(
         assert len(f.read().strip().splitlines()) == 3  # a header and two epochs
 
 
+@pytest.mark.slow
 def test_a_learned_prior_and_flow_run_trained_further_equals_a_straight_run(synthetic_data_dir, tmp_path):
     """The prior's and the flow's weights are checkpointed: 1 epoch, then trained to 2, gives the straight run's
     history.csv byte for byte."""

@@ -38,6 +38,7 @@ def kept_run(tmp_path_factory, synthetic_data_dir):
     return config, run_dir
 
 
+@pytest.mark.slow
 def test_keep_checkpoints_0_keeps_every_epoch_and_the_default_the_newest_three(kept_run, tiny_run, synthetic_data_dir,
                                                                                 tmp_path):
     from tfvae.errors import RunError
@@ -53,6 +54,7 @@ def test_keep_checkpoints_0_keeps_every_epoch_and_the_default_the_newest_three(k
         time_to_quality(str(tmp_path / "three"))  # its first kept epoch is not when it first passed a level
 
 
+@pytest.mark.slow
 def test_a_run_that_keeps_every_epoch_resumed_without_the_flag_still_keeps_them(tiny_run, tmp_path):
     """Resuming with the default (3) would delete the epochs kept for time to quality."""
     from tfvae.config import load_config
@@ -85,6 +87,7 @@ def test_the_run_model_epoch_is_the_best_validation_epoch_whose_weights_it_holds
                               tf.train.load_checkpoint(checkpoint_path(run_dir, others[0])).get_tensor(names[0]))
 
 
+@pytest.mark.slow
 def test_the_estimate_at_the_run_model_is_the_full_evaluation_it_was_scaled_to(kept_run, tmp_path):
     """r scales the first images' gap to the full set's: at the run's model the estimate is then the evaluation's
     log p(x), up to the noise of the 5-sample ELBO."""
@@ -107,6 +110,7 @@ def test_the_estimate_at_the_run_model_is_the_full_evaluation_it_was_scaled_to(k
     assert unscaled["ratio"] == 1.0 and unscaled["ratio_from"] == "none"
 
 
+@pytest.mark.slow
 def test_a_stopped_run_is_measured_at_its_newest_epoch_the_model_tfvae_evaluate_uses(tiny_run, tmp_path):
     """A run stopped before its last epoch (no summary.json) has a model: its newest checkpoint, as for evaluate."""
     from tfvae.evaluate import evaluate_run
@@ -138,6 +142,7 @@ def test_an_evaluation_of_a_subset_is_refused_in_one_line(kept_run, tmp_path):
         time_to_quality(kept_run[1], gap_images=5, importance_samples=5, evaluation=str(path))
 
 
+@pytest.mark.slow
 def test_the_quality_section_reports_each_threshold(kept_run):
     from tfvae.bench import table
     from tfvae.cli.main import cli
