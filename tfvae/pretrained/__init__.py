@@ -1,9 +1,9 @@
 """Trained models shipped inside the package: sample, evaluate and demo without training first.
 
-    tfvae sample --pretrained best --out best.png       on a device: the int8 TFLite decoder and prior.npz, no TensorFlow
-    tfvae.load_model("pretrained:best")                  the Keras model, for evaluation, fine-tuning and export
-    tfvae evaluate --pretrained best                      the test figures its manifest states
-    tfvae export --pretrained best --web --out DIR        the browser demo in one command
+    tfvae sample --pretrained classic --out s.png       on a device: the int8 TFLite decoder and prior.npz, no TensorFlow
+    tfvae.load_model("pretrained:classic")               the Keras model, for evaluation, fine-tuning and export
+    tfvae evaluate --pretrained classic                   the test figures its manifest states
+    tfvae export --pretrained classic --web --out DIR     the browser demo in one command
 
 Each model is a folder `tfvae/pretrained/NAME/`:
 
@@ -19,7 +19,7 @@ This module imports no TensorFlow: the on-device path reads the decoder's path a
 
 Example:
 >>> sorted(NAMES)
-['best', 'classic']
+['classic']
 >>> os.path.basename(decoder_path("classic"))
 'decoder_int8.tflite'
 """
@@ -34,7 +34,7 @@ from tfvae.errors import ModelFileError
 __all__ = ["NAMES", "PREFIX", "MANIFEST_FILE", "DECODER_FILE", "model_dir", "manifest", "decoder_path",
            "check_files", "load_vae", "parse"]
 
-NAMES = ("classic", "best")  # the shipped models: `tfvae train --preset NAME --seed 0`
+NAMES = ("classic",)  # the shipped models: `tfvae train --preset NAME --seed 0` (best: BENCHMARKS.md, "Pretrained models")
 PREFIX = "pretrained:"  # tfvae.load_model("pretrained:best")
 MANIFEST_FILE = "manifest.json"
 MODEL_CONFIG_FILE = "model.json"
