@@ -22,7 +22,8 @@ import edge_runner
 
 from tfvae.errors import ConfigError, ModelFileError
 from tfvae.export import layout
-from tfvae.export.sampler import Samples, interpolation_latents, open_decoder, prior_latents, sample, write_samples
+from tfvae.export.sampler import (Samples, interpolation_latents, open_decoder, open_prior, prior_latents, sample,
+                                  write_samples)
 from tfvae.plots import manifold_latents, tile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -309,6 +310,17 @@ def test_sample_runs_in_a_virtual_environment_without_tensorflow(decoder_path, t
     result = subprocess.run([str(venv / "bin" / "tfvae"), "sample", "--model", str(tmp_path)],
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 1 and "neither a .tflite decoder" in result.stderr
+
+    # The shipped models came with `pip install --no-deps .`: a grid at once, no training, no TensorFlow.
+    from tfvae import pretrained
+
+    out = tmp_path / "pretrained.png"
+    result = subprocess.run([str(venv / "bin" / "tfvae"), "sample", "--pretrained", pretrained.NAMES[0], "--out",
+                             str(out)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    path = pretrained.decoder_path(pretrained.NAMES[0])
+    expected = sample(open_decoder(path), 64, seed=0, prior=open_prior(path, open_decoder(path))).images
+    np.testing.assert_array_equal(_png_pixels(out), np.round(tile(expected) * 255).astype(np.uint8))
 
 
 def _png_pixels(path):
