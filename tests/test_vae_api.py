@@ -216,7 +216,7 @@ def test_sample_is_seeded_and_draws_what_tfvae_sample_draws_from_the_same_decode
 def test_from_preset_takes_the_presets_model_options_and_overrides():
     vae = tfvae.VAE.from_preset("best", prior_components=4, filters=4, hidden_units=16)
     assert (vae.architecture, vae.latent_dim, vae.prior_name, vae.prior_components) == ("conv", 32, "vamp", 4)
-    with pytest.raises(ConfigError, match="unknown preset 'bset'; choose one of: classic, best"):
+    with pytest.raises(ConfigError, match="unknown preset 'bset'; choose one of: classic, "):
         tfvae.VAE.from_preset("bset")
 
 
