@@ -209,6 +209,7 @@ def test_an_old_config_without_the_new_fields_loads_with_the_defaults(tmp_path):
     assert load_config(str(tmp_path / "again.json")) == config
 
 
+@pytest.mark.slow
 def test_a_run_written_before_image_shapes_existed_trains_further(tmp_path, monkeypatch):
     """An old run's config.json (no image shape, source options, fingerprint or likelihood) resumes as the same run."""
     from tfvae.datasets import mnist

@@ -236,6 +236,7 @@ def broad_flow_posterior(vae, base_scale=2.5, log_scale=-0.4, spread=0.3):
     vae.prior.loc.assign(np.array([[-2.0, 0.0], [2.0, 0.5], [0.0, 2.0]], np.float32))
 
 
+@pytest.mark.slow
 def test_importance_estimate_with_a_mixture_prior_and_a_flow_matches_quadrature():
     """D = 2: log p(x) = log of the integral of p(x|z) p(z) over a grid, p a 3-component mixture with separated
     modes, against K = 3000 samples from a one-step flow posterior: right only if log q is the flow's density."""

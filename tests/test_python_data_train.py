@@ -97,6 +97,7 @@ def test_bad_arguments_are_one_line(tmp_path, source, options, error, message):
 # --------------------------------------------------------------------------- train
 
 
+@pytest.mark.slow
 def test_train_writes_a_run_and_a_second_call_extends_it(tmp_path):
     source = write_npz(tmp_path / "x.npz")
     tiny = dict(dataset=source, limit=96, latent_dim=2, hidden_units=8, batch_size=32, verbose=0)

@@ -82,6 +82,7 @@ def test_a_finished_run_is_never_overwritten_silently(finished_run):
     assert open(os.path.join(run_dir, "history.csv")).read() == before
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_a_finished_run(synthetic_data_dir, tmp_path):
     run_dir = str(tmp_path / "run")
     train_and_evaluate(tiny(synthetic_data_dir, epochs=1), run_dir, verbose=0, log=lambda m: None)
