@@ -360,6 +360,7 @@ def test_condition_label_on_binarized_mnist_is_one_line_and_writes_nothing(tmp_p
 
 
 
+@pytest.mark.slow
 def test_a_resumed_conditional_run_continues_as_if_never_stopped(tmp_path):
     import tfvae
 
