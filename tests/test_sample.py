@@ -281,7 +281,7 @@ def _copy_project(destination):
 
 @pytest.mark.slow
 def test_sample_runs_in_a_virtual_environment_without_tensorflow(decoder_path, tmp_path):
-    """The README's edge install: a venv with requirements-edge.txt and `pip install --no-deps .`, no TensorFlow."""
+    """The edge install of docs/export.md: a venv with requirements-edge.txt and `pip install --no-deps .`, no TensorFlow."""
     source, venv = tmp_path / "src", tmp_path / "edge"
     source.mkdir()
     _copy_project(str(source))

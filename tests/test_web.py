@@ -526,7 +526,7 @@ def test_a_bad_address_is_a_clear_error(browser, server):
 
 @pytest.mark.browser
 def test_screenshot_of_the_page(browser, server, tmp_path):
-    """A PNG of the page as a person sees it; TFVAE_WEB_SCREENSHOT=PATH keeps a copy (see README)."""
+    """A PNG of the page as a person sees it; TFVAE_WEB_SCREENSHOT=PATH keeps a copy (see docs/export.md)."""
     from PIL import Image
 
     load(browser, server, "?seed=0")

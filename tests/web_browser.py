@@ -1,6 +1,6 @@
 """Drive the page of `tfvae export --web` in headless Chromium, with the network closed beyond 127.0.0.1.
 
-Used by tests/test_web.py, and as a script to refresh the README's screenshot:
+Used by tests/test_web.py, and as a script to refresh the screenshot in docs/export.md:
 
     python tests/web_browser.py OUT/web docs/web.png [--query "?seed=0"]
 
