@@ -323,13 +323,7 @@ def mixture_replay(seed, n, prior, temperature=1.0):
 @pytest.fixture(scope="module")
 def browser():
     """A headless Chromium with the network closed beyond 127.0.0.1; skipped (failed on CI) without one."""
-    _, _, reason = web_browser.find_browser()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI installs chromium in .ci/run, yet: {reason}")
-        pytest.skip(reason)
-    with web_browser.chromium() as driver:
-        yield driver
+    yield from web_browser.chromium_for_tests()
 
 
 @pytest.fixture(scope="module")

@@ -32,13 +32,7 @@ def exported(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    _, _, reason = web_browser.find_browser()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI installs chromium in .ci/run, yet: {reason}")
-        pytest.skip(reason)
-    with web_browser.chromium() as driver:
-        yield driver
+    yield from web_browser.chromium_for_tests()
 
 
 @pytest.fixture(scope="module")

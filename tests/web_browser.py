@@ -124,6 +124,20 @@ def chromium(extra_flags=()):
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def chromium_for_tests():
+    """A test module's headless Chromium (a generator for a pytest fixture): skipped without one, failed under CI,
+    which installs it in .ci/run."""
+    import pytest
+
+    _, _, reason = find_browser()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI installs chromium in .ci/run, yet: {reason}")
+        pytest.skip(reason)
+    with chromium() as driver:
+        yield driver
+
+
 def open_page(driver, url: str, timeout: float = 60.0) -> dict:
     """Load `url` and wait until the page's status is "ready" or "error"; return body's data-tfvae-* attributes.
 
