@@ -122,6 +122,7 @@ def test_the_issue_command_with_one_image_in_the_last_batch_trains_like_one_devi
 # --------------------------------------------------------------------------- nothing written on bad input
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", [["--data-dir", "no-such-data"], ["--limit", "1000000"]])
 def test_bad_inputs_write_nothing_and_the_corrected_command_starts_afresh(bad, synthetic_data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
