@@ -41,7 +41,8 @@ def pretrained_source(pretrained, run_dir, model, dataset) -> tuple:
     if pretrained is None:
         return model, dataset
     if run_dir is not None or model is not None:
-        raise click.UsageError("give one of --run-dir, --model and --pretrained")
+        raise click.UsageError("give exactly one of --run-dir (a run of tfvae train), --model (a .keras file) and "
+                               "--pretrained NAME (a shipped model)")
     from tfvae.pretrained import PREFIX, manifest
 
     return PREFIX + pretrained, dataset or manifest(pretrained)["config"]["dataset"]
@@ -50,7 +51,8 @@ def pretrained_source(pretrained, run_dir, model, dataset) -> tuple:
 def check_model_source(run_dir, model, dataset, image_key, image_size, channels, dataset_needed: bool) -> None:
     """Exactly one of --run-dir and --model, and the dataset options only with --model; else a usage error (exit 2)."""
     if (run_dir is None) == (model is None):
-        raise click.UsageError("give exactly one of --run-dir (a run of tfvae train) and --model (a .keras file)")
+        raise click.UsageError("give exactly one of --run-dir (a run of tfvae train), --model (a .keras file) and "
+                               "--pretrained NAME (a shipped model)")
     dataset_given = dataset is not None or image_key != "image" or image_size is not None or channels is not None
     if run_dir is not None and dataset_given:
         raise click.UsageError("--dataset, --image-key, --image-size and --channels go with --model; "

@@ -112,7 +112,8 @@ def test_nothing_is_ever_unpickled_or_evaluated():
     [
         (["train", "--dataset", "cifar10"], "Error: Invalid value for '--dataset': 'cifar10' is not one of"),
         (["train", "--epochs", "many"], "Error: Invalid value for '--epochs': 'many' is not a valid integer."),
-        (["evaluate"], "Error: Missing option '--run-dir'. (see 'tfvae evaluate --help')"),
+        (["evaluate"], "Error: give exactly one of --run-dir (a run of tfvae train), --model (a .keras file) and "
+                       "--pretrained NAME (a shipped model) (see 'tfvae evaluate --help')"),
         (["bogus"], "Error: No such command 'bogus'. (see 'tfvae --help')"),
     ],
 )

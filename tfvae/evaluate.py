@@ -653,7 +653,7 @@ def split_images(config: Config, split: str, data_dir: Optional[str] = None) -> 
     The data come from `data_dir`, else $TFVAE_DATA_DIR, else the run's own
     data directory if it exists on this machine, else TFDS. The training split
     of a dynamically binarized dataset holds intensities; it is binarized once,
-    with the dataset's fixed evaluation stream (`tfvae.data.evaluation_seeds`),
+    with the dataset's fixed evaluation stream (`tfvae.datasets.evaluation_seeds`),
     so every run is scored on the same images.
     """
     return _split_images(config, split, data_dir)[0]

@@ -813,8 +813,15 @@ def _check_classes(classes, prior: str, own_networks: bool) -> None:
                          "would not see the labels")
 
 
-def _check_model_options(**options) -> None:
-    """Refuse a model option `Config` would refuse, in Python's words (`latent_dim`, not `--latent-dim`)."""
+def _check_model_options(image_shape, **options) -> None:
+    """Refuse a model option `Config` would refuse, in Python's words (`latent_dim`, not `--latent-dim`).
+
+    Any number of channels is a model's (the data sources make 1 or 3; arrays from Python may hold others).
+    """
+    shape = tuple(image_shape) if isinstance(image_shape, (tuple, list)) else None
+    if shape is None or len(shape) != 3 or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0
+                                                   for n in shape):
+        raise ConfigError(f"image_shape must be (H, W, C), three positive integers, got {image_shape!r}")
     try:
         Config(**options)
     except ConfigError as e:
