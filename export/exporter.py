@@ -234,7 +234,7 @@ def export_run(
     vae.run_config = config
     images = labels = None
     if what.quantize and eval_images != 0:  # missing data fails now, not after the conversions
-        from tfvae.evaluate import split_data
+        from tfvae.datasets.splits import split_data
 
         images, labels = split_data(config, EVAL_SPLIT, data_dir)  # labels: a conditional run's, else None
     return export_model(vae, out, images=images, labels=labels, images_name=f"{config.dataset} {EVAL_SPLIT}",
@@ -276,7 +276,7 @@ def export_file(
                             options.get("micro", False))
     _check_target(out, options.get("overwrite", False))  # before any slow work
     _check_writable(out)
-    from tfvae.evaluate import dataset_images
+    from tfvae.datasets.splits import dataset_images
     from tfvae.saving import load_model
 
     vae = load_model(path)

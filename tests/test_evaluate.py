@@ -24,6 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from tfvae import evaluate as ev
+from tfvae.datasets import splits as run_splits
 from tfvae.cli import evaluate as evaluate_cli
 from tfvae.cli.main import cli
 from tfvae.config import IMAGE_SHAPE, Config, save_config
@@ -365,7 +366,7 @@ def test_train_split_of_a_dynamic_dataset_is_binarized_once(monkeypatch):
     intensities = np.random.default_rng(0).integers(0, 256, (5, *IMAGE_SHAPE), dtype=np.uint8)
     binary = np.zeros((3, *IMAGE_SHAPE), np.uint8)
     splits = Splits(train=intensities, validation=binary, test=binary, dynamic=True)
-    monkeypatch.setattr(ev, "load_splits", lambda *args, **kwargs: splits)
+    monkeypatch.setattr(run_splits, "load_splits", lambda *args, **kwargs: splits)
     first = ev.split_images(Config(dataset="mnist"), "train")
     assert first.shape == intensities.shape and set(np.unique(first)) <= {0, 1}
     # x ~ Bernoulli(intensity / 255): black stays 0, white becomes 1, and on average E[x] = intensity / 255.
@@ -397,7 +398,7 @@ def fake_data(monkeypatch):
     """Replaces the dataset with 12 random binary images per split."""
     rng = np.random.default_rng(0)
     images = {split: (rng.random((12, *IMAGE_SHAPE)) < 0.2).astype(np.uint8) for split in ev.SPLITS}
-    monkeypatch.setattr(ev, "load_splits", lambda *args, **kwargs: Splits(**images, dynamic=False))
+    monkeypatch.setattr(run_splits, "load_splits", lambda *args, **kwargs: Splits(**images, dynamic=False))
     return images
 
 

@@ -126,7 +126,8 @@ def time_to_quality(
     """
     import tensorflow as tf
 
-    from tfvae.evaluate import evaluate_vae, split_images
+    from tfvae.datasets.splits import split_images
+    from tfvae.evaluate import evaluate_vae
     from tfvae.models import build_vae
     from tfvae.runs import SUMMARY_FILE, TIMING_FILE, checkpoint_epochs, checkpoint_path, open_run, read_history
 

@@ -61,7 +61,7 @@ class QualityOptions:
 def section_gaps(options: GapsOptions) -> dict:
     """A trained run's inference gaps on the first --eval-images test images (tfvae.analysis.gaps)."""
     from tfvae.analysis.gaps import inference_gaps
-    from tfvae.evaluate import split_images
+    from tfvae.datasets.splits import split_images
     from tfvae.runs import load_vae
 
     config, vae = load_vae(options.run_dir)

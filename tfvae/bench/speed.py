@@ -152,7 +152,8 @@ def section_train(options: TrainOptions, variant: str) -> dict:
 
 
 def section_evaluate(options: EvaluateOptions) -> dict:
-    from tfvae.evaluate import evaluate_vae, split_images
+    from tfvae.datasets.splits import split_images
+    from tfvae.evaluate import evaluate_vae
 
     config = options.config
     if options.run_dir:

@@ -193,7 +193,7 @@ def load_images(
       epoch. "validation" and "test" are binary, {0, 1}: binarized once with the dataset's fixed
       evaluation stream (`EVALUATION_SEED`), exactly the images `tfvae.evaluate` and the run's
       validation figures score. (`tfvae.evaluate` scores the train split binarized once too, with
-      the third evaluation stream, `tfvae.evaluate.split_images`; this gives its grey levels.)
+      the third evaluation stream, `tfvae.datasets.splits.split_images`; this gives its grey levels.)
     - `likelihood="continuous_bernoulli"`: grey levels in every split (binarized_mnist stays binary).
 
     Sources without a validation or test split have them carved from train as `tfvae train` does

@@ -33,7 +33,7 @@ def build(run_dir: str, name: str, command: str, commit: str, *, importance_samp
           measure_images: int = 500, data_dir=None, log=print) -> dict:
     """Write tfvae/pretrained/NAME from the model of `run_dir`; return its manifest."""
     import tfvae
-    from tfvae.evaluate import split_images
+    from tfvae.datasets.splits import split_images
     from tfvae.runs import SUMMARY_FILE, load_vae
 
     if name not in pretrained.NAMES:
