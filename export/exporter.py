@@ -600,10 +600,11 @@ def _quantization_cost(keras, decoders, images: _CostImages, importance_samples,
             "log_likelihood_change_stderr": _paired_stderr(
                 evaluation.per_image_log_likelihood, reference.per_image_log_likelihood),
         }
+        stderr = results[name]["log_likelihood_change_stderr"]  # None for a single image
         log(
             f"{name}: ELBO change {results[name]['elbo_change']:+.4f}, {log_p} change "
-            f"{results[name]['log_likelihood_change']:+.4f} ± {results[name]['log_likelihood_change_stderr']:.4f} "
-            "nats per image"
+            f"{results[name]['log_likelihood_change']:+.4f}" + ("" if stderr is None else f" ± {stderr:.4f}")
+            + " nats per image"
         )
     if len(subset) < images.of:
         subset_text = (f"measured on a subset: {len(subset)} of the {images.of} {images.name} images, drawn at "

@@ -5,6 +5,7 @@ every test evaluates a few dozen images with small K.
 """
 
 import json
+import math
 import os
 
 import numpy as np
@@ -130,6 +131,14 @@ def test_more_measure_images_than_there_are_measures_on_all_and_says_so(saved, i
                             importance_samples=K, log=said.append)
     assert manifest["quantization"]["images"] == IMAGES
     assert any(f"on all {IMAGES}" in line for line in said)
+
+
+def test_one_image_measures_the_change_without_a_standard_error(saved, images, tmp_path):
+    vae, _ = saved
+    manifest = tfvae.export(vae, str(tmp_path / "out"), quantize=("int8",), images=images[:1], importance_samples=K,
+                            log=QUIET)
+    change = manifest["quantization"]["decoders"]["decoder_int8.tflite"]
+    assert change["log_likelihood_change_stderr"] is None and math.isfinite(change["log_likelihood_change"])
 
 
 def test_measure_images_0_skips_the_cost_and_the_manifest_says_so(saved, images, tmp_path):
