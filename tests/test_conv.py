@@ -11,6 +11,7 @@ import tensorflow as tf
 from tfvae import evaluate as ev
 from tfvae.config import IMAGE_SHAPE, Config, save_config
 from tfvae.datasets import Splits
+from tfvae.datasets import splits as run_splits
 from tfvae.models import ARCHITECTURES, VAE, build_vae
 from tfvae.models.networks import conv_grid
 from tfvae.runs import CHECKPOINT_DIR, CONFIG_FILE
@@ -97,13 +98,13 @@ def conv_export(tmp_path_factory):
     tf.train.CheckpointManager(checkpoint, str(run_dir / CHECKPOINT_DIR), max_to_keep=1, checkpoint_name="epoch").save(1)
     rng = np.random.default_rng(0)
     images = {split: (rng.random((40, *IMAGE_SHAPE)) < 0.2).astype(np.uint8) for split in ev.SPLITS}
-    original = ev.load_splits
-    ev.load_splits = lambda *args, **kwargs: Splits(**images, dynamic=False)
+    original = run_splits.load_splits
+    run_splits.load_splits = lambda *args, **kwargs: Splits(**images, dynamic=False)
     try:
         manifest = export_run(str(run_dir), tflite=True, quantize="float16,int8", eval_images=16,
                               importance_samples=8, log=QUIET)
     finally:
-        ev.load_splits = original
+        run_splits.load_splits = original
     return str(run_dir / "export"), manifest
 
 
