@@ -81,7 +81,7 @@ from tfvae.datasets.splits import SPLITS, _check_split, _first, _split_of, datas
 from tfvae.errors import ConfigError, DataError
 from tfvae.kl import kl_standard_normal
 from tfvae.mixture import Mixture
-from tfvae.models import ARCHITECTURES, LIKELIHOODS
+from tfvae.models import LIKELIHOODS
 from tfvae.runs import load_vae
 
 __all__ = [
@@ -467,7 +467,7 @@ def evaluate_vae(vae, images, labels=None, classification_samples: int = 0, **op
         raise ValueError("this VAE is unconditional: evaluate it without labels")
     functions = dict(
         traceable=True,
-        jit_compile=_xla_evaluation(vae),
+        jit_compile=vae.xla_evaluation,  # Architecture.xla_evaluation; False for your own networks
         prior=None if vae.prior_name == "normal" else Mixture(*(t.numpy() for t in vae.prior_mixture())),
         sample_posterior=None if vae.flow is None else _batch_first(vae.encode_sample),
         likelihood=vae.likelihood,
@@ -517,13 +517,6 @@ def _model(model_or_path):
 
         return load_model(model_or_path)
     return model_or_path
-
-
-def _xla_evaluation(vae) -> bool:
-    """Whether the likelihood of `vae`'s logits is XLA-compiled for evaluation (`Architecture.xla_evaluation`)."""
-    if isinstance(getattr(type(vae), "xla_evaluation", None), property):
-        return bool(vae.xla_evaluation)
-    return ARCHITECTURES[vae.architecture].xla_evaluation if vae.architecture in ARCHITECTURES else False
 
 
 def evaluate_run(
