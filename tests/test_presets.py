@@ -76,3 +76,19 @@ def test_cli_flag_equal_to_the_default_still_overrides_the_preset(captured, tmp_
 def test_cli_unknown_preset_is_a_usage_error():
     result = CliRunner().invoke(cli, ["train", "--preset", "huge"])
     assert result.exit_code == 2 and "huge" in result.output
+
+
+def test_a_conditional_best_takes_the_per_class_prior_and_keeps_the_rest(captured, tmp_path):
+    """`--preset best --condition label`: the VampPrior carries no label, so the conditional best uses mog."""
+    args = ["train", "--preset", "best", "--condition", "label", "--dataset", "mnist", "--run-dir", str(tmp_path / "r")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    (config,) = captured
+    assert config.prior == "mog" and config.condition == "label"
+    assert {k: getattr(config, k) for k in PRESETS["best"] if k != "prior"} == \
+        {k: v for k, v in PRESETS["best"].items() if k != "prior"}
+    assert expand_preset("best").prior == "vamp"  # the unconditional best is unchanged
+
+
+def test_an_explicit_prior_still_wins_over_the_conditional_preset():
+    assert expand_preset("best", condition="label", dataset="mnist", prior="normal").prior == "normal"

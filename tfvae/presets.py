@@ -8,6 +8,8 @@ Example:
 1
 >>> expand_preset("best").architecture
 'conv'
+>>> expand_preset("best", condition="label", dataset="mnist").prior
+'mog'
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from tfvae.config import Config
 from tfvae.errors import ConfigError
 
-__all__ = ["PRESETS", "expand_preset"]
+__all__ = ["PRESETS", "CONDITIONAL", "preset_values", "expand_preset"]
 
 PRESETS = {
     # The seed's model: a 784-500-20 MLP trained on the one-sample ELBO (the Config defaults).
@@ -39,12 +41,27 @@ PRESETS = {
 }
 
 
+# What a preset changes for a conditional run (`--condition label`): the VampPrior's pseudo-inputs carry no label, so
+# the conditional `best` takes the prior BENCHMARKS.md measured best for p(z|y), one learned Gaussian per class (mog).
+CONDITIONAL = {
+    "best": {"prior": "mog"},
+}
+
+
+def preset_values(name: str, condition: str = "none") -> dict:
+    """The Config values preset `name` sets, for a run with `condition` ("none" or "label")."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown --preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    values = dict(PRESETS[name])
+    if condition == "label":
+        values.update(CONDITIONAL.get(name, {}))
+    return values
+
+
 def expand_preset(name: str, **explicit) -> Config:
     """The Config of preset `name`, with `explicit` values (flags the user gave) overriding it.
 
     Raises:
       ConfigError: an unknown preset, or values the Config refuses.
     """
-    if name not in PRESETS:
-        raise ConfigError(f"unknown --preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    return Config(**{**PRESETS[name], **explicit})
+    return Config(**{**preset_values(name, explicit.get("condition", "none")), **explicit})

@@ -39,7 +39,7 @@ from tfvae.errors import ConfigError, DataError, TfvaeError, TrainingDiverged
 from tfvae.io import atomic_write_text
 from tfvae.models import build_vae
 from tfvae.models.networks import set_output_bias
-from tfvae.presets import PRESETS, expand_preset
+from tfvae.presets import expand_preset, preset_values
 from tfvae.runs import (
     BEST_DIR,
     default_run_dir,
@@ -149,7 +149,8 @@ def train(
         resume_command=resume_command(run_dir),
         # On resume, fields neither given nor set by the preset may follow the run (tfvae.config.FOLLOW_RUN).
         defaulted=[name for name in OPTIONS
-                   if name != "data_dir" and name not in options and name not in PRESETS.get(preset, {})],
+                   if name != "data_dir" and name not in options
+                   and name not in preset_values(preset, options.get("condition", "none"))],
     )
     return run_dir
 

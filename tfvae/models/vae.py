@@ -379,11 +379,12 @@ class VAE(tfk.Model):
         >>> VAE.from_preset("best", prior_components=10, filters=4, hidden_units=16).architecture
         'conv'
         """
-        from tfvae.presets import PRESETS
+        from tfvae.presets import PRESETS, preset_values
 
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-        options = {k: v for k, v in PRESETS[name].items() if k in _MODEL_OPTIONS}
+        values = preset_values(name, "label" if overrides.get("classes") else "none")  # a conditional best: mog
+        options = {k: v for k, v in values.items() if k in _MODEL_OPTIONS}
         return cls(**{**options, **overrides})
 
     def compile(self, optimizer=None, **kwargs):
