@@ -59,6 +59,8 @@ __all__ = [
     "PRIOR_CLASS_CONDITIONAL",
     "PROBS",
     "LOGITS",
+    "LOGITS_FINE",
+    "FINE_LOGITS_RANGE",
     "MEAN",
     "LOC",
     "SCALE",
@@ -102,6 +104,11 @@ LABEL = "label"  # (N,) int32 class index of a conditional model's decode and en
 PROBS = "probs"  # (N, H, W, C) sigmoid(logits): the Bernoulli means, or the continuous Bernoulli's parameter
 LOGITS = "logits"  # (N, H, W, C)
 MEAN = "mean"  # (N, H, W, C) E[x|z] of a continuous-Bernoulli decoder; absent from Bernoulli decoders
+# decoder_full_int8.tflite only: the logits once more at a finer int8 step, FINE_LOGITS_RANGE / 127, saturating
+# outside [-FINE_LOGITS_RANGE, FINE_LOGITS_RANGE]; readers take it where it is inside, `logits` elsewhere
+# (tfvae.export.litert.with_probs). It keeps the runtimes' one-step disagreements small where p is near 1/2.
+LOGITS_FINE = "logits_fine"
+FINE_LOGITS_RANGE = 4.0
 LOC = "loc"  # (N, D) posterior mean
 SCALE = "scale"  # (N, D) posterior standard deviation
 EPS = "eps"  # (N, D) noise ~ N(0, I), input of encode_sample

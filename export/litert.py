@@ -24,7 +24,7 @@ import numpy as np
 from tfvae.errors import ModelFileError
 from tfvae.export import layout
 
-__all__ = ["TFLiteDecoder", "TFLiteEncoder", "TFLITE_IDENTIFIER", "with_probs", "checked_labels", "classes_beside"]
+__all__ = ["TFLiteDecoder", "TFLiteEncoder", "TFLITE_IDENTIFIER", "with_probs", "fine_logits", "checked_labels", "classes_beside"]
 
 # Bytes 4..8 of every TFLite flatbuffer (the schema's file_identifier).
 TFLITE_IDENTIFIER = b"TFL3"
@@ -167,8 +167,18 @@ def _label_input(path, key, inputs, z_batch, interpreter):
     return tuple(str(k) for k in range(depth)) if depth else ()
 
 
+def fine_logits(logits, logits_fine):
+    """The logits of decoder_full_int8.tflite: `logits_fine` (the finer int8 step) where it is not saturated, |value|
+    below FINE_LOGITS_RANGE less half a step, else `logits` (the int8 step that spans every logit)."""
+    inside = np.abs(logits_fine) < layout.FINE_LOGITS_RANGE * (1 - 0.5 / 127)
+    return np.where(inside, logits_fine, logits).astype(np.float32)
+
+
 def with_probs(outputs: dict) -> dict:
-    """`outputs` with probs = sigmoid(logits) (float32) added if the decoder left it to the host, in signature order."""
+    """`outputs` with probs = sigmoid(logits) (float32) added if the decoder left it to the host, in signature order;
+    a full-int8 decoder's `logits_fine` folded into `logits` (`fine_logits`)."""
+    if layout.LOGITS_FINE in outputs:
+        outputs[layout.LOGITS] = fine_logits(outputs[layout.LOGITS], outputs.pop(layout.LOGITS_FINE))
     if layout.PROBS not in outputs:
         outputs[layout.PROBS] = (0.5 + 0.5 * np.tanh(0.5 * outputs[layout.LOGITS])).astype(np.float32)  # overflow-free
     return {name: outputs[name] for name in (*layout.DECODE_OUTPUTS, layout.MEAN) if name in outputs}
@@ -186,7 +196,8 @@ class TFLiteDecoder:
         decoder mean (N, H, W, C), E[x|z] (`likelihood` says which). N is
         dynamic, or fixed (`batch_size`: decoder_full_int8.tflite takes one z
         per invoke, and is run that many at a time, the last call padded). A decoder without probs
-        (decoder_full_int8.tflite) has them computed here, sigmoid(logits).
+        (decoder_full_int8.tflite) has them computed here, sigmoid(logits), its logits_fine
+        taken where inside their range (`fine_logits`).
         A conditional decoder also takes label (N,) int32 (`classes` names them).
       num_threads: CPU threads for the interpreter; None lets LiteRT choose.
 
@@ -217,7 +228,7 @@ class TFLiteDecoder:
         self.batch_size = None if z_shape[0] < 0 else z_shape[0]
         # decoder_full_int8.tflite leaves probs to the host: p = sigmoid(logits), computed in `decode`.
         self.outputs = tuple(name for name in (*layout.DECODE_OUTPUTS, layout.MEAN) if name in outputs or name == layout.PROBS)
-        self._in_file = tuple(name for name in self.outputs if name in outputs)
+        self._in_file = tuple(name for name in (*self.outputs, layout.LOGITS_FINE) if name in outputs)
         self.image_shape = _image_shape(path, layout.DECODE, outputs, (*self._in_file, layout.LOGITS), "output")
         self.likelihood = layout.decoder_likelihood(self.outputs)
 

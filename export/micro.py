@@ -255,7 +255,7 @@ class MicroDecoder:
         # decoder_full_int8.tflite leaves probs to the host: p = sigmoid(logits), computed in `decode`.
         self.outputs = tuple(name for name in (*layout.DECODE_OUTPUTS, layout.MEAN) if name in outputs or name == layout.PROBS)
         self._output_index = {name: list(subgraph.outputs).index(index) for name, index in outputs.items()
-                              if name in self.outputs}
+                              if name in self.outputs or name == layout.LOGITS_FINE}
         z_shape = [int(d) for d in subgraph.tensors[inputs[layout.Z]].shape]
         image_shape = [int(d) for d in subgraph.tensors[outputs[layout.LOGITS]].shape]
         if len(z_shape) != 2 or z_shape[0] != 1 or len(image_shape) != 4:
@@ -360,9 +360,14 @@ static tflite::MicroInterpreter interpreter(model, resolver, tensor_arena, kTens
 interpreter.AllocateTensors();
 float* z = interpreter.input(0)->data.f;  // fill with {latent_dim} floats
 interpreter.Invoke();
-const float* logits = interpreter.output({logits_index})->data.f;  // p(x = 1 | z) = 1 / (1 + exp(-logits))
+const float* logits = interpreter.output({logits_index})->data.f;  // p(x = 1 | z) = 1 / (1 + exp(-logits)){fine_lines}
 ```
 """
+
+# decoder_full_int8.tflite's logits_fine: the logits at a finer int8 step inside [-FINE_LOGITS_RANGE, FINE_LOGITS_RANGE]
+_FINE_LINES = """
+const float* logits_fine = interpreter.output({fine_index})->data.f;  // the logits at a {range:g}/127 step in [-{range:g}, {range:g}]
+// pixel k: float l = fabsf(logits_fine[k]) < {edge:.4f}f ? logits_fine[k] : logits[k];  p = 1 / (1 + expf(-l))"""
 
 
 def _registration(op: str) -> str:
@@ -390,8 +395,12 @@ def write_micro(path: str, directory: str, arena_size: int, ops, decoder) -> dic
         image=", ".join(map(str, decoder.image_shape)), outputs=", ".join(order),
         arena_note="64-bit host; a 32-bit MCU needs at most this", order=", ".join(order),
         op_count=len(ops), registrations="\n".join(_registration(op) for op in ops),
-        logits_index=decoder._output_index[layout.LOGITS],
+        logits_index=decoder._output_index[layout.LOGITS], fine_lines="",
     )
+    if layout.LOGITS_FINE in decoder._output_index:
+        fields["fine_lines"] = _FINE_LINES.format(fine_index=decoder._output_index[layout.LOGITS_FINE],
+                                                  range=layout.FINE_LOGITS_RANGE,
+                                                  edge=layout.FINE_LOGITS_RANGE * (1 - 0.5 / 127))
     files = {
         layout.MICRO_HEADER: _HEADER.format(**fields),
         layout.MICRO_SOURCE: f'// {model} as a C array, written by `tfvae export --micro`.\n#include "{layout.MICRO_HEADER}"\n\n'

@@ -52,8 +52,11 @@ def test_full_int8_decoder_is_integer_inside_with_float32_ends(exported):
     out, manifest = exported
     entry = manifest["full_int8"]
     assert entry["inputs"] == {"z": "float32"} and entry["batch"] == 1
-    # logits only: the readers compute probs = sigmoid(logits), at the logits' int8 step
-    assert set(entry["outputs"]) == {"logits"} and entry["outputs"]["logits"]["int8_scale"] > 0
+    # logits only (twice): the readers compute probs = sigmoid(logits), at the fine step inside [-4, 4]
+    assert set(entry["outputs"]) == {"logits", "logits_fine"} and entry["outputs"]["logits"]["int8_scale"] > 0
+    assert entry["outputs"]["logits_fine"] == {"dtype": "float32", "int8_scale": pytest.approx(layout.FINE_LOGITS_RANGE / 127),
+                                               "int8_zero_point": 0}
+    assert entry["fine_logits_range"] == layout.FINE_LOGITS_RANGE
     assert "LOGISTIC" not in entry["ops"]
     interpreter = Interpreter(model_path=os.path.join(out, FULL_INT8))
     weighted = [op for op in interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"]
@@ -61,6 +64,9 @@ def test_full_int8_decoder_is_integer_inside_with_float32_ends(exported):
     assert weighted and all(tensors[int(i)]["dtype"] == np.int8 for op in weighted for i in op["inputs"][:2])
     # dense weights per tensor: TFLM would otherwise hold an int32 zero point per output unit in the arena
     assert all(len(tensors[int(op["inputs"][1])]["quantization_parameters"]["scales"]) == 1 for op in weighted)
+    # logits_fine: the last layer once more on the same weights, not a second copy of them
+    last = [op for op in weighted if any(tensors[int(o)]["name"].endswith("_fine") for o in op["outputs"])]
+    assert len(last) == 1 and [int(i) for i in last[0]["inputs"]] == [int(i) for i in weighted[-2]["inputs"]]
     assert manifest["quantization"]["decoders"][FULL_INT8]["quantization"] == "full_int8"
     assert np.isfinite(manifest["quantization"]["decoders"][FULL_INT8]["log_likelihood_change"])
 
@@ -80,6 +86,10 @@ def test_tflm_agrees_with_litert_and_keras_on_the_full_int8_file(exported, run_d
     assert np.max(np.abs(tflm["probs"] - litert["probs"])) <= RUNTIME_TOLERANCE
     logits_step = manifest["full_int8"]["outputs"]["logits"]["int8_scale"]
     assert np.max(np.abs(tflm["logits"] - litert["logits"])) <= 4 * logits_step + 1e-6
+    # inside [-4, 4] the logits are read at the fine step: the runtimes' few-step disagreements stay below 0.02 in p
+    fine_step = manifest["full_int8"]["outputs"]["logits_fine"]["int8_scale"]
+    inside = (np.abs(tflm["logits"]) < 3.9) & (np.abs(litert["logits"]) < 3.9)
+    assert inside.any() and np.max(np.abs(tflm["logits"] - litert["logits"])[inside]) <= 2 * fine_step + 1e-6
     mean_diff = float(np.mean(np.abs(tflm["probs"] - keras["probs"])))
     print(f"mean |probs TFLM int8 - Keras float32| = {mean_diff:.5f}")
     assert mean_diff <= KERAS_TOLERANCE
@@ -114,6 +124,30 @@ def test_the_c_source_holds_the_model_bytes_aligned(exported):
     ops = manifest["micro"]["ops"]
     assert f"MicroMutableOpResolver<{len(ops)}>" in readme and readme.count("resolver.Add") == len(ops)
     assert "resolver.AddFullyConnected();" in readme and "FULLY_CONNECTED" in ops
+    assert "logits_fine = interpreter.output(" in readme and "logits_fine" in manifest["micro"]["outputs"]
+
+
+def test_the_fine_logits_keep_tflm_and_litert_within_0_02_when_the_logits_span_widely(tmp_path):
+    """Logits spanning about 30: one int8 step of the whole range (0.13) moves p by 0.03 near 1/2, which the
+    runtimes' one-step disagreements did (0.032 here without logits_fine); the fine step keeps them below 0.01."""
+    import tfvae
+    from tfvae.export.litert import TFLiteDecoder
+    from tfvae.export.micro import MicroDecoder
+    from tfvae.export.quantize import convert_full_int8, describe_full_int8
+    from tfvae.export.savedmodel import prior_of
+
+    vae = tfvae.VAE(latent_dim=2, hidden_units=32)
+    vae.decode(np.zeros((1, 2), np.float32))
+    last = [layer for layer in vae.decoder.layers if layer.weights][-1]
+    kernel, bias = last.get_weights()
+    last.set_weights([kernel * 40, bias])  # logits in about [-16, 16]
+    path = str(tmp_path / FULL_INT8)
+    open(path, "wb").write(convert_full_int8(vae, prior_of(vae), n=64))
+    assert describe_full_int8(path)["outputs"]["logits"]["int8_scale"] > 4 * RUNTIME_TOLERANCE  # one step > 0.02 in p
+    z = latents(64, seed=3)
+    litert, tflm = TFLiteDecoder(path).decode(z), MicroDecoder(path).decode(z)
+    assert np.mean(np.abs(litert["logits"]) < 4) > 0.5
+    assert np.max(np.abs(tflm["probs"] - litert["probs"])) <= RUNTIME_TOLERANCE / 2
 
 
 @pytest.mark.parametrize("architecture, likelihood", [("conv", "bernoulli"), ("mlp", "continuous_bernoulli")])
