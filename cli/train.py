@@ -81,6 +81,9 @@ def _dataset(ctx, param, value):
     envvar="TFVAE_DATA_DIR",
     help="Local data laid out like shared/data [env: TFVAE_DATA_DIR]; without it, tensorflow-datasets downloads.",
 )
+@click.option("--data-cache", type=click.Path(file_okay=False), default=None,
+              help="Prepare the dataset once into uint8 shards in this folder and train from them, a batch read "
+                   "at a time: memory no longer grows with the data (tfds:, folder:, npz:; the same numbers).")
 @click.option("--limit", type=int, default=None, help="Train on the first N training images only (smoke runs).")
 @click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True, help="Seeds weights, shuffling and sampling.")
 @click.option("--run-dir", type=click.Path(), default=None, help="Where the run is written [default: a new folder under runs/].")

@@ -80,9 +80,10 @@ def test_a_folder_of_rgb_pngs_reads_with_carved_splits(tmp_path):
     assert splits.image_shape == (8, 8, 3)
     assert (len(splits.train), len(splits.validation), len(splits.test)) == (20 - 2 * carved, carved, carved)
     everything = np.concatenate([splits.train, splits.validation, splits.test])
-    # Every image lands in exactly one split, as grey levels in [0, 1].
-    assert sorted(map(bytes, np.round(everything * 255).astype(np.uint8))) == sorted(map(bytes, images))
-    assert splits.train.dtype == np.float32 and not splits.dynamic
+    # Every image lands in exactly one split, kept as the uint8 intensities it was read as (no float copy).
+    assert splits.grey and everything.dtype == np.uint8
+    assert sorted(map(bytes, everything)) == sorted(map(bytes, images))
+    assert not splits.dynamic
 
 
 def test_folder_subfolders_are_the_splits_and_bernoulli_binarizes_evaluation_once(tmp_path):
@@ -92,7 +93,7 @@ def test_folder_subfolders_are_the_splits_and_bernoulli_binarizes_evaluation_onc
     write_pngs(tmp_path / "test", images[7:])
     splits = load_splits(f"folder:{tmp_path}")
     assert splits.dynamic and splits.image_shape == (6, 6, 1)
-    np.testing.assert_array_equal(splits.train, grey_levels(images[:5, ..., None]))
+    np.testing.assert_array_equal(splits.train, images[:5, ..., None])  # intensities, binarized per epoch
     assert set(np.unique(splits.validation)) <= {0, 1} and splits.validation.dtype == np.uint8
     expected = (np.random.default_rng(evaluation_seeds()[1]).random((2, 6, 6, 1), dtype=np.float32)
                 < grey_levels(images[7:, ..., None])).astype(np.uint8)
@@ -111,7 +112,12 @@ def test_resizing_uses_the_area_filter(tmp_path):
     image[0, :2, :2] = 255  # the top-left quarter lit
     np.savez(tmp_path / "x.npz", x_train=np.repeat(image, 3, axis=0))
     splits = load_splits(f"npz:{tmp_path / 'x.npz'}", image_size=2, likelihood="continuous_bernoulli")
-    np.testing.assert_allclose(splits.train[0, ..., 0], [[1, 0], [0, 0]], atol=1e-6)
+    np.testing.assert_array_equal(splits.train[0, ..., 0], [[255, 0], [0, 0]])
+    image[0, 0, 0] = 254  # one pixel of the lit quarter 1/255 dimmer: its mean (254.75) rounds to 255
+    image[0, 2, 2] = 3  # the mean of a dark quarter, 0.75, rounds to 1: resized into uint8, to the nearest level
+    np.savez(tmp_path / "y.npz", x_train=np.repeat(image, 3, axis=0))
+    splits = load_splits(f"npz:{tmp_path / 'y.npz'}", image_size=2, likelihood="continuous_bernoulli")
+    np.testing.assert_array_equal(splits.train[0, ..., 0], [[255, 0], [0, 1]])
 
 
 def test_an_empty_folder_is_refused(tmp_path):

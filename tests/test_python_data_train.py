@@ -56,7 +56,7 @@ def test_an_npz_is_resized_converted_and_carved_as_for_a_run(tmp_path):
     source = write_npz(tmp_path / "x.npz", n=50, shape=(10, 12))
     x = tfvae.load_images(source, image_size="8x6", channels=3)
     assert x.shape == (40, 8, 6, 3) and x.dtype == np.float32  # 5 + 5 carved for validation and test
-    np.testing.assert_array_equal(x, load_splits(source, image_size=(8, 6), channels=3).train)
+    np.testing.assert_array_equal(x, load_splits(source, image_size=(8, 6), channels=3).train / np.float32(255))
     assert tfvae.load_images(source, image_size=(8, 6), channels=3, limit=7).shape == (7, 8, 6, 3)
     test = tfvae.load_images(source, "test", image_size=8)
     assert test.shape == (5, 8, 8, 1) and set(np.unique(test)) <= {0.0, 1.0}

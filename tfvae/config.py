@@ -112,6 +112,9 @@ class Config:
     # Where the local files were read from (absolute); None: TFVAE_DATA_DIR, then TFDS. An execution
     # setting: a run resumed on another machine reads its data from wherever that machine keeps it.
     data_dir: Optional[str] = _execution(None)
+    # A folder of the dataset prepared once into uint8 shards on disk (tfvae.datasets.cache), read a batch at a time;
+    # None: the images are held in memory. An execution setting: the same images either way, the same numbers.
+    data_cache: Optional[str] = _execution(None)
     limit: Optional[int] = None  # train on the first `limit` training images only (smoke runs)
     # none: an unconditional VAE of p(x); label: a conditional VAE of p(x|y) on the data's class labels (Sohn et al.
     # 2015), the label a one-hot input of the encoder and the decoder and, with --prior mog, a component of p(z|y).
@@ -184,6 +187,8 @@ class Config:
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise ConfigError(f"data_dir must be a path or null, got {self.data_dir!r}")
+        if self.data_cache is not None and (not isinstance(self.data_cache, str) or not self.data_cache):
+            raise ConfigError(f"--data-cache must be a folder, got {self.data_cache!r}")
         if self.version != CONFIG_VERSION:
             raise ConfigError(
                 f"config version {self.version!r} is not supported by this tfvae (expects {CONFIG_VERSION}); "
@@ -210,6 +215,8 @@ class Config:
         if all(values[name] == default for name, default in _CONDITION_DEFAULTS.items()):
             for name in _CONDITION_DEFAULTS:
                 del values[name]
+        if values["data_cache"] is None:  # a run in memory writes the config.json it always did
+            del values["data_cache"]
         return values
 
     def run_differences(self, other: "Config") -> list:

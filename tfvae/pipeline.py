@@ -30,6 +30,7 @@ def make_dataset(
     dynamic: bool = False,
     drop_remainder: bool = False,
     labels=None,
+    grey: bool = False,
 ):
     """A `tf.data.Dataset` of `(x, x)` batches for Keras `fit` / `evaluate` (the target is the input).
 
@@ -44,6 +45,8 @@ def make_dataset(
         dynamic: binarize x ~ Bernoulli(grey level), afresh every epoch.
         drop_remainder: drop the last, smaller batch.
         labels: (N,) class labels of the images, or None; with them the batches are `(x, y)`, y (B,) int32.
+        grey: uint8 `images` hold intensities 0..255 whose grey levels (/ 255) are the data, used as they are
+            (the continuous Bernoulli); converted per batch.
 
     Returns:
         A dataset of `(x, x)` with x float32 of shape (B, H, W, C) in {0, 1} (or [0, 1] for grey levels).
@@ -57,15 +60,22 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    images = _check_images(images, batch_size, dynamic)
+    images = _check_images(images, batch_size, dynamic, grey)
     labels = _check_labels(labels, images)
 
-    dataset = tf.data.Dataset.from_tensor_slices(images if labels is None else (images, labels))  # (H, W, C) [, ()]
+    # Indices, shuffled and batched, then the batch's rows read from the array where it lies (`_reader`): the
+    # images are never copied whole into a tensor. The shuffle permutes indices exactly as it permuted images.
+    dataset = tf.data.Dataset.range(len(images))
     if training:
         dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)  # (B, H, W, C) [, (B,)]
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)  # (B,) indices
+    read = _reader(images, grey)
     if labels is not None:
+        labels_t = tf.constant(labels)
+        dataset = dataset.map(lambda indices: (read(indices), tf.gather(labels_t, indices)),
+                              num_parallel_calls=tf.data.AUTOTUNE)
         return _labelled(dataset, dynamic, seed)
+    dataset = dataset.map(read, num_parallel_calls=tf.data.AUTOTUNE)  # (B, H, W, C)
 
     if dynamic:
         # One stateless seed pair per batch. Dataset.random draws a new sequence each
@@ -95,6 +105,8 @@ def make_training_dataset(
     dynamic: bool = False,
     drop_remainder: bool = False,
     labels=None,
+    grey: bool = False,
+    replica_slices=None,
 ):
     """Training batches for epochs `first_epoch`, ..., `epochs - 1`, one epoch after another.
 
@@ -114,6 +126,12 @@ def make_training_dataset(
         drop_remainder: drop each epoch's last, smaller batch.
         labels: (N,) class labels of the images, or None; with them the batches are `(x, y)`, y (B,) int32,
             in the same order (the permutation does not depend on the labels).
+        grey: uint8 `images` hold intensities whose grey levels are the data (as for `make_dataset`).
+        replica_slices: (workers W, this worker w, its replicas R), for `distribute_datasets_from_function`: the
+            dataset yields, for each global batch, the R per-replica slices of worker w only (global replicas
+            w R .. w R + R - 1 of W R), reading only their rows (a worker of a run on a --data-cache reads its
+            share, not every image); each slice binarized with the whole batch's draw, so the numbers are those
+            of one worker. None: whole global batches, for `experimental_distribute_dataset`.
 
     Returns:
         A dataset of `(x, x)` pairs, x float32 (B, H, W, C).
@@ -126,10 +144,10 @@ def make_training_dataset(
     """
     import tensorflow as tf
 
-    images = _check_images(images, batch_size, dynamic)
+    images = _check_images(images, batch_size, dynamic, grey)
     labels = _check_labels(labels, images)
     num_images = len(images)
-    images_t = tf.constant(images)  # (N, H, W, C), kept in memory once
+    read = _reader(images, grey)  # the rows of a batch, read where the images lie: no tensor copy of them all
     labels_t = None if labels is None else tf.constant(labels)  # (N,) int32
     base_seed = tf.constant([seed, 0], tf.int64)
 
@@ -138,42 +156,98 @@ def make_training_dataset(
         order = tf.argsort(tf.random.stateless_uniform([num_images], seed=epoch_seed))  # a permutation of N
         batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
 
-        def load(step, indices):
-            x = tf.gather(images_t, indices)  # (B, H, W, C)
+        def load(step, indices, lo=0, hi=None):
+            """The batch of `indices`, or its rows lo..hi-1 only (a replica's share), binarized as the whole."""
+            mine = indices if hi is None else indices[lo:hi]
+            x = read(mine)  # (b, H, W, C)
             if dynamic:
-                x, target = _binarize_batch(x, tf.random.experimental.stateless_fold_in(epoch_seed, step + 1))
+                seed_pair = tf.random.experimental.stateless_fold_in(epoch_seed, step + 1)
+                x, target = (_binarize_batch(x, seed_pair) if hi is None
+                             else _binarize_batch(x, seed_pair, tf.shape(indices)[0], lo))
             else:
                 x, target = _to_float(x)
-            return (x, target) if labels_t is None else (x, tf.gather(labels_t, indices))
+            return (x, target) if labels_t is None else (x, tf.gather(labels_t, mine))
 
-        return batches.enumerate().map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        if replica_slices is None:
+            return batches.enumerate().map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        workers, worker, local = replica_slices
+        replicas = workers * local
+
+        def shares(step, indices):  # this worker's replicas' slices of the global batch, in replica order
+            bounds = _split_bounds(tf.shape(indices, out_type=tf.int64)[0], replicas)
+            first = worker * local
+            return tf.data.Dataset.range(first, first + local).map(
+                lambda r: load(step, indices, bounds[r], bounds[r + 1]))
+
+        return batches.enumerate().flat_map(shares)
 
     dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
-    return _finish_pipeline(dataset)
+    return _finish_pipeline(dataset, shard=replica_slices is None)
 
 
-def pixel_means(images: np.ndarray, dynamic: bool = False) -> np.ndarray:
+def _split_bounds(size, parts: int):
+    """(parts + 1,) int64 bounds splitting `size` rows into `parts` consecutive slices, the first ones one longer."""
+    import tensorflow as tf
+
+    r = tf.range(parts + 1, dtype=tf.int64)
+    return r * (size // parts) + tf.minimum(r, size % parts)
+
+
+def pixel_means(images: np.ndarray, dynamic: bool = False, grey: bool = False) -> np.ndarray:
     """(H, W, C) float64: each pixel's mean over `images`, as a Bernoulli mean (uint8 intensities / 255 when
-    `dynamic`, since those are binarized with probability grey level). Summed in chunks: no float copy of the set."""
-    scale = _MAX_INTENSITY if dynamic and images.dtype == np.uint8 else 1.0
+    `dynamic`, since those are binarized with probability grey level, or when `grey`). Summed in chunks: no float
+    copy of the set (and rows on disk are read a chunk at a time)."""
+    scale = _MAX_INTENSITY if (dynamic or grey) and images.dtype == np.uint8 else 1.0
     total = np.zeros(images.shape[1:], np.float64)
     for start in range(0, len(images), 4096):
-        total += images[start : start + 4096].sum(axis=0, dtype=np.float64)
+        total += np.asarray(images[start : start + 4096]).sum(axis=0, dtype=np.float64)
     return total / len(images) / scale
 
 
-def _check_images(images, batch_size, dynamic) -> np.ndarray:
-    images = np.asarray(images)
+def _check_images(images, batch_size, dynamic, grey=False):
+    """The images, checked: a NumPy array, or rows read from disk (`tfvae.datasets.cache.ShardedImages`, whose
+    values were checked when the cache was prepared)."""
+    if not hasattr(images, "take"):
+        images = np.asarray(images)
     if images.dtype not in (np.uint8, np.float32) or images.ndim != 4 or len(images) == 0:
         raise ValueError(f"images must be a non-empty uint8 or float32 array of shape (N, H, W, C), "
                          f"got {images.dtype} {images.shape}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not dynamic and images.dtype == np.uint8 and images.max() > 1:
-        raise ValueError("images hold intensities above 1; pass dynamic=True to binarize them per epoch")
-    if images.dtype == np.float32 and not (images.min() >= 0 and images.max() <= 1):
-        raise ValueError("float32 images must hold grey levels in [0, 1]")
+    if isinstance(images, np.ndarray):
+        if not (dynamic or grey) and images.dtype == np.uint8 and _chunked(np.max, images) > 1:
+            raise ValueError("images hold intensities above 1; pass dynamic=True to binarize them per epoch")
+        if images.dtype == np.float32 and not (_chunked(np.min, images) >= 0 and _chunked(np.max, images) <= 1):
+            raise ValueError("float32 images must hold grey levels in [0, 1]")
     return images
+
+
+def _chunked(reduce, images, chunk: int = 4096):
+    """reduce (np.min or np.max) over `images`, a chunk at a time (NaN propagates, as in one call)."""
+    return reduce([reduce(images[start : start + chunk]) for start in range(0, len(images), chunk)])
+
+
+def _reader(images, grey: bool):
+    """indices (B,) int64 tensor -> the batch (B, H, W, C) of `images` at them, read in NumPy (`tf.numpy_function`):
+    uint8 as stored, float32 as stored, or, with `grey`, uint8 intensities as float32 grey levels (/ 255, computed
+    exactly as `tfvae.datasets.grey_levels` does). `images` is an array in memory or rows on disk (`.take`)."""
+    import tensorflow as tf
+
+    take = images.take if not isinstance(images, np.ndarray) else (lambda indices: images[indices])
+    to_grey = grey and images.dtype == np.uint8
+    dtype = np.float32 if to_grey else images.dtype
+    shape = tuple(images.shape[1:])
+
+    def rows(indices):
+        batch = take(indices)
+        return batch.astype(np.float32) / _MAX_INTENSITY if to_grey else batch
+
+    def read(indices):
+        batch = tf.numpy_function(rows, [indices], tf.as_dtype(dtype), stateful=False)
+        batch.set_shape((None, *shape))
+        return batch
+
+    return read
 
 
 def _check_labels(labels, images):
@@ -206,21 +280,30 @@ def _to_float(x):
     return x, x
 
 
-def _binarize_batch(x, seed):
-    """x ~ Bernoulli(grey level) for a batch of uint8 intensities / 255 or float32 grey levels, with a stateless seed pair."""
+def _binarize_batch(x, seed, rows=None, first=0):
+    """x ~ Bernoulli(grey level) for a batch of uint8 intensities / 255 or float32 grey levels, with a stateless seed pair.
+
+    With `rows`, x is rows first.. of a batch of `rows`: the draw is the whole batch's, and x takes its rows of it."""
     import tensorflow as tf
 
     p_x = tf.cast(x, tf.float32) / _MAX_INTENSITY if x.dtype == tf.uint8 else x  # (B, H, W, C) Bernoulli means
-    u = tf.random.stateless_uniform(tf.shape(x), seed=seed)
+    if rows is None:
+        u = tf.random.stateless_uniform(tf.shape(x), seed=seed)
+    else:
+        first = tf.cast(first, tf.int32)
+        whole = tf.concat([[tf.cast(rows, tf.int32)], tf.shape(x)[1:]], axis=0)
+        u = tf.random.stateless_uniform(whole, seed=seed)[first : first + tf.shape(x)[0]]
     x = tf.cast(u < p_x, tf.float32)
     return x, x
 
 
-def _finish_pipeline(dataset):
+def _finish_pipeline(dataset, shard: bool = True):
     import tensorflow as tf
 
     options = tf.data.Options()
     options.deterministic = True  # parallel map keeps the order, so equal seeds give equal epochs
-    # The array is in memory on every worker: shard the elements, not (absent) files.
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    # Every worker builds the same batches: shard the elements, not files (a dataset made per worker, with
+    # replica_slices, is its share already).
+    options.experimental_distribute.auto_shard_policy = (tf.data.experimental.AutoShardPolicy.DATA if shard
+                                                         else tf.data.experimental.AutoShardPolicy.OFF)
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)

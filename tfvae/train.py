@@ -32,7 +32,7 @@ from tfvae import plots
 from tfvae.callbacks import BestCheckpoint, HistoryCSV, KLWarmup, RaiseLostSignals, SampleGrids, StopOnNonFinite, TrainingCheckpoint
 from tfvae.config import Config
 from tfvae.callable_module import make_callable
-from tfvae.datasets import DATA_DIR_ENV, canonical_dataset, config_splits, parse_image_size
+from tfvae.datasets import DATA_DIR_ENV, canonical_dataset, config_splits, grey_levels, parse_image_size
 from tfvae.pipeline import make_dataset, make_training_dataset, pixel_means, steps_per_epoch
 from tfvae.distribute import agree, check_strategy, configure_devices, is_chief, is_multi_worker, make_strategy
 from tfvae.errors import ConfigError, DataError, TfvaeError, TrainingDiverged
@@ -279,6 +279,8 @@ def train_and_evaluate(
     check_strategy(config, strategy)
     if config.data_dir is not None:
         config = config.replace(data_dir=os.path.abspath(config.data_dir))  # the same folder from any working directory
+    if config.data_cache is not None:
+        config = config.replace(data_cache=os.path.abspath(os.path.expanduser(config.data_cache)))
     config = config.replace(dataset=canonical_dataset(config.dataset))  # folder: and npz: paths made absolute
     chief = is_chief(strategy)
     with contextlib.ExitStack() as held:
@@ -309,7 +311,7 @@ def _prepare(config, run_dir, overwrite, strategy, chief, held, log, defaulted=(
         if chief:
             created = ensure_run_dir(run_dir)  # an unwritable place fails before any data is read
             held.callback(lock_run(run_dir).release)
-        splits = config_splits(config, config.data_dir)
+        splits = config_splits(config, config.data_dir, prepare=chief, log=log)
         # What the data turned out to be: the model's image shape, and the fingerprint a resumed run must match.
         config = config.replace(image_shape=splits.image_shape, data_fingerprint=splits.fingerprint,
                                 classes=splits.classes if config.condition == "label" else None)
@@ -356,18 +358,27 @@ def _train(plan, splits, images, strategy, chief, run_dir, work_dir, verbose, lo
         checkpoint.read(checkpoint_path(run_dir, plan.epoch)).assert_existing_objects_matched()
     first_epoch = int(epoch.numpy())
     if not plan.epoch and config.decoder_bias == "data":  # a new run: restored weights need no start
-        set_output_bias(vae.decoder, pixel_means(images, dynamic=splits.dynamic))
+        set_output_bias(vae.decoder, pixel_means(images, dynamic=splits.dynamic, grey=splits.grey))
     if plan.action == "resume":
         log(f"resuming the unfinished run in {run_dir} after epoch {first_epoch}")
     elif chief and plan.action == "new":
         log(f"training into {run_dir}" + (f" (if interrupted, resume with: {resume_command})" if resume_command else ""))
 
     labels = {split: _labels(config, splits, split) for split in ("validation", "test")}
-    train_ds = make_training_dataset(
-        images, config.batch_size, seed=config.seed, epochs=config.epochs, first_epoch=first_epoch,
-        dynamic=splits.dynamic, labels=training_labels(config, splits, images),
-    )
-    validation_ds = make_dataset(splits.validation, config.batch_size, training=False, labels=labels["validation"])
+    training = dict(seed=config.seed, epochs=config.epochs, first_epoch=first_epoch, dynamic=splits.dynamic,
+                    labels=training_labels(config, splits, images), grey=splits.grey)
+    if is_multi_worker(strategy) and not isinstance(images, np.ndarray):
+        # Rows on disk (--data-cache): each worker reads only its replicas' rows of every batch.
+        def worker_share(context):
+            local = strategy.num_replicas_in_sync // context.num_input_pipelines
+            return make_training_dataset(images, config.batch_size, **training,
+                                         replica_slices=(context.num_input_pipelines, context.input_pipeline_id, local))
+
+        train_ds = strategy.distribute_datasets_from_function(worker_share)
+    else:
+        train_ds = make_training_dataset(images, config.batch_size, **training)
+    validation_ds = make_dataset(splits.validation, config.batch_size, training=False, labels=labels["validation"],
+                                 grey=splits.grey)
     grid_rng = np.random.default_rng(config.seed)
     z_fixed = grid_rng.standard_normal((SAMPLE_GRID_SIZE, config.latent_dim))
     u_fixed = grid_rng.random(SAMPLE_GRID_SIZE)  # drawn after z: the N(0, I) grids keep their z
@@ -396,6 +407,10 @@ def _train(plan, splits, images, strategy, chief, run_dir, work_dir, verbose, lo
             callbacks=callbacks,
             verbose=verbose,
         )
+    if not isinstance(images, np.ndarray):  # read from --data-cache: how much this worker read
+        epochs_run = config.epochs - first_epoch
+        log(f"read {images.rows_read:,} training images from the cache in {epochs_run} epoch"
+            f"{'s' if epochs_run != 1 else ''} (of {len(images) * epochs_run:,}: this worker's share)")
 
     if stop_on_non_finite.bad_epoch is not None:
         kept = checkpoint_epochs(run_dir)
@@ -408,7 +423,8 @@ def _train(plan, splits, images, strategy, chief, run_dir, work_dir, verbose, lo
     if config.keep_best and best_checkpoint(work_dir):  # the run's model is the best validation epoch
         tf.train.Checkpoint(model=vae).read(best_checkpoint(work_dir)).expect_partial()
     # Every worker evaluates (under a multi-worker strategy evaluate is collective); only the chief writes.
-    test = vae.evaluate(make_dataset(splits.test, config.batch_size, training=False, labels=labels["test"]),
+    test = vae.evaluate(make_dataset(splits.test, config.batch_size, training=False, labels=labels["test"],
+                                     grey=splits.grey),
                         return_dict=True, verbose=0)
     if not chief:
         return {}
@@ -417,7 +433,8 @@ def _train(plan, splits, images, strategy, chief, run_dir, work_dir, verbose, lo
 
 def _finish(config: Config, vae, splits, test: dict, run_dir: str, log) -> dict:
     """Final plots and figures; summary.json is written last and marks the run finished."""
-    x = splits.validation[:RECONSTRUCTIONS].astype(np.float32)
+    x = np.asarray(splits.validation[:RECONSTRUCTIONS])
+    x = grey_levels(x) if splits.grey else x.astype(np.float32)
     y = _labels(config, splits, "validation")
     plots.plot_reconstructions(x, vae.reconstruct(x, None if y is None else y[:RECONSTRUCTIONS]).numpy(),
                                os.path.join(run_dir, "reconstructions.png"))

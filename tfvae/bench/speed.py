@@ -101,12 +101,13 @@ class StrategiesOptions:
 
 
 def _training_images(config: Config, data_dir: Optional[str], limit: Optional[int]):
-    """(images, dynamic) of the config's training split, the first `limit` (or config.limit) only."""
+    """(images, values) of the config's training split, the first `limit` (or config.limit) only; `values` are
+    make_training_dataset's keywords for what the images hold (dynamic, grey)."""
     from tfvae.datasets import config_splits
 
     splits = config_splits(config, data_dir)
     limit = limit or config.limit
-    return splits.train[:limit] if limit else splits.train, splits.dynamic
+    return splits.train[:limit] if limit else splits.train, {"dynamic": splits.dynamic, "grey": splits.grey}
 
 
 def section_train(options: TrainOptions, variant: str) -> dict:
@@ -117,7 +118,7 @@ def section_train(options: TrainOptions, variant: str) -> dict:
     from tfvae.pipeline import make_training_dataset, steps_per_epoch
     from tfvae.train import compile_vae
 
-    images, dynamic = _training_images(options.config, options.data_dir, options.limit)
+    images, values = _training_images(options.config, options.data_dir, options.limit)
     steps = steps_per_epoch(len(images), options.config.batch_size)
     lever = VARIANTS[variant]
     config = options.config.replace(**{**lever, "steps_per_execution": lever["steps_per_execution"] or steps})
@@ -132,7 +133,7 @@ def section_train(options: TrainOptions, variant: str) -> dict:
         def on_epoch_end(self, epoch, logs=None):
             seconds.append(time.perf_counter() - self.start)
 
-    data = make_training_dataset(images, config.batch_size, seed=0, epochs=options.epochs, dynamic=dynamic)
+    data = make_training_dataset(images, config.batch_size, seed=0, epochs=options.epochs, **values)
     history = vae.fit(
         data, epochs=options.epochs, steps_per_epoch=steps,
         callbacks=[EpochTimer()], verbose=0,
@@ -184,19 +185,22 @@ def section_evaluate(options: EvaluateOptions) -> dict:
 
 def section_profile(options: ProfileOptions) -> dict:
     """Where a training epoch's time goes: each level of the step run for one epoch's steps inside one graph call."""
+    import numpy as np
     import tensorflow as tf
 
     from tfvae import flops
+    from tfvae.datasets import grey_levels
     from tfvae.pipeline import make_training_dataset, steps_per_epoch
     from tfvae.train import compile_vae
 
     config = options.config
-    images, _ = _training_images(config, options.data_dir, options.limit)
+    images, values = _training_images(config, options.data_dir, options.limit)
     steps = steps_per_epoch(len(images), config.batch_size)
     vae = compile_vae(config, tf.distribute.get_strategy())
     variables = vae.trainable_variables
     vae.optimizer.apply_gradients([(tf.zeros_like(v), v) for v in variables])  # create Adam's slots outside the graphs
-    x = tf.cast(images[: config.batch_size], tf.float32)  # (B, H, W, C)
+    x = tf.constant(grey_levels(images[: config.batch_size]) if values["grey"] or values["dynamic"]
+                    else images[: config.batch_size].astype(np.float32))  # (B, H, W, C)
     products = [flops.Product.from_dict(e) for e in workloads(
         config, vae, train_examples=config.batch_size, eval_examples=1, importance_samples=1)["train"]["products"].values()]
     kernels = [product_kernel(p, 1) for p in products]
@@ -230,7 +234,7 @@ def section_profile(options: ProfileOptions) -> dict:
         result[name] = min(_timed(run_epoch) for _ in range(3))
     if options.data_dir:  # the input pipeline alone: one epoch of batches, produced and discarded
         start = time.perf_counter()
-        for _ in make_training_dataset(images, config.batch_size, seed=0, epochs=1):
+        for _ in make_training_dataset(images, config.batch_size, seed=0, epochs=1, **values):
             pass
         result["input_pipeline_only"] = time.perf_counter() - start
     return {"steps": steps, "seconds_per_epoch": result}

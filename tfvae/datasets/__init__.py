@@ -159,8 +159,20 @@ def load_splits(
     return make_splits(source, options, likelihood)
 
 
-def config_splits(config, data_dir: Optional[str] = None) -> Splits:
-    """The Splits a run's config describes, the built-in datasets' files read from `data_dir`."""
+def config_splits(config, data_dir: Optional[str] = None, *, prepare: bool = True, log=print) -> Splits:
+    """The Splits a run's config describes, the built-in datasets' files read from `data_dir`.
+
+    With `config.data_cache` the splits are read from that prepared cache (`tfvae.datasets.cache`), which is
+    prepared first if it does not exist and `prepare` (a multi-worker run's other workers wait for the chief's).
+    """
+    if getattr(config, "data_cache", None):
+        from tfvae.datasets import cache
+
+        options = ReadOptions(image_key=config.image_key, image_size=parse_image_size(config.image_size),
+                              channels=config.channels,
+                              label_key=config.label_key if config.condition == "label" else None)
+        return cache.load_or_prepare(config.dataset, config.data_cache, options, config.likelihood,
+                                     data_dir=data_dir, prepare=prepare, log=log)
     return load_splits(
         config.dataset,
         data_dir,
@@ -247,6 +259,6 @@ def load_images(
         if limit > len(images):
             raise ConfigError(f"limit {limit} is larger than the {len(images)} {split} images of {source}")
         images = images[:limit]
-    if splits.dynamic and split == "train":
+    if (splits.dynamic and split == "train") or splits.grey:
         return grey_levels(images)  # uint8 intensities 0..255 -> / 255; float grey levels unchanged
     return images.astype(np.float32)  # binary uint8 {0, 1}, or float32 grey levels: the values as they are

@@ -1,10 +1,15 @@
 """What every source shares: the `Splits` a run trains on, and the NumPy steps from a reader's arrays to them.
 
     reader -> Source: {split: (N, H, W[, C]) uint8 0..255 or float in [0, 1]}, a description
-           -> prepare: checked, resized (area filter), converted to 1 or 3 channels, float32 (N, H, W, C) in [0, 1]
+           -> prepare: checked, resized (area filter), converted to 1 or 3 channels: (N, H, W, C) uint8 0..255
+                       for uint8 sources (resized and converted into uint8), float32 in [0, 1] for float ones
            -> carve:   validation / test taken from train (seed SPLIT_SEED) when the source has none
-           -> Splits:  bernoulli: train grey levels (binarized per epoch), validation and test binarized once
-                       continuous_bernoulli: grey levels everywhere
+           -> Splits:  bernoulli: train intensities (binarized per epoch), validation and test binarized once
+                       continuous_bernoulli: intensities everywhere, `grey` (the pipeline divides by 255 per batch)
+
+Memory: images stay in their reader's type (uint8 for image files) from reading to the batch. No step makes a
+float32 copy of a whole split: conversions, the fingerprint and the one-off binarizations go a chunk at a time,
+and carving moves the training rows down in place (`carve`).
     labels (--condition label): {split: (N,) integers} and the class names, carved with the images, checked
                        (`check_labels`) and part of the fingerprint; without them everything is as before.
 
@@ -38,7 +43,10 @@ __all__ = [
     "check_labels",
     "fingerprint",
     "make_splits",
+    "CHUNK",
 ]
+
+CHUNK = 4096  # images per step of the chunked conversions (a few MB at 28 x 28, 50 MB at 64 x 64 x 3)
 
 # Seeds the one-off binarization of the evaluation splits (and of the training split when it is
 # evaluated) of the dynamic datasets: numpy.random.SeedSequence(EVALUATION_SEED).spawn(3) gives the
@@ -51,6 +59,7 @@ CARVED_FRACTION = 0.1
 SPLITS = ("train", "validation", "test")
 CHANNELS = (1, 3)  # grey or RGB
 _MAX_INTENSITY = np.iinfo(np.uint8).max  # 255: the grey level of a fully lit pixel, p(x=1) = 1
+_CONVERSIONS = ((3, 1), (1, 3), (1, 4), (3, 4))  # (to, from) channels: grey -> RGB, RGB(A) -> grey, RGBA -> RGB
 # ITU-R 601-2 luma, the weights Pillow's convert("L") uses: RGB -> grey.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
@@ -71,6 +80,10 @@ class Splits:
     test: np.ndarray  # (N_test, H, W, C)
     dynamic: bool  # True: train holds grey levels, binarized per epoch by the pipeline
     fingerprint: Optional[str] = None  # sizes and sha256 of the images (sources other than the built-in ones)
+    # True: uint8 arrays hold intensities 0..255 in every split, their grey levels (/ 255) the data (the continuous
+    # Bernoulli on uint8 sources); the pipeline converts per batch. False: uint8 is {0, 1}, or intensities of a
+    # dynamic training split; float32 holds the values themselves.
+    grey: bool = False
     description: str = ""  # where the images came from, in words
     # --condition label: {split: (N_split,) int32 class indices into `classes`}; None: read without labels.
     labels: Optional[dict] = dataclasses.field(default=None, compare=False)
@@ -118,9 +131,14 @@ def grey_levels(images: np.ndarray) -> np.ndarray:
 
 
 def binarize(intensities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """x ~ Bernoulli(grey level), elementwise, as uint8 in {0, 1} (uint8 input: grey level = intensity / 255)."""
-    p_x = grey_levels(intensities)
-    return (rng.random(intensities.shape, dtype=np.float32) < p_x).astype(np.uint8)
+    """x ~ Bernoulli(grey level), elementwise, as uint8 in {0, 1} (uint8 input: grey level = intensity / 255).
+
+    A chunk of images at a time: the generator's stream, and so the result, is the one of a single draw."""
+    out = np.empty(intensities.shape, np.uint8)
+    for start in range(0, len(intensities), CHUNK):
+        p_x = grey_levels(np.asarray(intensities[start : start + CHUNK]))
+        out[start : start + CHUNK] = rng.random(p_x.shape, dtype=np.float32) < p_x
+    return out
 
 
 def parse_image_size(value) -> Optional[tuple]:
@@ -145,7 +163,8 @@ def parse_image_size(value) -> Optional[tuple]:
 
 
 def prepare(images, where: str, options: ReadOptions) -> np.ndarray:
-    """One split of a reader's images -> float32 (N, H, W, C) in [0, 1], resized and converted as asked.
+    """One split of a reader's images -> (N, H, W, C), resized and converted as asked: uint8 intensities for uint8
+    images (resized and converted into uint8, rounded), float32 grey levels in [0, 1] for float ones.
 
     Raises:
       DataError: not a numeric image array, values out of range or NaN, channels other than 1 or 3.
@@ -158,30 +177,46 @@ def prepare(images, where: str, options: ReadOptions) -> np.ndarray:
     if images.ndim != 4 or 0 in images.shape[1:]:
         raise DataError(f"{where} has shape {images.shape}; expected (N, H, W) or (N, H, W, C)")
     if images.dtype != np.uint8:
-        bad = ~((images >= 0) & (images <= 1))  # NaN fails both comparisons
-        if bad.any():
-            index = np.unravel_index(int(np.argmax(bad)), images.shape)
-            raise DataError(f"{where} image {index[0]} holds {float(images[index])}; float images must lie in [0, 1] (no NaN)")
+        for start in range(0, len(images), CHUNK):
+            chunk = images[start : start + CHUNK]
+            bad = ~((chunk >= 0) & (chunk <= 1))  # NaN fails both comparisons
+            if bad.any():
+                index = np.unravel_index(int(np.argmax(bad)), chunk.shape)
+                raise DataError(f"{where} image {start + index[0]} holds {float(chunk[index])}; float images must "
+                                "lie in [0, 1] (no NaN)")
     channels = images.shape[-1]
     if options.channels is None and channels not in CHANNELS:
         raise DataError(f"{where} images have {channels} channels; pass --channels 1 or 3 to convert them")
-    images = grey_levels(images)
-    if options.channels is not None and options.channels != channels:
-        images = _convert_channels(images, options.channels, where)
-    if options.image_size is not None and images.shape[1:3] != tuple(options.image_size):
-        images = _resize(images, options.image_size)
-    return images
+    if options.channels is not None and options.channels != channels and (options.channels, channels) not in _CONVERSIONS:
+        raise DataError(f"{where} images have {channels} channels; cannot convert them to {options.channels}")
+    size = tuple(options.image_size) if options.image_size is not None else tuple(images.shape[1:3])
+    out_channels = options.channels or channels
+    if size == tuple(images.shape[1:3]) and out_channels == channels:
+        return images if images.dtype == np.uint8 else images.astype(np.float32, copy=False)  # as read: no copy
+    dtype = np.uint8 if images.dtype == np.uint8 else np.float32
+    out = np.empty((len(images), *size, out_channels), dtype)
+    for start in range(0, len(images), CHUNK):  # a chunk at a time: never a float copy of the split
+        chunk = grey_levels(images[start : start + CHUNK])
+        if out_channels != channels:
+            chunk = _convert_channels(chunk, out_channels)
+        if size != chunk.shape[1:3]:
+            chunk = _resize(chunk, size)
+        out[start : start + CHUNK] = _to_uint8(chunk) if dtype == np.uint8 else chunk
+    return out
 
 
-def _convert_channels(images: np.ndarray, channels: int, where: str) -> np.ndarray:
+def _to_uint8(grey: np.ndarray) -> np.ndarray:
+    """float32 grey levels in [0, 1] -> uint8 intensities, rounded to the nearest of the 256 levels."""
+    return np.rint(np.clip(grey, 0.0, 1.0) * _MAX_INTENSITY).astype(np.uint8)
+
+
+def _convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
     """float32 (N, H, W, c) -> (N, H, W, channels): grey copied to RGB, RGB (or RGBA, alpha dropped) to luma."""
     if channels == 3 and images.shape[-1] == 1:
         return np.repeat(images, 3, axis=-1)
     if channels == 1 and images.shape[-1] in (3, 4):
         return (images[..., :3] @ _LUMA)[..., None].astype(np.float32)
-    if channels == 3 and images.shape[-1] == 4:
-        return images[..., :3]
-    raise DataError(f"{where} images have {images.shape[-1]} channels; cannot convert them to {channels}")
+    return images[..., :3]  # RGBA -> RGB
 
 
 def _resize(images: np.ndarray, size: tuple) -> np.ndarray:
@@ -192,7 +227,8 @@ def _resize(images: np.ndarray, size: tuple) -> np.ndarray:
     out = np.empty((len(images), height, width, images.shape[-1]), np.float32)
     for i, image in enumerate(images):
         for c in range(images.shape[-1]):
-            plane = Image.fromarray(image[..., c], mode="F").resize((width, height), Image.Resampling.BOX)
+            plane = Image.fromarray(np.ascontiguousarray(image[..., c]), mode="F").resize((width, height),
+                                                                                        Image.Resampling.BOX)
             out[i, ..., c] = np.asarray(plane)
     return np.clip(out, 0.0, 1.0)
 
@@ -223,15 +259,28 @@ def carve(images: dict, description: str, labels: Optional[dict] = None):
             out[split] = train[np.sort(order[i * carved:(i + 1) * carved])]
             if labels is not None:
                 out_labels[split] = labels["train"][np.sort(order[i * carved:(i + 1) * carved])]
-        out["train"] = train[np.sort(order[len(missing) * carved:])]
+        kept = np.sort(order[len(missing) * carved:])
+        out["train"] = _keep_rows(train, kept)
         if labels is not None:
-            out_labels["train"] = labels["train"][np.sort(order[len(missing) * carved:])]
+            out_labels["train"] = labels["train"][kept]
     for split in SPLITS:
         if len(out[split]) == 0:
             raise DataError(f"{description}: the {split} split is empty")
     if labels is None:
         return {split: out[split] for split in SPLITS}
     return {split: out[split] for split in SPLITS}, {split: out_labels[split] for split in SPLITS}
+
+
+def _keep_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """array[rows] for ascending `rows`, moved down within `array` itself when it is writable (a reader's fresh
+    array, which `make_splits` owns: no second copy of the training split), else copied. Row k moves to position
+    i <= k, and a chunk's rows are all read before any is written, so no row is overwritten before it moves."""
+    if not (array.flags.writeable and array.flags.c_contiguous):
+        return array[rows]
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start : start + CHUNK]
+        array[start : start + len(chunk)] = array[chunk]
+    return array[: len(rows)]
 
 
 def check_labels(labels: dict, sizes: dict, description: str, classes: Optional[tuple] = None) -> tuple:
@@ -276,13 +325,14 @@ def check_labels(labels: dict, sizes: dict, description: str, classes: Optional[
 
 
 def fingerprint(images: dict, labels: Optional[dict] = None, classes: Optional[tuple] = None) -> str:
-    """'train N / validation N / test N, sha256 <16 hex>' of the prepared float32 splits (and, for a conditional
+    """'train N / validation N / test N, sha256 <16 hex>' of the prepared splits as float32 grey levels (and, for a conditional
     run, of their labels and the class names: without labels the digest is the images' alone, as before)."""
     digest = hashlib.sha256()
     for split in SPLITS:
-        array = np.ascontiguousarray(images[split], dtype=np.float32)
-        digest.update(f"{split}:{array.shape}".encode())
-        digest.update(array.tobytes())
+        array = images[split]
+        digest.update(f"{split}:{tuple(array.shape)}".encode())
+        for start in range(0, len(array), CHUNK):  # the float32 grey levels, a chunk at a time: the same digest
+            digest.update(np.ascontiguousarray(grey_levels(np.asarray(array[start : start + CHUNK]))).data)
     if labels is not None:
         digest.update(("classes:" + "\x1f".join(classes)).encode())
         for split in SPLITS:
@@ -293,7 +343,9 @@ def fingerprint(images: dict, labels: Optional[dict] = None, classes: Optional[t
 
 
 def make_splits(source: Source, options: ReadOptions, likelihood: str) -> Splits:
-    """A reader's Source -> the run's Splits: prepared, carved, fingerprinted, binarized for the Bernoulli likelihood."""
+    """A reader's Source -> the run's Splits: prepared, carved, fingerprinted, binarized for the Bernoulli likelihood.
+
+    The Source's arrays are the reader's own: carving may move rows within them (`_keep_rows`)."""
     prepared = {split: prepare(array, f"{source.description} ({split})", options)
                 for split, array in source.splits.items()}
     shapes = {split: array.shape[1:] for split, array in prepared.items()}
@@ -311,9 +363,9 @@ def make_splits(source: Source, options: ReadOptions, likelihood: str) -> Splits
         images = carve(prepared, source.description)
     data_fingerprint = fingerprint(images, labels, classes)
     conditioning = dict(labels=labels, classes=classes)
-    if likelihood != "bernoulli":  # grey levels everywhere
+    if likelihood != "bernoulli":  # grey levels everywhere (uint8 intensities, / 255 per batch)
         return Splits(**images, dynamic=False, fingerprint=data_fingerprint, description=source.description,
-                      **conditioning)
+                      grey=images["train"].dtype == np.uint8, **conditioning)
     validation_rng, test_rng = (np.random.default_rng(s) for s in evaluation_seeds()[:2])
     return Splits(
         train=images["train"],

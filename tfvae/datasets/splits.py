@@ -17,7 +17,8 @@ from typing import Optional
 
 import numpy as np
 
-from tfvae.datasets import DATA_DIR_ENV, binarize, evaluation_seeds, load_splits
+from tfvae.datasets import DATA_DIR_ENV, binarize, config_splits, evaluation_seeds, grey_levels, load_splits
+from tfvae.datasets.cache import CACHE_FILE
 from tfvae.errors import ConfigError, DataError
 
 __all__ = ["SPLITS", "dataset_images", "split_data", "split_images"]
@@ -79,9 +80,13 @@ def _split_images(config, split: str, data_dir: Optional[str] = None) -> tuple:
     if data_dir is None and not os.environ.get(DATA_DIR_ENV) and config.data_dir and os.path.isdir(config.data_dir):
         data_dir = config.data_dir
     conditional = config.condition == "label"
-    splits = load_splits(config.dataset, data_dir, image_key=config.image_key, image_size=config.image_size,
-                         channels=config.channels, likelihood=config.likelihood,
-                         label_key=config.label_key if conditional else None)
+    cache = getattr(config, "data_cache", None)
+    if cache and os.path.exists(os.path.join(cache, CACHE_FILE)):  # the run's prepared cache, where it still is
+        splits = config_splits(config, data_dir, prepare=False)
+    else:
+        splits = load_splits(config.dataset, data_dir, image_key=config.image_key, image_size=config.image_size,
+                             channels=config.channels, likelihood=config.likelihood,
+                             label_key=config.label_key if conditional else None)
     if config.data_fingerprint is not None and splits.fingerprint != config.data_fingerprint:
         raise DataError(
             f"the data of this run changed since it was trained: {config.dataset} is now "
@@ -98,7 +103,9 @@ def _split_of(splits, split: str) -> np.ndarray:
     images = getattr(splits, split)
     if split == "train" and splits.dynamic:
         images = binarize(images, np.random.default_rng(evaluation_seeds()[2]))
-    return images
+    elif splits.grey:  # uint8 intensities of the continuous Bernoulli: its grey levels, what evaluation scores
+        images = grey_levels(np.asarray(images))
+    return np.asarray(images)  # rows of a prepared cache read into memory: this split only
 
 
 def _first(images, limit: Optional[int], split: str) -> np.ndarray:

@@ -417,7 +417,7 @@ class VAE(tfk.Model):
 
         Everything else is `tf_keras.Model.fit`'s. Bad images raise ValueError before anything is traced.
         """
-        if x is not None and not isinstance(x, tf.data.Dataset):
+        if x is not None and not isinstance(x, (tf.data.Dataset, tf.distribute.DistributedDataset)):
             x = self.check_images(x, "x")
             y = self.check_labels(y, len(x), "y") if self.classes else None
         elif isinstance(x, tf.data.Dataset):
@@ -429,7 +429,7 @@ class VAE(tfk.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """Keras' evaluation (the one-sample ELBO, rate and distortion); for log p(x) see `tfvae.evaluate`."""
-        if x is not None and not isinstance(x, tf.data.Dataset):
+        if x is not None and not isinstance(x, (tf.data.Dataset, tf.distribute.DistributedDataset)):
             x = self.check_images(x, "x")
             y = self.check_labels(y, len(x), "y") if self.classes else None
         elif isinstance(x, tf.data.Dataset):
