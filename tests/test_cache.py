@@ -167,6 +167,9 @@ def test_a_truncated_shard_is_named(prepared):
     fresh = ShardedImages(splits.train._paths, splits.train._counts, splits.train.shape[1:], np.uint8)
     with pytest.raises(DataError, match="truncated"):
         fresh.take([len(fresh) - 1])
+    source, options = prepared[:2]
+    with pytest.raises(DataError, match=r"train-00000.npy is truncated \(.* bytes for .* images\); prepare"):
+        load_or_prepare(source, str(cache_dir), options, "bernoulli")  # found when the cache is opened
 
 
 # --------------------------------------------------------------------------- end to end

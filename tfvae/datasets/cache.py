@@ -237,8 +237,13 @@ def _open(cache_dir: str, manifest: dict, likelihood: str, with_labels: bool) ->
     """Splits whose arrays are ShardedImages over the cache's shards."""
     def images(name):
         entry = manifest["splits"][name]
-        return ShardedImages([os.path.join(cache_dir, file) for file in entry["files"]], entry["counts"],
-                             entry["shape"], entry["dtype"])
+        paths = [os.path.join(cache_dir, file) for file in entry["files"]]
+        row_bytes = int(np.prod(entry["shape"])) * np.dtype(entry["dtype"]).itemsize
+        for path, count in zip(paths, entry["counts"]):  # a shard cut short is named now, not mid-epoch
+            if os.path.getsize(path) < _data_offset(path) + count * row_bytes:
+                raise DataError(f"{path} is truncated ({os.path.getsize(path):,} bytes for {count:,} images); "
+                                "prepare the --data-cache again")
+        return ShardedImages(paths, entry["counts"], entry["shape"], entry["dtype"])
 
     bernoulli = likelihood == "bernoulli"
     try:
