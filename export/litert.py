@@ -33,9 +33,14 @@ _ANY_IMAGE = (None, None, None)
 _CHANNELS = (1, 3)
 
 
-def _open_signature(path: str, key: str, num_threads):
-    """(interpreter, signature runner, input details, output details) of signature `key` in the .tflite at `path`."""
-    from ai_edge_litert.interpreter import Interpreter
+def _open_signature(path: str, key: str, num_threads, integer_kernels: bool = False):
+    """(interpreter, signature runner, input details, output details) of signature `key` in the .tflite at `path`.
+
+    `integer_kernels`: LiteRT's builtin kernels without its default delegate (XNNPACK), which requantize as TFLM
+    does (fixed point, rounded twice) where XNNPACK rounds exactly once: what a full-int8 decoder computes on a
+    microcontroller, at some speed (BENCHMARKS.md, "The full-int8 decoder under TFLite for Microcontrollers").
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     if not os.path.exists(path):
         raise ModelFileError(f"model file {path} does not exist")
@@ -46,7 +51,8 @@ def _open_signature(path: str, key: str, num_threads):
     if head[4:8] != TFLITE_IDENTIFIER:
         raise ModelFileError(f"{path} is not a TFLite model (no TFL3 identifier); pass a decoder.tflite written by tfvae export")
     try:
-        interpreter = Interpreter(model_path=path, num_threads=num_threads)
+        resolver = (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if integer_kernels else OpResolverType.AUTO)
+        interpreter = Interpreter(model_path=path, num_threads=num_threads, experimental_op_resolver_type=resolver)
     except (ValueError, RuntimeError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelFileError(f"{path} is not a valid TFLite model: {reason[:200]}") from None
@@ -215,6 +221,9 @@ class TFLiteDecoder:
         self.path = path
         self.num_threads = num_threads
         self._interpreter, self._runner, inputs, outputs = _open_signature(path, layout.DECODE, num_threads)
+        if layout.LOGITS_FINE in outputs:  # a full-int8 decoder: run with TFLM's rounding, the microcontroller's numbers
+            self._interpreter, self._runner, inputs, outputs = _open_signature(path, layout.DECODE, num_threads,
+                                                                               integer_kernels=True)
         if set(inputs) - {layout.LABEL} != {layout.Z}:
             raise ModelFileError(
                 f"{path} is not a tfvae decoder: its 'decode' signature takes {sorted(inputs)}, expected only 'z' "
