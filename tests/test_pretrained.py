@@ -72,7 +72,7 @@ def test_an_unknown_name_is_one_line_listing_the_names():
 
     result = CliRunner().invoke(cli, ["sample", "--pretrained", "bset"])
     assert result.exit_code == 2 and "'classic'" in result.output
-    with pytest.raises(ModelFileError, match="no pretrained model 'bset'; choose one of: classic"):
+    with pytest.raises(ModelFileError, match="no pretrained model 'bset'; choose one of: classic, best"):
         tfvae.load_model("pretrained:bset")
     result = CliRunner().invoke(cli, ["sample", "--pretrained", NAMES[0], "--model", "x.tflite"])
     assert result.exit_code == 2 and "exactly one of --model PATH and --pretrained NAME" in result.output

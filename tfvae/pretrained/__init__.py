@@ -19,7 +19,7 @@ This module imports no TensorFlow: the on-device path reads the decoder's path a
 
 Example:
 >>> sorted(NAMES)
-['classic']
+['best', 'classic']
 >>> os.path.basename(decoder_path("classic"))
 'decoder_int8.tflite'
 """
@@ -34,7 +34,7 @@ from tfvae.errors import ModelFileError
 __all__ = ["NAMES", "PREFIX", "MANIFEST_FILE", "DECODER_FILE", "model_dir", "manifest", "decoder_path",
            "check_files", "load_vae", "parse"]
 
-NAMES = ("classic",)  # the shipped models: `tfvae train --preset NAME --seed 0` (best: BENCHMARKS.md, "Pretrained models")
+NAMES = ("classic", "best")  # the shipped models: `tfvae train --preset NAME --seed 0` (best: BENCHMARKS.md, "Pretrained models")
 PREFIX = "pretrained:"  # tfvae.load_model("pretrained:best")
 MANIFEST_FILE = "manifest.json"
 MODEL_CONFIG_FILE = "model.json"
