@@ -258,3 +258,16 @@ def test_image_key_is_refused_for_sources_without_features(tmp_path):
     np.savez(tmp_path / "x.npz", x_train=random_uint8((4, 8, 8)))
     with pytest.raises(DataError, match="--image-key names a TFDS feature"):
         load_splits(f"npz:{tmp_path / 'x.npz'}", image_key="pixels")
+
+
+def test_a_large_folder_shows_its_reading_progress(tmp_path, monkeypatch, capsys):
+    from tfvae.datasets import folder
+
+    monkeypatch.setattr(folder, "PROGRESS_FROM", 2)  # "large": more than 2 images
+    images = random_uint8((5, 6, 6, 3))
+    write_pngs(tmp_path / "imgs", images)
+    splits = load_splits(f"folder:{tmp_path / 'imgs'}", likelihood="continuous_bernoulli")
+    err = capsys.readouterr().err
+    assert "reading folder:" in err and "5.00/5.00" in err and "img/s" in err
+    everything = np.concatenate([splits.train, splits.validation, splits.test])
+    assert sorted(map(bytes, everything)) == sorted(map(bytes, images))  # read into one array, every image once

@@ -26,6 +26,7 @@ SUBFOLDERS = {"train": "train", "validation": "valid", "test": "test"}  # split 
 # Pillow mode -> channels when no --channels is given; other modes must be converted explicitly.
 _NATURAL_CHANNELS = {"1": 1, "L": 1, "RGB": 3, "P": 3}
 _CONVERT = {1: "L", 3: "RGB"}
+PROGRESS_FROM = 2000  # images in a folder above which reading shows a progress bar
 
 
 def read(path: str, options: ReadOptions) -> Source:
@@ -72,10 +73,32 @@ def _image_files(folder: str) -> list:
 
 
 def _read_images(folder: str, options: ReadOptions, reference: dict) -> np.ndarray:
+    """Every image under `folder`, read into one preallocated uint8 array (no list of images beside it), with a
+    progress bar (images per second, what is left) when there are more than PROGRESS_FROM of them."""
     files = _image_files(folder)
     if not files:
         raise DataError(f"folder:{folder} holds no images ({', '.join(EXTENSIONS)}, searched recursively)")
-    return np.stack([_read_image(path, options, reference) for path in files])
+    first = _read_image(files[0], options, reference)
+    images = np.empty((len(files), *first.shape), np.uint8)
+    images[0] = first
+    bar = None
+    if len(files) > PROGRESS_FROM:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(files), initial=1, desc=f"reading folder:{folder}", unit="img", unit_scale=True)
+    try:
+        for i, path in enumerate(files[1:], start=1):
+            image = _read_image(path, options, reference)
+            if image.shape != first.shape:  # a size or mode _check_like_first let through (converted to agree)
+                raise DataError(f"{path} reads as {image.shape}, not {first.shape} like {files[0]}; pass --image-size "
+                                "and --channels")
+            images[i] = image
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return images
 
 
 def _read_image(path: str, options: ReadOptions, reference: dict) -> np.ndarray:
