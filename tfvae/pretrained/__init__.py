@@ -19,7 +19,7 @@ This module imports no TensorFlow: the on-device path reads the decoder's path a
 
 Example:
 >>> sorted(NAMES)
-['best', 'classic']
+['best', 'classic', 'conditional']
 >>> os.path.basename(decoder_path("classic"))
 'decoder_int8.tflite'
 """
@@ -34,7 +34,9 @@ from tfvae.errors import ModelFileError
 __all__ = ["NAMES", "PREFIX", "MANIFEST_FILE", "DECODER_FILE", "model_dir", "manifest", "decoder_path",
            "check_files", "load_vae", "parse"]
 
-NAMES = ("classic", "best")  # the shipped models: `tfvae train --preset NAME --seed 0` (best: BENCHMARKS.md, "Pretrained models")
+# the shipped models: `tfvae train --preset NAME --seed 0`; conditional: `--preset best --condition label --dataset mnist`
+# (BENCHMARKS.md, "Pretrained models")
+NAMES = ("classic", "best", "conditional")
 PREFIX = "pretrained:"  # tfvae.load_model("pretrained:best")
 MANIFEST_FILE = "manifest.json"
 MODEL_CONFIG_FILE = "model.json"

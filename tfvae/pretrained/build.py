@@ -5,6 +5,7 @@
     3. decoder_int8.tflite and prior.npz, exported from the stored model (its int8 cost measured, paired, on
        `--measure-images` test images)
     4. the stored model's test figures: ELBO and log p(x) at K = `--importance-samples` over the whole test split
+       (a conditional model: log p(x|y) and its own classification accuracy, each test image given its label)
     5. manifest.json: the command that trained the run, the commit, the run's config, the figures, each file's sha256
 
 The folder is written beside its final place and published in one step (tfvae.io.atomic_directory).
@@ -33,7 +34,7 @@ def build(run_dir: str, name: str, command: str, commit: str, *, importance_samp
           measure_images: int = 500, data_dir=None, log=print) -> dict:
     """Write tfvae/pretrained/NAME from the model of `run_dir`; return its manifest."""
     import tfvae
-    from tfvae.datasets.splits import split_images
+    from tfvae.datasets.splits import split_data
     from tfvae.runs import SUMMARY_FILE, load_vae
 
     if name not in pretrained.NAMES:
@@ -41,7 +42,7 @@ def build(run_dir: str, name: str, command: str, commit: str, *, importance_samp
     config, vae = load_vae(run_dir)
     vae.set_weights([w.astype(np.float16).astype(np.float32) for w in vae.get_weights()])  # the stored model
     vae.run_config = config
-    test = split_images(config, "test", data_dir)
+    test, labels = split_data(config, "test", data_dir)  # labels: a conditional model's (else None)
     target = os.path.join(os.path.dirname(os.path.abspath(pretrained.__file__)), name)
     with atomic_directory(target) as staging:
         atomic_write_text(os.path.join(staging, pretrained.MODEL_CONFIG_FILE),
@@ -50,11 +51,12 @@ def build(run_dir: str, name: str, command: str, commit: str, *, importance_samp
         np.savez_compressed(os.path.join(staging, pretrained.WEIGHTS_FILE), **weights)
         with tempfile.TemporaryDirectory() as scratch:
             export = tfvae.export(vae, os.path.join(scratch, "export"), tflite=True, quantize=("int8",), images=test,
-                                  eval_images=measure_images, log=log)
+                                  labels=labels, eval_images=measure_images, log=log)
             for file in (pretrained.DECODER_FILE, pretrained.PRIOR_FILE):
                 shutil.copy(os.path.join(scratch, "export", file), os.path.join(staging, file))
         log(f"evaluating the stored model on {len(test)} test images, K = {importance_samples}")
-        evaluation = tfvae.evaluate(vae, test, importance_samples=importance_samples, seed=0, progress=True)
+        evaluation = tfvae.evaluate(vae, test, importance_samples=importance_samples, seed=0, progress=True,
+                                    labels=labels)
         with open(os.path.join(run_dir, SUMMARY_FILE), encoding="utf-8") as f:
             summary = json.load(f)
         stored_config = dataclasses.replace(config, data_dir=None)  # where the data was is the trainer's machine's
@@ -80,6 +82,10 @@ def build(run_dir: str, name: str, command: str, commit: str, *, importance_samp
             },
             "files": {},
         }
+        if config.condition == "label":  # what `tfvae sample --pretrained NAME --label k` reads (classes_beside)
+            manifest["condition"] = "label"
+            manifest["classes"] = list(config.classes)
+            manifest["test"]["command"] += " (log p(x|y), each test image given its label)"
         for file in sorted(os.listdir(staging)):
             path = os.path.join(staging, file)
             manifest["files"][file] = {"bytes": os.path.getsize(path), "sha256": file_sha256(path)}
