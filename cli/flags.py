@@ -18,7 +18,13 @@ PRESET = click.option(
     "--preset", type=click.Choice(tuple(PRESETS)), default="classic", show_default=True,
     help="A named set of options (see BENCHMARKS.md); options given explicitly override it.")
 LATENT_DIM = click.option("--latent-dim", type=int, default=_DEFAULTS.latent_dim, show_default=True,
-                          help="D, the dimension of z.")
+                          help="D, the dimension of z (with --latent-layers 2: of z2, the top layer).")
+LATENT_LAYERS = click.option(
+    "--latent-layers", type=click.IntRange(1, 2), default=_DEFAULTS.latent_layers, show_default=True,
+    help="Stochastic layers: 1, p(x|z) p(z); 2, the hierarchical VAE p(x|z1, z2) p(z1|z2) p(z2) with "
+         "q(z1|x, z2) q(z2|x) (--prior is then p(z2)'s).")
+LATENT_DIM_1 = click.option("--latent-dim-1", type=int, default=None,
+                            help="--latent-layers 2: D1, the dimension of z1.  [default: --latent-dim]")
 HIDDEN_UNITS = click.option("--hidden-units", type=int, default=_DEFAULTS.hidden_units, show_default=True,
                             help="Width of each hidden layer.")
 HIDDEN_LAYERS = click.option("--hidden-layers", type=int, default=_DEFAULTS.hidden_layers, show_default=True,
@@ -55,9 +61,9 @@ BATCH_SIZE = click.option("--batch-size", type=int, default=_DEFAULTS.batch_size
                           help="Global batch size.")
 
 # The flags that define the model and its training step, in `tfvae train`'s order.
-MODEL_OPTIONS = (PRESET, LATENT_DIM, HIDDEN_UNITS, HIDDEN_LAYERS, ARCHITECTURE, FILTERS, POSTERIOR, FLOW_STEPS,
+MODEL_OPTIONS = (PRESET, LATENT_DIM, LATENT_LAYERS, LATENT_DIM_1, HIDDEN_UNITS, HIDDEN_LAYERS, ARCHITECTURE, FILTERS, POSTERIOR, FLOW_STEPS,
                  FLOW_CONTEXT, FLOW_HIDDEN_UNITS, PRIOR, PRIOR_COMPONENTS, OBJECTIVE, TRAIN_SAMPLES, BATCH_SIZE)
-MODEL_FIELDS = ("latent_dim", "hidden_units", "hidden_layers", "architecture", "filters", "posterior", "flow_steps",
+MODEL_FIELDS = ("latent_dim", "latent_layers", "latent_dim_1", "hidden_units", "hidden_layers", "architecture", "filters", "posterior", "flow_steps",
                 "flow_context", "flow_hidden_units", "prior", "prior_components", "objective", "train_samples", "batch_size")
 
 

@@ -31,6 +31,8 @@ def _dataset(ctx, param, value):
 @click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True,
               help="Passes over the training set; a larger value trains a finished run further.")
 @flags.LATENT_DIM
+@flags.LATENT_LAYERS
+@flags.LATENT_DIM_1
 @flags.HIDDEN_UNITS
 @flags.HIDDEN_LAYERS
 @flags.ARCHITECTURE

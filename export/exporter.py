@@ -337,7 +337,7 @@ def _write_export(directory, vae, what: _Export, images, log) -> dict:
                        "checkpoint") if from_run else "the Keras model exported"
     saved_model_dir = os.path.join(directory, layout.SAVED_MODEL_DIR)
     save_signatures(vae, saved_model_dir)
-    encoder_keys = [layout.ENCODE] + ([layout.ENCODE_SAMPLE] if vae.flow is not None else [])
+    encoder_keys = [layout.ENCODE] + ([layout.ENCODE_SAMPLE] if vae.sampled_posterior else [])
     log(f"wrote {layout.SAVED_MODEL_DIR}/ (signatures {layout.DECODE}, {', '.join(encoder_keys)})")
     classes = class_names(vae)  # () unless conditional
     prior = prior_of(vae)
@@ -392,14 +392,14 @@ def _write_export(directory, vae, what: _Export, images, log) -> dict:
                 parity[name]["mean_abs_diff_probs"] = float(np.mean(np.abs(full - probs)))
             log(f"wrote {name} ({os.path.getsize(path):,} bytes, max |probs - Keras| {parity[name]['max_abs_diff_probs']:.2e})")
         path = os.path.join(directory, layout.ENCODER_FILE)
-        _write_bytes(path, convert_signature(saved_model_dir, encoder_keys if vae.flow is not None else layout.ENCODE))
+        _write_bytes(path, convert_signature(saved_model_dir, encoder_keys if vae.sampled_posterior else layout.ENCODE))
         tflite_encoder = TFLiteEncoder(path)
         tflite_loc, tflite_scale = tflite_encoder.encode(x, *with_labels)
         parity[layout.ENCODER_FILE] = {
             "max_abs_diff_loc": float(np.max(np.abs(tflite_loc - loc))),
             "max_abs_diff_scale": float(np.max(np.abs(tflite_scale - scale))),
         }
-        if vae.flow is not None:
+        if vae.sampled_posterior:
             tflite_z, tflite_log_q = tflite_encoder.encode_sample(x, z, *with_labels)  # the parity latents as the noise
             keras_z, keras_log_q = (t.numpy() for t in vae.encode_sample(tf.constant(x), tf.constant(z),
                                                                          *(tf.constant(a) for a in with_labels)))
@@ -427,7 +427,7 @@ def _write_export(directory, vae, what: _Export, images, log) -> dict:
         "latent_dim": vae.latent_dim,
         "image_shape": list(vae.image_shape),
         "likelihood": vae.likelihood,
-        "signatures": _signature_shapes(vae.latent_dim, vae.image_shape, vae.flow is not None, vae.likelihood,
+        "signatures": _signature_shapes(vae.latent_dim, vae.image_shape, vae.sampled_posterior, vae.likelihood,
                                         conditional=bool(classes)),
         "prior": {
             "family": vae.prior_name,
@@ -439,6 +439,18 @@ def _write_export(directory, vae, what: _Export, images, log) -> dict:
         "files": {},
         "parity": parity,
     })
+    if getattr(vae, "latent_layers", 1) == 2:  # only a two-layer export has this key
+        top = vae.top_latent_dim
+        manifest["latent_layers"] = {
+            "layers": 2,
+            "z2": top,
+            "z1": vae.latent_dim_1,
+            "decoder_input": f"z (N, {vae.latent_dim}) = [z2 (its first {top} numbers), e1 (the other "
+                             f"{vae.latent_dim_1}), the noise of z1]; the decoder computes z1 = m(z2) + s(z2) e1, "
+                             "p(z1|z2)'s reparameterised sample, so no random op is in the graph",
+            "prior": f"{layout.PRIOR_FILE} holds p(z) = p(z2) N(e1; 0, I): every component padded with "
+                     f"loc 0 and scale 1 after the first {top} numbers",
+        }
     if classes:  # only a conditional export has these keys: an unconditional manifest is as it was
         manifest["condition"] = layout.CONDITION_LABEL
         manifest["classes"] = list(classes)
@@ -558,7 +570,7 @@ def _quantization_cost(keras, decoders, images: _CostImages, importance_samples,
     subset = images.images
     prior = None if vae.prior_name == "normal" else Mixture(*(np.asarray(t) for t in vae.prior_mixture()))
     sample_posterior = None
-    if vae.flow is not None:  # the Keras flow, over (B, C, D) noise
+    if vae.sampled_posterior:  # the Keras flow (or two layers), over (B, C, D) noise
 
         def sample_posterior(x, eps, *labels):  # labels (B,): a conditional model's
             z, log_q = vae.encode_sample(tf.constant(x), tf.constant(np.transpose(eps, (1, 0, 2))),

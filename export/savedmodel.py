@@ -79,14 +79,15 @@ class VAESignatures(tf.Module):
         # Bound methods are not tracked: only the variables below are saved, not the Keras model.
         self._decode_logits = vae.decode_logits
         self._encode_params = vae.encode_params
-        self.flow = vae.flow is not None
+        self.flow = bool(getattr(vae, "sampled_posterior", vae.flow is not None))  # a flow, or two latent layers
         self.model_variables = list(vae.encoder.variables) + list(vae.decoder.variables)
         if self.flow:
             self._encode_sample = vae.encode_sample
-            if not vae.flow.variables:  # a flow never run (a model not yet called) makes its variables when first run
+            sampler = vae.flow if vae.flow is not None else vae.posterior_1  # two layers: q(z1|x, z2)'s network
+            if not sampler.variables:  # a flow never run (a model not yet called) makes its variables when first run
                 labels = (tf.zeros([1], tf.int32),) if self.classes else ()
                 vae.encode_sample(tf.zeros([1, *self.image_shape]), tf.zeros([1, self.latent_dim]), *labels)
-            self.model_variables += list(vae.flow.variables)
+            self.model_variables += list(sampler.variables)
             self.encode_sample = tf.function(
                 self._sample,
                 input_signature=[

@@ -76,7 +76,11 @@ class Config:
 
     # --- model ---
     architecture: str = "mlp"  # encoder/decoder family, a key of tfvae.models.ARCHITECTURES
-    latent_dim: int = 20  # D, the dimension of z
+    latent_dim: int = 20  # D, the dimension of z (with two latent layers: of z2, the top one)
+    # Stochastic layers: 1, the VAE p(x|z) p(z); 2, the hierarchical VAE p(x|z1, z2) p(z1|z2) p(z2) with
+    # q(z1|x, z2) q(z2|x) (tfvae.models.hierarchy). Only a two-layer run's config.json has this and the next field.
+    latent_layers: int = 1
+    latent_dim_1: Optional[int] = None  # two layers: D1, the dimension of z1 (None: latent_dim)
     hidden_units: int = 500  # width of each hidden layer of the encoder and the decoder
     hidden_layers: int = 1  # dense hidden layers in the encoder and in the decoder (conv: after / before the convolutions)
     filters: int = 32  # conv: channels of the first convolution, doubled at each stride-2 level (unused by mlp)
@@ -161,7 +165,7 @@ class Config:
                 raise ConfigError(f"{_flag(name)} must be a positive integer, got {value!r}")
         if isinstance(self.keep_checkpoints, bool) or not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 0:
             raise ConfigError(f"--keep-checkpoints must be a non-negative integer (0: every epoch), got {self.keep_checkpoints!r}")
-        for name in ("limit", "flow_hidden_units"):  # None: not set
+        for name in ("limit", "flow_hidden_units", "latent_dim_1"):  # None: not set
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{_flag(name)} must be a positive integer, got {value!r}")
@@ -182,6 +186,7 @@ class Config:
         _check_choice("decoder_bias", self.decoder_bias, DECODER_BIASES)
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_condition(self)
+        _check_latent_layers(self)
         for name in ("keep_best", "mixed_precision", "jit_compile", "deterministic"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -198,7 +203,7 @@ class Config:
     @property
     def closed_form_rate(self) -> bool:
         """The rate is KL(N(loc, scale^2) || N(0, I)) in closed form; otherwise a Monte Carlo estimate."""
-        return self.posterior == "gaussian" and self.prior == "normal"
+        return self.posterior == "gaussian" and self.prior == "normal" and self.latent_layers == 1
 
     def replace(self, **changes) -> "Config":
         """A copy with `changes` applied (and validated)."""
@@ -217,6 +222,8 @@ class Config:
                 del values[name]
         if values["data_cache"] is None:  # a run in memory writes the config.json it always did
             del values["data_cache"]
+        if values["latent_layers"] == 1:  # a one-layer run writes the config.json it always did
+            del values["latent_layers"], values["latent_dim_1"]
         return values
 
     def run_differences(self, other: "Config") -> list:
@@ -341,6 +348,23 @@ def _check_condition(config) -> None:
                               "use --dataset mnist (the same digits, binarized afresh every epoch, with their labels)")
         if config.prior == "vamp":
             raise ConfigError("--condition label takes --prior normal or mog (one component per class), not vamp")
+
+
+LATENT_LAYERS = (1, 2)
+
+
+def _check_latent_layers(config) -> None:
+    layers = config.latent_layers
+    if isinstance(layers, bool) or layers not in LATENT_LAYERS:
+        raise ConfigError(f"--latent-layers must be 1 or 2, got {layers!r}")
+    if layers == 1:
+        if config.latent_dim_1 is not None:
+            raise ConfigError("--latent-dim-1 is the dimension of z1 of a two-layer model: give it with --latent-layers 2")
+        return
+    if config.posterior != "gaussian":
+        raise ConfigError("--latent-layers 2 takes --posterior gaussian (its q(z1|x, z2) q(z2|x) is the hierarchy)")
+    if config.condition != "none":
+        raise ConfigError("--latent-layers 2 is for unconditional models; --condition label takes one latent layer")
 
 
 def _positive_ints(values, length: int) -> bool:

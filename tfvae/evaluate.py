@@ -469,7 +469,7 @@ def evaluate_vae(vae, images, labels=None, classification_samples: int = 0, **op
         traceable=True,
         jit_compile=vae.xla_evaluation,  # Architecture.xla_evaluation; False for your own networks
         prior=None if vae.prior_name == "normal" else Mixture(*(t.numpy() for t in vae.prior_mixture())),
-        sample_posterior=None if vae.flow is None else _batch_first(vae.encode_sample),
+        sample_posterior=_batch_first(vae.encode_sample) if _sampled_posterior(vae) else None,
         likelihood=vae.likelihood,
     )
     evaluation = evaluate_images(vae.encode_params, vae.decode_logits, images, labels=labels, **functions, **options)
@@ -843,6 +843,12 @@ def _compiled_sample_posterior(sample_posterior):
 
     compiled = tf.function(sample_posterior, reduce_retracing=True)
     return lambda images, eps, *labels: tuple(t.numpy() for t in compiled(images, eps, *labels))
+
+
+def _sampled_posterior(vae) -> bool:
+    """A flow or a second latent layer: q(z|x) is sampled through `encode_sample` (your own model may lack the
+    property: then its flow decides)."""
+    return bool(getattr(vae, "sampled_posterior", getattr(vae, "flow", None) is not None))
 
 
 def _batch_first(encode_sample):

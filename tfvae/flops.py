@@ -242,7 +242,7 @@ def evaluation_calls(vae, batch_size: int, chunk_size: int) -> dict:
     images = tf.TensorSpec([batch_size, *vae.image_shape])
     latent = vae.latent_dim
     per_chunk = record(vae.decode_logits, vae, tf.TensorSpec([batch_size * chunk_size, latent]))
-    if vae.flow is not None:
+    if vae.sampled_posterior:  # a flow, or two latent layers
         per_chunk += record(vae.encode_sample, vae, images, tf.TensorSpec([chunk_size, batch_size, latent]))
     if vae.prior.learned:
         density = Product(MATMUL, (batch_size * chunk_size, 2 * latent + 1, vae.prior.components))

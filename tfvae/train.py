@@ -380,7 +380,7 @@ def _train(plan, splits, images, strategy, chief, run_dir, work_dir, verbose, lo
     validation_ds = make_dataset(splits.validation, config.batch_size, training=False, labels=labels["validation"],
                                  grey=splits.grey)
     grid_rng = np.random.default_rng(config.seed)
-    z_fixed = grid_rng.standard_normal((SAMPLE_GRID_SIZE, config.latent_dim))
+    z_fixed = grid_rng.standard_normal((SAMPLE_GRID_SIZE, vae.latent_dim))
     u_fixed = grid_rng.random(SAMPLE_GRID_SIZE)  # drawn after z: the N(0, I) grids keep their z
     stop_on_non_finite = StopOnNonFinite()
     # Order matters: history and plots are written before the checkpoint, so a kill between the two
@@ -438,7 +438,7 @@ def _finish(config: Config, vae, splits, test: dict, run_dir: str, log) -> dict:
     y = _labels(config, splits, "validation")
     plots.plot_reconstructions(x, vae.reconstruct(x, None if y is None else y[:RECONSTRUCTIONS]).numpy(),
                                os.path.join(run_dir, "reconstructions.png"))
-    if config.latent_dim == 2 and not config.num_classes:
+    if vae.latent_dim == 2 and not config.num_classes:
         z = plots.manifold_latents(20)
         means = vae.decode_mean(z).numpy()  # (400, H, W, C)
         plots.save_image_grid(means, os.path.join(run_dir, "manifold.png"), "latent manifold", columns=20)

@@ -132,8 +132,12 @@ def refine_posterior(log_weights, loc, log_scale, steps: int, *, samples: int = 
 def inference_gaps(config, vae, images, *, refine_steps: int, importance_samples: int = 5000,
                    progress: bool = True) -> Gaps:
     """The three estimates on `images` (N, H, W, C) for a VAE built from `config`."""
+    from tfvae.errors import ConfigError
     from tfvae.evaluate import _progress_bar, evaluate_vae
 
+    if getattr(vae, "latent_layers", 1) != 1:
+        raise ConfigError("the inference gaps refine a one-layer posterior N(loc, scale^2); this model has two "
+                          "latent layers")
     start = time.perf_counter()
     likelihood = LIKELIHOODS[config.likelihood]
     batches = range(0, len(images), BATCH_IMAGES)

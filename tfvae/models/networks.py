@@ -144,6 +144,7 @@ def set_output_bias(decoder: tfk.Model, pixel_means: np.ndarray, eps: float = 1e
     output, per channel (C,) for a convolution's (then each channel's mean over the image). Means are clipped
     to [eps, 1 - eps]: pixels that are never on get logit -6.9, not -inf.
     """
+    decoder = getattr(decoder, "body", decoder)  # a two-layer model's TopDownDecoder: the logits are its body's
     layer = next(layer for layer in reversed(decoder.layers) if getattr(layer, "bias", None) is not None)
     means = np.asarray(pixel_means, np.float64)
     size = int(np.prod(layer.bias.shape))

@@ -40,7 +40,9 @@ import tf_keras as tfk
 from tfvae.config import IMAGE_SHAPE, Config
 from tfvae.errors import ConfigError
 from tfvae.models import ARCHITECTURES, FLOW_CONTEXTS, LIKELIHOODS, OBJECTIVES, POSTERIORS, PRIORS
-from tfvae.models.posteriors import KLDivergenceLoss, SampledRateLoss, make_posterior, posterior_params
+from tfvae.models.posteriors import (KLDivergenceLoss, SampledRateLoss, features_context, make_posterior,
+                                     posterior_params)
+from tfvae.models import hierarchy
 from tfvae.models.replicas import global_position, replicas
 
 tfd = tfp.distributions
@@ -143,12 +145,18 @@ class VAE(tfk.Model):
         decoder=None,
         classes=0,
         class_names=None,
+        latent_layers=1,
+        latent_dim_1=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         own_networks = encoder is not None or decoder is not None
         _check_classes(classes, prior, own_networks)
+        if latent_layers == 2 and own_networks:
+            raise ValueError("a two-layer VAE (latent_layers=2) builds its own networks (its decoder takes z2 and "
+                             "the noise of z1); give your encoder and decoder to a one-layer VAE")
         _check_model_options(
+            latent_layers=latent_layers, latent_dim_1=latent_dim_1,
             latent_dim=latent_dim, hidden_units=hidden_units, architecture=architecture if not own_networks else "mlp",
             image_shape=image_shape, seed=seed, hidden_layers=hidden_layers, filters=filters, objective=objective,
             train_samples=train_samples, warmup_epochs=warmup_epochs, posterior=posterior, flow_steps=flow_steps,
@@ -158,7 +166,12 @@ class VAE(tfk.Model):
         if own_networks:
             architecture = None  # the networks are the user's
         self.seed = seed
-        self.latent_dim = latent_dim
+        # Two stochastic layers (tfvae.models.hierarchy): the model is a one-layer VAE over u = [z2, e1], and
+        # `latent_dim` is the width of u, D2 + D1, what the decoder takes and prior.npz holds.
+        self.latent_layers = int(latent_layers)
+        self.latent_dim_1 = (latent_dim_1 or latent_dim) if self.latent_layers == 2 else None  # D1
+        self.top_latent_dim = latent_dim  # D2 (one layer: D)
+        self.latent_dim = latent_dim + (self.latent_dim_1 or 0)
         self.hidden_units = hidden_units
         self.architecture = architecture
         self.image_shape = tuple(image_shape)
@@ -187,17 +200,25 @@ class VAE(tfk.Model):
             if self.classes:  # (left out otherwise: the unconditional factories are called as they always were)
                 sizes["classes"] = self.classes
             self.encoder = networks.encoder(latent_dim, self.image_shape, **sizes)
-            self.decoder = networks.decoder(latent_dim, self.image_shape, **sizes)
+            if self.latent_layers == 1:
+                self.decoder = networks.decoder(latent_dim, self.image_shape, **sizes)
+            else:
+                body = networks.decoder(self.latent_dim, self.image_shape, **sizes)  # [z1, z2] -> logits
+                self.decoder = hierarchy.TopDownDecoder(latent_dim, self.latent_dim_1, body, hidden_units)
+                self.posterior_1 = hierarchy.bottom_posterior(latent_dim, self.latent_dim_1, hidden_units)
         self.q_z = tfpl.DistributionLambda(make_posterior, dtype="float32", name="q_z")
         flow = POSTERIORS[posterior]
         flow_sizes = dict(flow_steps=flow_steps, hidden_units=flow_hidden_units or hidden_units)
         self.flow = flow(latent_dim, **flow_sizes) if flow is not None else None
         self.prior = PRIORS[prior](
             latent_dim, components=self.classes or prior_components, image_shape=self.image_shape,
-            posterior_params=self.encode_params, per_class=bool(self.classes),
+            posterior_params=self.encode_params if self.latent_layers == 1 else self._top_params,
+            per_class=bool(self.classes),
         )
+        if self.latent_layers == 2:  # p(u) = p(z2) N(e1; 0, I)
+            self.prior = hierarchy.padded_prior(self.prior, self.latent_dim_1)
         # The rate: closed form for the textbook pair, else a one-sample estimate at the distortion's z.
-        self.closed_form_rate = self.flow is None and not self.prior.learned
+        self.closed_form_rate = self.flow is None and not self.prior.learned and self.latent_layers == 1
         self.rate_loss = KLDivergenceLoss(latent_dim, name="rate") if self.closed_form_rate else SampledRateLoss(name="rate")
         self.p_x_given_z = LIKELIHOODS[likelihood].layer(self.image_shape)
         self.objective_loss = OBJECTIVES[objective]
@@ -505,6 +526,11 @@ class VAE(tfk.Model):
         x = self.check_images(x, "x") if not tf.is_tensor(x) else tf.reshape(tf.cast(x, tf.float32), [-1, *self.image_shape])
         params, context = self._encode(x, training=False, labels=self._labels(labels, _rows(x)))
         q_z = make_posterior(params)
+        if self.latent_layers == 2:  # u = [z2, e1]: N(0, I) through the two layers' sampling
+            loc, scale = q_z.mean(), q_z.stddev()
+            base = tfd.MultivariateNormalDiag(tf.zeros(tf.stack([tf.shape(loc)[0], self.latent_dim])))
+            return tfd.TransformedDistribution(base, hierarchy.HierarchyBijector(
+                loc, scale, context, self.posterior_1, self.top_latent_dim), name="q_u")
         if self.flow is None:
             return q_z
         return tfd.TransformedDistribution(q_z, _FlowBijector(self.flow, context), name="q_z")
@@ -659,7 +685,22 @@ class VAE(tfk.Model):
         labels = self._labels(labels, _rows(x))
         if labels is not None:
             x = self._encoder_input(x, labels)
+        if self.latent_layers == 2:  # q(z2|x), and q(e1|x, z2) at z2 = its mean: a proposal's centre and spread
+            params, features = features_context(self.encoder, x, training=False)
+            loc, scale = posterior_params(params)
+            loc_1, scale_1 = hierarchy.bottom_params(self.posterior_1, features, loc)
+            return tf.concat([loc, loc_1], axis=-1), tf.concat([scale, scale_1], axis=-1)
         return posterior_params(self.encoder(x, training=False))
+
+    def _top_params(self, x):
+        """x (N, H, W, C) -> loc, scale (N, D2) of q(z2|x), the top layer's posterior (a VampPrior's components)."""
+        return posterior_params(self.encoder(x, training=False))
+
+    @property
+    def sampled_posterior(self) -> bool:
+        """Whether q(z|x) is more than N(loc, scale^2) (a flow, or two layers): its samples and log q come from
+        `encode_sample`, and `encode_params` only centres a proposal."""
+        return self.flow is not None or self.latent_layers == 2
 
     def _encoder_input(self, x, labels):
         """images (B, H, W, C), labels (B,) -> the conditional encoder's input (`networks.conditioned_input`)."""
@@ -675,7 +716,8 @@ class VAE(tfk.Model):
 
         z is the posterior's sample for that noise: loc + scale * eps, pushed
         through the flow for --posterior iaf. This is what the `encode_sample`
-        export signature computes. A conditional model takes labels (N,) (q(z|x,y)).
+        export signature computes. A conditional model takes labels (N,) (q(z|x,y)). A two-layer
+        model gives u = [z2, e1] ~ q(u|x) and log q(u|x) (`tfvae.models.hierarchy`).
         """
         params, context = self._encode(x, training=False, labels=self._labels(labels, _rows(x)))
         return self._posterior_sample(make_posterior(params), context, eps)
@@ -689,6 +731,8 @@ class VAE(tfk.Model):
         """
         if labels is not None:
             x = self._encoder_input(x, labels)
+        if self.latent_layers == 2:  # q(z2|x)'s params, and h, which q(z1|x, z2) reads
+            return features_context(self.encoder, x, training=training)
         if self.flow is None:
             return self.encoder(x, training=training), None
         return FLOW_CONTEXTS[self.flow_context](self.encoder, x, training=training)
@@ -699,6 +743,8 @@ class VAE(tfk.Model):
         z_0 = loc + scale * eps, the reparameterisation trick (differentiable in phi); with a flow,
         z = flow(z_0 | context) and log q(z|x) = log N(z_0; loc, scale^2) - log |det dz/dz_0|.
         """
+        if self.latent_layers == 2:  # q(z2|x) then q(z1|x, z2): u = [z2, e1]
+            return hierarchy.sample_posterior(q_z, context, eps, self.posterior_1, self.top_latent_dim)
         z = q_z.mean() + q_z.stddev() * eps
         log_q = q_z.log_prob(z)
         if self.flow is not None:
@@ -750,6 +796,8 @@ class VAE(tfk.Model):
             "prior_components": self.prior_components,
             "likelihood": self.likelihood,
             **({"classes": self.classes, "class_names": list(self.class_names)} if self.classes else {}),
+            **({"latent_dim": self.top_latent_dim, "latent_layers": 2, "latent_dim_1": self.latent_dim_1}
+               if self.latent_layers == 2 else {}),
             **({} if self.architecture is not None else {
                 "architecture": None,
                 "encoder": tfk.saving.serialize_keras_object(self.encoder),
@@ -891,6 +939,8 @@ def build_vae(config: Config) -> VAE:
         likelihood=config.likelihood,
         classes=config.num_classes,
         class_names=config.classes if config.num_classes else None,
+        latent_layers=config.latent_layers,
+        latent_dim_1=config.latent_dim_1,
     )
     vae(_zero_batch(vae))  # creates the weights
     return vae
