@@ -411,7 +411,8 @@ def _write_export(directory, vae, what: _Export, images, log) -> dict:
     if what.web_model:
         # write_site reads latent_dim, image_shape and the prior's family from a run's config: the model has them.
         shape = types.SimpleNamespace(latent_dim=vae.latent_dim, image_shape=tuple(vae.image_shape),
-                                      prior=vae.prior_name, classes=classes)
+                                      prior=vae.prior_name, classes=classes,
+                                      latent_layers=_latent_layers(vae))
         web_entry, web_parity = write_site(directory, vae, shape, z, probs, what.web_model, log, labels=labels)
         parity.update(web_parity)
 
@@ -498,6 +499,11 @@ def _write_micro(directory, litert_decoder, z, probs, log) -> dict:
     log(f"wrote {layout.MICRO_DIR}/ ({entry['model_bytes']:,}-byte model, TFLM arena {arena:,} bytes, "
         f"ops {', '.join(entry['ops'])}; max |probs TFLM - LiteRT| {entry['parity']['max_abs_diff_probs_litert']:.2e})")
     return entry
+
+
+def _latent_layers(vae):
+    """(D2, D1) of a two-layer model (its decoder takes [z2, e1]), None for one layer."""
+    return (vae.top_latent_dim, vae.latent_dim_1) if getattr(vae, "latent_layers", 1) == 2 else None
 
 
 def _signature_shapes(latent_dim: int, image_shape, flow: bool = False, likelihood: str = "bernoulli",

@@ -193,6 +193,8 @@ def _page_config(config, prior: Mixture, default_model: str, runtime: dict) -> d
             manifold["prior_mass"] = round(manifold_prior_mass(prior), 4)
     classes = tuple(getattr(config, "classes", None) or ())
     conditional = {"condition": layout.CONDITION_LABEL, "classes": list(classes)} if classes else {}
+    layers = getattr(config, "latent_layers", None)  # (D2, D1) of a two-layer model: z = [z2, e1]
+    hierarchy = {"latent_layers": {"z2": layers[0], "z1": layers[1]}} if layers else {}
     return {
         "version": PAGE_CONFIG_VERSION,
         "tfvae_version": __version__,
@@ -200,6 +202,7 @@ def _page_config(config, prior: Mixture, default_model: str, runtime: dict) -> d
         "image_shape": list(config.image_shape),
         "batch": layout.WEB_BATCH,
         **conditional,  # a conditional model only: the page shows its class picker
+        **hierarchy,  # a two-layer model only: each z is z2 then the noise of z1
         "prior": page_prior(prior, config.prior),
         "models": {
             name: {"file": file, "description": _DESCRIPTIONS[name]} for name, file in layout.WEB_MODEL_FILES.items()

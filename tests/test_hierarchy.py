@@ -214,8 +214,8 @@ def two_layer_export(tmp_path_factory, synthetic_data_dir):
                                       "--prior", "vamp", "--prior-components", "5", "--run-dir", run,
                                       "--verbose", "0"], env=env)
     assert result.exit_code == 0, result.output
-    result = CliRunner().invoke(cli, ["export", "--run-dir", run, "--tflite", "--quantize", "int8", "--out", out],
-                                env=env)
+    result = CliRunner().invoke(cli, ["export", "--run-dir", run, "--tflite", "--quantize", "int8", "--web",
+                                      "--out", out], env=env)
     assert result.exit_code == 0, result.output
     return run, out
 
@@ -247,3 +247,32 @@ def test_exported_decoder_samples_what_the_keras_model_samples(two_layer_export,
     assert result.exit_code == 0, result.output
     np.testing.assert_allclose(np.load(tmp_path / "s.npy").reshape(8, -1), vae.sample(8, seed=5).reshape(8, -1),
                                atol=1e-5)
+
+
+@pytest.mark.browser
+def test_the_page_draws_z2_and_the_noise_of_z1_from_its_seeded_generator(two_layer_export):
+    """The page decodes [z2, e1] drawn by random.js; data-tfvae-z holds z2 and data-tfvae-noise e1, row by row."""
+    import web_browser
+    from test_web import mixture_replay
+
+    from tfvae.export.sampler import open_decoder
+    from tfvae.mixture import Mixture
+
+    _, out = two_layer_export
+    site = f"{out}/web"
+    with open(f"{site}/tfvae.json") as f:
+        assert json.load(f)["latent_layers"] == {"z2": 3, "z1": 2}
+    prior = Mixture.load(f"{out}/prior.npz", latent_dim=5)
+    for driver in web_browser.chromium_for_tests():
+        with web_browser.serve(site) as (base, _):
+            attributes = web_browser.open_page(driver, base + "index.html?seed=3")
+        assert attributes["status"] == "ready", attributes
+        u, _ = mixture_replay(3, 64, prior)  # (64, 5): the page's generator, replayed
+        z2 = np.array([float(v) for v in attributes["z"].split(",")]).reshape(64, 3)
+        noise = np.array([float(v) for v in attributes["noise"].split(",")]).reshape(64, 2)
+        np.testing.assert_allclose(z2, u[:, :3], atol=1e-5)
+        np.testing.assert_allclose(noise, u[:, 3:], atol=1e-5)
+        decoder = open_decoder(f"{site}/decoder.tflite")
+        expected = decoder.decode(u.astype(np.float32))["probs"].mean(dtype=np.float64)
+        assert abs(float(attributes["mean"]) - expected) < 1e-5
+        assert "Two latent layers" in driver.find_element("id", "status").text

@@ -19,7 +19,9 @@
 //   data-tfvae-z (the grid's z, 64 * D numbers row by row, comma-separated) and data-tfvae-components (each
 //   image's mixture component, zero-based, comma-separated; all 0 for N(0, I)); a conditional model's page
 //   also carries data-tfvae-label (the class index picked; its component is that of every image of a
-//   class-conditional prior);
+//   class-conditional prior); a two-layer model's page (tfvae.json has "latent_layers": {"z2": D2, "z1": D1}) draws
+//   each image's D = D2 + D1 numbers from the same seeded generator and decodes them as they are, but
+//   data-tfvae-z then holds the grid's z2 (64 * D2 numbers) and data-tfvae-noise the noise of z1 (64 * D1);
 // the status is "busy" while a later grid is being drawn, and on failure it is "error" with data-tfvae-error.
 // The URL's query (?model=int8&seed=7&t=0.8, and &label=7 for a conditional model: an index or a class
 // name) sets the starting state and follows every change, so a reload draws the same grid.
@@ -268,13 +270,20 @@ class Page {
       tfvaeZ: Array.from(z).join(","),
       tfvaeComponents: Array.from(components).join(","),
     });
+    const layers = this.config.latent_layers;
+    if (layers) {  // z = [z2, e1] per row: z2 in data-tfvae-z, the noise of z1 in data-tfvae-noise
+      const rows = Array.from({length: batch}, (_, i) => Array.from(z.slice(i * latentDim, (i + 1) * latentDim)));
+      body.dataset.tfvaeZ = rows.map((row) => row.slice(0, layers.z2).join(",")).join(",");
+      body.dataset.tfvaeNoise = rows.map((row) => row.slice(layers.z2).join(",")).join(",");
+    }
     if (this.classes) body.dataset.tfvaeLabel = String(this.label);
     const model = this.config.models[this.model];
     const name = this.classes ? this.classes[this.label] : "";
     const drawing = !this.classes ? "" : name === String(this.label) ? ` Class ${name}.` : ` Class ${this.label}: ${name}.`;
     element("status").textContent =
       `Running ${model.file} (${model.description}) with LiteRT.js ${this.runtime.version} on ${this.runtime.build}. ` +
-      `D = ${latentDim}.` + drawing;
+      (this.config.latent_layers ? `Two latent layers: z2 of ${this.config.latent_layers.z2}, z1 of ` +
+        `${this.config.latent_layers.z1} (drawn from its noise).` : `D = ${latentDim}.`) + drawing;
     const label = this.classes ? `&label=${this.label}` : "";
     history.replaceState(null, "", `?model=${this.model}&seed=${this.seed}&t=${this.temperature}${label}`);
   }
