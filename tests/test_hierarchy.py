@@ -276,3 +276,12 @@ def test_the_page_draws_z2_and_the_noise_of_z1_from_its_seeded_generator(two_lay
         expected = decoder.decode(u.astype(np.float32))["probs"].mean(dtype=np.float64)
         assert abs(float(attributes["mean"]) - expected) < 1e-5
         assert "Two latent layers" in driver.find_element("id", "status").text
+
+
+def test_the_inference_gaps_refuse_two_layers_in_one_sentence():
+    from tfvae.analysis.gaps import inference_gaps
+
+    config = Config(latent_layers=2, latent_dim=2, hidden_units=8)
+    vae = VAE(latent_dim=2, latent_layers=2, hidden_units=8)
+    with pytest.raises(ConfigError, match="one-layer posterior .* two latent layers"):
+        inference_gaps(config, vae, images(2), refine_steps=1, progress=False)
