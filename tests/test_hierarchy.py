@@ -285,3 +285,19 @@ def test_the_inference_gaps_refuse_two_layers_in_one_sentence():
     vae = VAE(latent_dim=2, latent_layers=2, hidden_units=8)
     with pytest.raises(ConfigError, match="one-layer posterior .* two latent layers"):
         inference_gaps(config, vae, images(2), refine_steps=1, progress=False)
+
+
+def test_two_layers_train_under_mixed_precision_with_z_in_float32():
+    import tf_keras as tfk
+
+    try:
+        tfk.mixed_precision.set_global_policy("mixed_bfloat16")
+        vae = VAE(latent_dim=2, latent_layers=2, latent_dim_1=2, hidden_units=8, architecture="conv", filters=4,
+                  prior="vamp", prior_components=3)
+        vae.compile()
+        history = vae.fit(images(16), batch_size=8, epochs=1, verbose=0).history
+        assert np.isfinite(history["elbo"][-1])
+        assert vae.posterior_1.layers[0].compute_dtype == "bfloat16"  # the hidden layers compute in bfloat16
+        assert vae.decode_logits(tf.zeros([2, 4])).dtype == tf.float32
+    finally:
+        tfk.mixed_precision.set_global_policy("float32")

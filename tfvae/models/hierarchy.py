@@ -48,6 +48,7 @@ class TopDownDecoder(tfk.Model):
     """
 
     def __init__(self, top_dim: int, bottom_dim: int, body: tfk.Model, hidden_units: int, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # z and z1 stay float32 under mixed precision; the body casts its own
         super().__init__(name="decoder", **kwargs)
         self.top_dim, self.bottom_dim = top_dim, bottom_dim
         self.prior_1 = tfk.Sequential(
@@ -61,6 +62,7 @@ class TopDownDecoder(tfk.Model):
         self.body = body
 
     def call(self, u, training=None):
+        u = tf.cast(u, tf.float32)
         z2, e1 = u[:, : self.top_dim], u[:, self.top_dim :]
         loc, scale = posterior_params(self.prior_1(z2, training=training))  # p(z1|z2), (B, D1) each
         z1 = loc + scale * e1
