@@ -162,7 +162,8 @@ def _check_option_names(options: dict) -> None:
         return
     described = []
     for name in unknown:
-        close = difflib.get_close_matches(str(name).replace("-", "_"), OPTIONS + _ARGUMENTS, n=3)
+        spelled = str(name).replace("-", "_")  # latent-dim: the option itself, not its near namesakes too
+        close = [spelled] if spelled in OPTIONS else difflib.get_close_matches(spelled, OPTIONS + _ARGUMENTS, n=3)
         described.append(f"{name!r}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
     message = f"tfvae.train has no option{'s' if len(unknown) > 1 else ''} {', '.join(described)}"
     if not all("did you mean" in d for d in described):
